@@ -1,0 +1,3 @@
+"""photocluster: organise a photo library by content."""
+
+__version__ = "0.1.0"

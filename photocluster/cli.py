@@ -1,0 +1,249 @@
+"""Command line: `photocluster PATH [options]` and its sub-commands.
+
+Exit status:
+  0  success
+  1  an unexpected internal error (a bug: run again with -v and report the message)
+  2  bad usage or settings, or no model weights available
+  3  the output cannot be written (read-only, disk full, permission denied) or is in use by another run
+  130 interrupted (Ctrl-C)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+from .settings import LABEL_LEVELS, MODEL_NAMES, LibrarySettings, PatternOptions, SettingsError
+
+log = logging.getLogger("photocluster")
+
+EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_OUTPUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+COMMANDS = ("fetch-weights", "patterns", "watch")
+
+
+class UsageError(Exception):
+    """Bad command-line input; the message is printed as one line and the exit status is 2."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _dispatch(argv)
+    except KeyboardInterrupt:
+        print("photocluster: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _dispatch(argv: list[str]) -> int:
+    from .models import WeightsUnavailable
+    from .pipeline import OutputBusy
+
+    command = argv[0] if argv and argv[0] in COMMANDS else "run"
+    args = (argv[1:] if command != "run" else argv)
+    try:
+        handler = {"run": cmd_run, "fetch-weights": cmd_fetch_weights, "patterns": cmd_patterns, "watch": cmd_watch}
+        return handler[command](args)
+    except (SettingsError, UsageError, WeightsUnavailable) as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except OutputBusy as exc:
+        return _fail(str(exc), EXIT_OUTPUT)
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        return _fail(f"cannot write the output{where}: {exc.strerror or exc}", EXIT_OUTPUT)
+    except Exception as exc:  # noqa: BLE001 - last resort: one line, never a traceback, unless -v asked for it
+        log.debug("internal error", exc_info=True)
+        return _fail(f"internal error: {type(exc).__name__}: {exc} (run with -v for details)", EXIT_BUG)
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"photocluster: error: {message}", file=sys.stderr)
+    return status
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so every error is one line with our own exit status."""
+
+    def error(self, message: str):
+        raise UsageError(message)
+
+
+def _number(kind: type, name: str):
+    def parse(text: str):
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a {kind.__name__}, got {text!r}") from None
+
+    return parse
+
+
+def _min_support(text: str):
+    from .patterns import parse_min_support
+
+    try:
+        return parse_min_support(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_run_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="photocluster",
+        description="Group a photo library into folders of similar photos, and summarise which objects occur "
+        "together in each folder. Other commands: photocluster fetch-weights|patterns|watch --help",
+        epilog="Exit status: 0 success, 1 internal error, 2 bad usage or no model weights, "
+        "3 output not writable or in use, 130 interrupted.",
+    )
+    p.add_argument("path", type=Path, help="the photo library (a folder; searched recursively)")
+    p.add_argument("--sim", type=_number(float, "--sim"), default=0.5,
+                   help="similarity level from 0 (everything in one cluster) to 1 (identical photos only); "
+                   "0.5 means 'same scene or subject' (default: 0.5)")
+    p.add_argument("--cut", type=_number(float, "--cut"), default=None, metavar="COSINE",
+                   help="for experts: the raw cosine-similarity cut, overriding --sim")
+    p.add_argument("--min-size", type=_number(int, "--min-size"), default=2,
+                   help="smallest cluster to show as a folder (default: 2)")
+    p.add_argument("--model", choices=MODEL_NAMES, default="vgg16",
+                   help="fingerprint model: vgg16 (best, needs ImageNet weights) or squeezenet "
+                   "(about 25x faster, offline via 'photocluster fetch-weights squeezenet') (default: vgg16)")
+    p.add_argument("--weights", default=None, metavar="FILE",
+                   help="a local weights file for the model (also: $PHOTOCLUSTER_WEIGHTS)")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="output folder (default: PATH/photocluster); use it for read-only libraries")
+    p.add_argument("--batch-size", type=_number(int, "--batch-size"), default=16, metavar="N",
+                   help="photos per model call (default: 16)")
+    _add_pattern_options(p)
+    p.add_argument("--no-patterns", action="store_true", help="do not write the per-folder object summaries")
+    p.add_argument("--dry-run", action="store_true",
+                   help="show what would be done; write nothing")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    _add_verbosity(p)
+    return p
+
+
+def _add_pattern_options(p: argparse.ArgumentParser) -> None:
+    defaults = PatternOptions()
+    p.add_argument("--threshold", type=_number(float, "--threshold"), default=defaults.threshold,
+                   help=f"smallest label probability that counts as an object in a photo (default: {defaults.threshold})")
+    p.add_argument("--min-support", type=_min_support, default=defaults.min_support,
+                   help="how many of a folder's photos a pattern must occur in: a count such as 5, or a fraction "
+                   f"such as 0.05 or 5%% (never fewer than 2 photos) (default: {defaults.min_support})")
+    p.add_argument("--labels", choices=LABEL_LEVELS, default=defaults.labels,
+                   help="object names: coarse (dog, car, boat...) or fine (the 1000 ImageNet classes) "
+                   f"(default: {defaults.labels})")
+
+
+def _add_verbosity(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="store_true", help="say more (and show tracebacks of internal errors)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    p.add_argument("--version", action="version", version=f"photocluster {__version__}")
+
+
+def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
+    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO
+    under_systemd = "JOURNAL_STREAM" in os.environ or "INVOCATION_ID" in os.environ
+    # The journal stamps each line itself; on a terminal a short prefix is enough.
+    fmt = "%(levelname)s %(name)s: %(message)s" if under_systemd else "photocluster: %(levelname)s: %(message)s"
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(fmt))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("tensorflow", "absl", "h5py", "PIL", "filelock", "watchdog"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def settings_from_args(args: argparse.Namespace) -> LibrarySettings:
+    settings = LibrarySettings(
+        library=args.path,
+        out=args.out,
+        sim=args.sim,
+        cut=args.cut,
+        min_size=args.min_size,
+        model=args.model,
+        weights=args.weights or os.environ.get("PHOTOCLUSTER_WEIGHTS") or None,
+        batch_size=args.batch_size,
+        patterns=PatternOptions(not args.no_patterns, args.threshold, args.min_support, args.labels),
+    )
+    settings.validate()
+    return settings
+
+
+def cmd_run(argv: list[str]) -> int:
+    from .pipeline import run_once
+
+    args = build_run_parser().parse_args(argv)
+    setup_logging(args.verbose, args.quiet or args.json)
+    settings = settings_from_args(args)
+    report = run_once(settings, dry_run=args.dry_run)
+    if args.json:
+        json.dump(report.as_dict(), sys.stdout, indent=1, ensure_ascii=True)
+        print()
+    elif not args.quiet:
+        _print_summary(settings, report, args.dry_run)
+    return EXIT_OK
+
+
+def _print_summary(settings: LibrarySettings, report, dry_run: bool) -> None:
+    fp = report.fingerprinted
+    rate = f" ({fp.images_per_second:.1f}/s)" if fp.computed else ""
+    print(f"{report.photos} photos: {fp.computed} fingerprinted{rate}, {len(fp.failed)} skipped now, "
+          f"{report.failed_total} unreadable in all, {report.removed} gone")
+    for line in report.layout.summary_lines():
+        print(line)
+    where = "would be written to" if dry_run else "in"
+    print(f"{report.clusters} clusters at cosine cut {report.cut:.3f} {where} {settings.out_dir / 'clusters'}")
+
+
+def cmd_fetch_weights(argv: list[str]) -> int:
+    from .weights import fetch_weights
+
+    p = _Parser(prog="photocluster fetch-weights",
+                description="Download and verify model weights into photocluster's weights folder "
+                "($PHOTOCLUSTER_WEIGHTS_DIR, else $XDG_CACHE_HOME/photocluster/weights).")
+    p.add_argument("model", choices=("squeezenet",), help="the model whose weights to fetch")
+    _add_verbosity(p)
+    args = p.parse_args(argv)
+    setup_logging(args.verbose, args.quiet)
+    path = fetch_weights(args.model)
+    if not args.quiet:
+        print(f"{args.model} weights ready: {path}")
+    return EXIT_OK
+
+
+def cmd_patterns(argv: list[str]) -> int:
+    from .cache import load_or_new
+    from .pipeline import output_lock, write_patterns
+    from . import models
+
+    p = _Parser(prog="photocluster patterns",
+                description="Regenerate only the per-folder object summaries, from the fingerprint cache.")
+    p.add_argument("path", type=Path, help="the photo library")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR", help="output folder (default: PATH/photocluster)")
+    p.add_argument("--model", choices=MODEL_NAMES, default="vgg16", help="the model whose cache to read")
+    p.add_argument("--weights", default=None, metavar="FILE", help="the weights file the cache was made with")
+    _add_pattern_options(p)
+    _add_verbosity(p)
+    args = p.parse_args(argv)
+    setup_logging(args.verbose, args.quiet)
+    settings = LibrarySettings(library=args.path, out=args.out, model=args.model, weights=args.weights,
+                               patterns=PatternOptions(True, args.threshold, args.min_support, args.labels))
+    settings.validate()
+    if not settings.cache_path.exists():
+        raise UsageError(f"no fingerprint cache at {settings.cache_path}; run 'photocluster {args.path}' first")
+    spec = models.model_spec(settings.model, settings.weights)
+    with output_lock(settings.out_dir):
+        cache = load_or_new(settings.cache_path, spec.model_id, spec.dim)
+        written = write_patterns(settings, cache, cache.fingerprinted())
+    if not args.quiet:
+        print(f"summaries of {written} folders written to {settings.out_dir / 'patterns'}")
+    return EXIT_OK
+
+
+def cmd_watch(argv: list[str]) -> int:
+    from .daemon import main as daemon_main
+
+    return daemon_main(argv)

@@ -1,0 +1,563 @@
+"""Watch-folder daemon: keep each library's clusters and summaries current as photos arrive, move and go.
+
+    watchdog observer thread --event--> Library.note()          (under a lock: debounce stamps, files to settle)
+    main loop, a few times a second --> for each library that is due: LibraryPipeline.update()
+
+A library is due once no event came for `quiet_seconds`, or `max_delay_seconds` after its first unprocessed
+event, so a 2,000-photo import is processed in a few runs, not 2,000. A file named in an event must also have
+stopped growing (the same size and mtime at two checks `settle_seconds` apart); one still growing when
+max_delay forces a run is held back from that run and taken in the next.
+
+The pipeline always rescans the whole library (os.scandir of 10,000 files takes about 50 ms) and finds moves by
+(size, mtime_ns), so a lost or misread event can never leave a photo out: events only decide *when* to run, the
+scan decides *what* changed. That is why catching up is simple: on start, on an inotify overflow, when a library
+root comes back (a remounted share) and on the periodic rescan, the library is just made due.
+
+Fingerprinting runs in a worker process (photocluster.worker) that exits when idle, so the idle daemon holds no
+model. systemd is told READY=1 after the first reconcile, STATUS= lines, WATCHDOG=1 and STOPPING=1.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+from watchdog.observers.api import ObservedWatch
+
+from .config import Config, DaemonTimings, default_config_path, load_config
+from .library import SKIPPED_FOLDERS, is_photo_name
+from .notify import ServiceNotifier
+from .pipeline import LibraryPipeline, RunReport
+from .settings import LibrarySettings, SettingsError
+from .worker import DEFAULT_FACTORY, FingerprintWorker, WorkerFingerprinter
+
+log = logging.getLogger(__name__)
+
+# The events worth a run. Opening and reading (our own worker reads every photo) and folder mtime changes are
+# left out, which also keeps those events out of the inotify mask.
+WATCHED_EVENTS = [FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEvent,
+                  DirCreatedEvent, DirMovedEvent, DirDeletedEvent]
+# watchdog 7 reports an inotify queue overflow only as a warning on this logger (and rebuilds its own watches);
+# handlers get no event for it. The log record is its one trace, so the daemon listens for it.
+WATCHDOG_INOTIFY_LOGGER = "watchdog.observers.inotify_c"
+UNWATCHED_RESCAN_SECONDS = 60.0  # how often a library that cannot be watched (inotify limits) is rescanned
+
+
+@dataclass
+class Library:
+    """One watched library: its pipeline, its watch, and what happened since its last run."""
+
+    settings: LibrarySettings
+    pipeline: LibraryPipeline
+    root_id: tuple[int, int] | None = None  # (st_dev, st_ino) of the root while it is there
+    watch: ObservedWatch | None = None
+    first_event: float | None = None  # monotonic time of the first event not yet processed
+    last_event: float | None = None
+    settling: dict[str, tuple[tuple[int, int] | None, float]] = field(default_factory=dict)  # path -> stat, when
+    next_check: float = 0.0  # no run before this (files settling, or a retry after a failure)
+    failures: int = 0
+    last_run: float = float("-inf")
+    last_report: RunReport | None = None
+    empty_warned: bool = False
+
+    @property
+    def root(self) -> str:
+        return os.fspath(self.settings.library)
+
+    def mark(self, now: float) -> None:
+        """Make a run due after the quiet period (caller holds the daemon's lock)."""
+        if self.first_event is None:
+            self.first_event = now
+        self.last_event = now
+
+
+class _EventHandler(FileSystemEventHandler):
+    def __init__(self, daemon: Daemon, library: Library):
+        self.daemon, self.library = daemon, library
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        self.daemon.note_event(self.library, event)
+
+
+class _OverflowListener(logging.Filter):
+    """Turns watchdog's 'Inotify queue overflowed' warning into a full rescan (and drops its duplicate line)."""
+
+    def __init__(self, on_overflow: Callable[[], None]):
+        super().__init__()
+        self.on_overflow = on_overflow
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "overflow" in record.getMessage().lower():
+            self.on_overflow()
+            return False
+        return True
+
+
+class Daemon:
+    """Watch the configured libraries and keep their output current until stopped."""
+
+    def __init__(self, config: Config, model_factory: str = DEFAULT_FACTORY,
+                 notifier: ServiceNotifier | None = None):
+        self.config = config
+        self.timings = config.timings
+        self.notifier = notifier or ServiceNotifier()
+        self.worker = FingerprintWorker(self.timings.worker_idle_seconds, self.timings.batch_timeout_seconds)
+        self.fingerprinter = WorkerFingerprinter(self.worker, model_factory, self.timings.retry_seconds,
+                                                 self.timings.retry_max_seconds, heartbeat=self.notifier.watchdog)
+        self.fingerprinter.on_progress = self._fingerprint_progress
+        self.libraries: list[Library] = []
+        self.runs = 0  # pipeline updates done; tests and the benchmark read it
+        self.ready = threading.Event()  # set after the first reconcile (when READY=1 is sent)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._observer = None
+        self._overflow_listener = _OverflowListener(self._on_overflow)
+        self._last_root_check = 0.0
+        self._doing = "starting"  # for the STATUS= line
+        self._updating = ""  # the library being updated
+        self._last_progress = float("-inf")
+
+    # --- control, from signal handlers or other threads -----------------------------------------------------
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        self._reload.set()
+
+    def should_stop(self) -> bool:
+        self.notifier.watchdog()
+        return self._stop.is_set()
+
+    # --- the main loop ----------------------------------------------------------------------------------------
+    def run(self, handle_signals: bool = True) -> int:
+        """Run until SIGTERM/SIGINT (or request_stop()); return the exit status, 0."""
+        previous = self._install_signals() if handle_signals else {}
+        inotify_logger = logging.getLogger(WATCHDOG_INOTIFY_LOGGER)
+        inotify_logger.addFilter(self._overflow_listener)
+        inotify_logger.setLevel(logging.WARNING)  # the overflow warning must reach the listener even under -q
+        self._observer = Observer()
+        self._observer.start()
+        try:
+            for settings in self.config.libraries:
+                self._add_library(settings)
+            log.info("watching %s", ", ".join(lib.root for lib in self.libraries))
+            self._reconcile()
+            if not self._stop.is_set():
+                self.notifier.ready()
+                self.ready.set()
+            while not self._stop.is_set():
+                self._tick()
+                self._stop.wait(self._tick_seconds())
+        finally:
+            self.notifier.stopping()
+            self._doing = "stopping"
+            log.info("stopping")
+            self.worker.stop()
+            self._observer.stop()
+            self._observer.join(5)
+            inotify_logger.removeFilter(self._overflow_listener)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        return 0
+
+    def _tick_seconds(self) -> float:
+        return max(0.02, min(0.25, self.timings.quiet_seconds / 4, self.timings.settle_seconds / 2))
+
+    def _reconcile(self) -> None:
+        """On start: bring every library up to date with the disk; photos came and went while we were down."""
+        for library in self.libraries:
+            if self._stop.is_set():
+                return
+            if library.root_id is not None:
+                self._run(library, hold_back=())
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if self._reload.is_set():
+            self._reload.clear()
+            self.reload()
+        if now - self._last_root_check >= self.timings.root_check_seconds:
+            self._last_root_check = now
+            for library in self.libraries:
+                self._check_root(library)
+        self._schedule_rescans(now)
+        for library in self.libraries:
+            if self._stop.is_set():
+                return
+            held_back = self._due(library, time.monotonic())
+            if held_back is not None:
+                self._run(library, held_back)
+        self.worker.stop_if_idle()
+        self.notifier.watchdog()
+        self._doing = "idle"
+        self.notifier.status(self.status_line())
+
+    # --- events -------------------------------------------------------------------------------------------
+    def note_event(self, library: Library, event: FileSystemEvent) -> None:
+        """Called in the observer's thread for each event of `library`'s watch."""
+        paths = [os.fsdecode(event.src_path)]
+        if getattr(event, "dest_path", ""):
+            paths.append(os.fsdecode(event.dest_path))
+        relevant = [p for p in paths if self._relevant(library, p, event.is_directory)]
+        if not relevant:
+            return
+        log.debug("%s: %s", event.event_type, " -> ".join(relevant))
+        now = time.monotonic()
+        stats = {} if event.is_directory else {p: (_stat(p), now) for p in relevant}
+        with self._lock:
+            library.mark(now)
+            library.settling.update(stats)
+
+    def _relevant(self, library: Library, path: str, is_directory: bool) -> bool:
+        """Photos and folders inside the library; not our outputs, hidden or partial files, or other files."""
+        rel = os.path.relpath(path, library.root)
+        if rel == "." or rel.startswith(".." + os.sep) or rel == "..":
+            return False
+        for lib in self.libraries:
+            out = os.fspath(lib.settings.out_dir)
+            if path == out or path.startswith(out + os.sep):
+                return False
+        parts = rel.split(os.sep)
+        if any(part.startswith(".") or part in SKIPPED_FOLDERS for part in parts):
+            return False
+        return is_directory or is_photo_name(parts[-1])
+
+    def _on_overflow(self) -> None:
+        log.warning("inotify queue overflowed: events were lost; rescanning every library")
+        now = time.monotonic()
+        with self._lock:
+            for library in self.libraries:
+                library.mark(now)
+
+    def _due(self, library: Library, now: float) -> set[str] | None:
+        """None when `library` should not run now; else the photos to hold back (still being written)."""
+        if library.root_id is None or now < library.next_check:
+            return None
+        with self._lock:
+            if library.first_event is None:
+                return None
+            quiet = now - library.last_event >= self.timings.quiet_seconds
+            overdue = now - library.first_event >= self.timings.max_delay_seconds
+            if not (quiet or overdue):
+                return None
+            growing = self._still_growing(library, now)
+            if growing and not overdue:
+                library.next_check = now + self.timings.settle_seconds
+                return None
+            library.first_event = library.last_event = None
+        root = library.root
+        return {os.path.relpath(p, root).replace(os.sep, "/") for p in growing}
+
+    def _still_growing(self, library: Library, now: float) -> list[str]:
+        """The event paths whose size or mtime changed in the last settle_seconds (caller holds the lock)."""
+        growing = []
+        for path, (seen, when) in list(library.settling.items()):
+            current = _stat(path)
+            if current is None or (current == seen and now - when >= self.timings.settle_seconds):
+                del library.settling[path]
+            else:
+                if current != seen:
+                    library.settling[path] = (current, now)
+                growing.append(path)
+        return growing
+
+    def _schedule_rescans(self, now: float) -> None:
+        interval = self.timings.rescan_seconds
+        for library in self.libraries:
+            every = interval if library.watch is not None else min(interval or UNWATCHED_RESCAN_SECONDS,
+                                                                   UNWATCHED_RESCAN_SECONDS)
+            if every and now - library.last_run >= every and library.root_id is not None:
+                if library.watch is None:
+                    self._watch(library)
+                log.debug("%s: periodic rescan", library.root)
+                with self._lock:
+                    library.mark(now - self.timings.quiet_seconds)
+
+    # --- running the pipeline -------------------------------------------------------------------------------
+    def _run(self, library: Library, hold_back: Collection[str]) -> None:
+        if _looks_unmounted(library):
+            if not library.empty_warned:
+                log.warning("%s is empty (an unmounted share?); leaving its clusters as they are until photos "
+                            "appear", library.root)
+                library.empty_warned = True
+            library.last_run = time.monotonic()
+            return
+        library.empty_warned = False
+        self._updating = library.root
+        self._doing = f"updating {library.root}"
+        self.notifier.status(self.status_line())
+        started = time.monotonic()
+        try:
+            report = library.pipeline.update(progress=False, should_stop=self.should_stop, hold_back=hold_back)
+        except (SettingsError, OSError, RuntimeError, ValueError) as exc:
+            self._failed(library, exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - the daemon outlives a bug in one run; -v shows the traceback
+            log.debug("internal error", exc_info=True)
+            self._failed(library, exc)
+            return
+        finally:
+            self.runs += 1
+            library.last_run = time.monotonic()
+        library.failures = 0
+        library.last_report = report
+        self._log_run(library, report, time.monotonic() - started)
+        if hold_back or self.fingerprinter.gave_up:
+            with self._lock:  # come back for what was left
+                library.mark(time.monotonic())
+            if self.fingerprinter.gave_up:
+                library.next_check = time.monotonic() + self.timings.retry_max_seconds
+
+    def _failed(self, library: Library, exc: BaseException) -> None:
+        library.failures += 1
+        delay = min(self.timings.retry_seconds * 2 ** (library.failures - 1), self.timings.retry_max_seconds)
+        where = f" {exc.filename}" if isinstance(exc, OSError) and exc.filename else ""
+        message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+        log.error("%s: update failed: %s%s; retrying in %.0f s", library.root, message, where, delay)
+        library.next_check = time.monotonic() + delay
+        with self._lock:
+            library.mark(time.monotonic())
+
+    def _log_run(self, library: Library, report: RunReport, seconds: float) -> None:
+        if self._stop.is_set():
+            log.info("%s: stopped mid-update; %d photos fingerprinted are saved", library.root,
+                     report.fingerprinted.computed)
+            return
+        fp = report.fingerprinted
+        changed = fp.computed or fp.failed or report.moved or report.removed or report.layout_changed
+        log.log(logging.INFO if changed else logging.DEBUG,
+                "%s: %s: %d fingerprinted, %d unreadable, %d moved, %d removed; %s (%.1f s)",
+                library.root, _count(report.photos, "photo"), fp.computed, len(fp.failed), report.moved,
+                report.removed, _count(report.clusters, "cluster"), seconds)
+
+    def _fingerprint_progress(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self._last_progress >= 1.0 or done == total:  # STATUS= at most once a second
+            self._last_progress = now
+            self._doing = f"fingerprinting {done:,}/{total:,} in {self._updating}"
+            self.notifier.status(self.status_line())
+
+    def status_line(self) -> str:
+        """'12,345 photos, 87 clusters, idle': what systemctl status shows."""
+        reports = [lib.last_report for lib in self.libraries if lib.last_report is not None]
+        photos = sum(r.photos for r in reports)
+        clusters = sum(r.clusters for r in reports)
+        missing = [lib.root for lib in self.libraries if lib.root_id is None]
+        line = f"{_count(photos, 'photo')}, {_count(clusters, 'cluster')}, {self._doing}"
+        return line + (f"; missing: {', '.join(missing)}" if missing else "")
+
+    # --- libraries and their watches ------------------------------------------------------------------------
+    def _add_library(self, settings: LibrarySettings) -> Library:
+        library = Library(settings, LibraryPipeline(settings, fingerprint=self.fingerprinter))
+        self.libraries.append(library)
+        library.root_id = _dir_identity(library.root)
+        if library.root_id is None:
+            log.warning("%s is not there (an unmounted share?); waiting for it", library.root)
+        else:
+            self._watch(library)
+        return library
+
+    def _watch(self, library: Library) -> None:
+        try:
+            library.watch = self._observer.schedule(_EventHandler(self, library), library.root, recursive=True,
+                                                    event_filter=WATCHED_EVENTS)
+        except OSError as exc:
+            library.watch = None
+            log.error("cannot watch %s: %s (raise fs.inotify.max_user_watches?); rescanning it every %.0f s instead",
+                      library.root, exc.strerror or exc, UNWATCHED_RESCAN_SECONDS)
+
+    def _unwatch(self, library: Library) -> None:
+        if library.watch is not None:
+            try:
+                self._observer.unschedule(library.watch)
+            except (KeyError, OSError):
+                pass  # its emitter already stopped (the root was deleted)
+            library.watch = None
+
+    def _check_root(self, library: Library) -> None:
+        """Notice a root that vanished (unmounted) or came back or was replaced (remounted): rewatch, rescan."""
+        current = _dir_identity(library.root)
+        if current == library.root_id:
+            return
+        self._unwatch(library)
+        if current is None:
+            log.warning("%s is gone (unmounted or moved?); waiting for it to come back", library.root)
+        else:
+            log.warning("%s is %s; rescanning it", library.root, "back" if library.root_id is None else "replaced")
+            self._watch(library)
+            with self._lock:
+                library.mark(time.monotonic() - self.timings.quiet_seconds)
+        library.root_id = current
+
+    # --- reload (SIGHUP) ------------------------------------------------------------------------------------
+    def reload(self) -> None:
+        """Read the config file again; a bad one keeps the current config, and says why."""
+        if self.config.source is None:
+            log.warning("SIGHUP: nothing to reload (the libraries were given on the command line)")
+            return
+        self.notifier.reloading()
+        try:
+            config = load_config(self.config.source)
+        except SettingsError as exc:
+            log.error("config reload failed, keeping the current config: %s", exc)
+            self.notifier.ready()
+            return
+        self._apply(config)
+        self.notifier.ready()
+
+    def _apply(self, config: Config) -> None:
+        old = {os.path.realpath(lib.root): lib for lib in self.libraries}
+        kept: list[Library] = []
+        for settings in config.libraries:
+            library = old.pop(os.path.realpath(settings.library), None)
+            if library is not None and library.settings == settings:
+                kept.append(library)
+                continue
+            if library is not None:
+                self._unwatch(library)
+                self.libraries.remove(library)
+            kept.append(self._add_library(settings))
+            with self._lock:
+                kept[-1].mark(time.monotonic() - self.timings.quiet_seconds)
+        for library in old.values():
+            self._unwatch(library)
+            log.info("%s: no longer watched", library.root)
+        self.libraries = kept
+        self._apply_timings(config.timings)
+        self.config = config
+        log.info("config reloaded from %s: watching %s", config.source, ", ".join(lib.root for lib in kept))
+
+    def _apply_timings(self, timings: DaemonTimings) -> None:
+        self.timings = timings
+        self.worker.idle_seconds = timings.worker_idle_seconds
+        self.worker.batch_timeout = timings.batch_timeout_seconds
+        self.fingerprinter.retry_seconds = timings.retry_seconds
+        self.fingerprinter.retry_max_seconds = timings.retry_max_seconds
+
+    def _install_signals(self) -> dict:
+        handlers = {signal.SIGTERM: lambda *_: self.request_stop(), signal.SIGINT: lambda *_: self.request_stop(),
+                    signal.SIGHUP: lambda *_: self.request_reload()}
+        return {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def _stat(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns)
+
+
+def _dir_identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if os.path.isdir(path) else None
+
+
+def _looks_unmounted(library: Library) -> bool:
+    """True when the root holds nothing but our own output: an unmounted share's empty mount point, most likely.
+
+    Running then would forget every photo and empty the clusters, and a remount would fingerprint all again.
+    """
+    out = os.path.realpath(library.settings.out_dir)
+    try:
+        with os.scandir(library.root) as entries:
+            return all(os.path.realpath(e.path) == out for e in entries)
+    except OSError:
+        return True
+
+
+# --- command line ---------------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    from .cli import _add_pattern_options, _add_verbosity, _number, _Parser
+    from .settings import MODEL_NAMES
+
+    p = _Parser(
+        prog="photocluster watch",
+        description="Keep photo libraries organised as photos arrive, move and go. With PATHs, watch those "
+        "libraries with the options given here; without, read the config file (--config, else "
+        "$XDG_CONFIG_HOME/photocluster/config.toml, else /etc/photocluster/config.toml).",
+        epilog="SIGHUP reloads the config file; SIGTERM or Ctrl-C stops cleanly. Exit status: 0 stopped cleanly, "
+        "2 bad usage or config.",
+    )
+    p.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="photo libraries to watch")
+    p.add_argument("--config", type=Path, default=None, metavar="FILE", help="the TOML config file to read")
+    p.add_argument("--check", action="store_true", help="only validate the config (or options) and exit")
+    library = p.add_argument_group("library options (with PATHs)")
+    library.add_argument("--out", type=Path, default=None, metavar="DIR",
+                         help="output folder (default: PATH/photocluster); only with a single PATH")
+    library.add_argument("--sim", type=_number(float, "--sim"), default=0.5, help="similarity level, 0 to 1")
+    library.add_argument("--cut", type=_number(float, "--cut"), default=None, metavar="COSINE",
+                         help="the raw cosine-similarity cut, overriding --sim")
+    library.add_argument("--min-size", type=_number(int, "--min-size"), default=2, help="smallest cluster shown")
+    library.add_argument("--model", choices=MODEL_NAMES, default="vgg16", help="fingerprint model")
+    library.add_argument("--weights", default=None, metavar="FILE", help="a local weights file for the model")
+    library.add_argument("--batch-size", type=_number(int, "--batch-size"), default=16, metavar="N")
+    _add_pattern_options(library)
+    library.add_argument("--no-patterns", action="store_true", help="do not write the per-folder summaries")
+    timing = p.add_argument_group("daemon timings (with PATHs; in seconds)")
+    for f in DaemonTimings.__dataclass_fields__.values():
+        flag = "--" + f.name.replace("_", "-")
+        timing.add_argument(flag, dest=f.name, type=_number(float, flag), default=f.default, metavar="S")
+    _add_verbosity(p)
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    from .cli import UsageError, settings_from_args
+
+    if not args.paths:
+        return load_config(args.config or default_config_path())
+    if args.config is not None:
+        raise UsageError("give either PATHs or --config, not both")
+    if args.out is not None and len(args.paths) > 1:
+        raise UsageError("--out needs a single PATH: each library gets its own output folder")
+    timings = DaemonTimings(**{name: getattr(args, name) for name in DaemonTimings.__dataclass_fields__})
+    timings.validate()
+    libraries = []
+    for path in args.paths:
+        args.path = path
+        libraries.append(settings_from_args(args))
+    return Config(libraries, timings, None)
+
+
+def main(argv: list[str]) -> int:
+    """`photocluster watch ...`: run in the foreground until stopped. Errors raise (cli prints one line)."""
+    from .cli import setup_logging
+
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose, args.quiet)
+    config = config_from_args(args)
+    if args.check:
+        where = config.source or "the command line"
+        print(f"{where}: OK, {len(config.libraries)} libraries: "
+              + ", ".join(os.fspath(s.library) for s in config.libraries))
+        return 0
+    return Daemon(config).run()

@@ -1,0 +1,52 @@
+"""Readable names for the 1000 ImageNet classes, at two levels: `fine` (the class itself) and `coarse` (rolled up).
+
+The roll-up table data/coarse_labels.json is generated once from WordNet's hypernyms by
+scripts/make_coarse_labels.py and ships with the package, so nothing reads WordNet at run time. Rows are keyed by
+wnid and stored in Keras class-index order (sorted wnids); both are checked on load.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import json
+import re
+
+LEVELS = ("coarse", "fine")
+CLASS_COUNT = 1000
+# Labels are items in comma-separated transactions and in `item<TAB>item:support` pattern lines.
+_UNSAFE = re.compile(r"[,\t\r\n:]")
+
+
+class LabelTableError(RuntimeError):
+    """The shipped label table is missing or malformed (a broken install)."""
+
+
+@functools.cache
+def _table() -> tuple[tuple[str, str, str], ...]:
+    """(wnid, fine, coarse) for each class, in class-index order."""
+    try:
+        text = importlib.resources.files("photocluster").joinpath("data/coarse_labels.json").read_text(
+            encoding="utf-8")
+        rows = tuple((str(wnid), str(fine), str(coarse)) for wnid, fine, coarse in json.loads(text)["classes"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise LabelTableError(f"photocluster's label table is unreadable ({error}); reinstall photocluster") from None
+    wnids = [row[0] for row in rows]
+    if len(rows) != CLASS_COUNT or wnids != sorted(set(wnids)):
+        raise LabelTableError("photocluster's label table does not hold the 1000 ImageNet classes in index order")
+    if any(not name or _UNSAFE.search(name) for _, fine, coarse in rows for name in (fine, coarse)):
+        raise LabelTableError("photocluster's label table has an empty label or one with , : tab or newline")
+    return rows
+
+
+def class_wnids() -> tuple[str, ...]:
+    """The WordNet id of each class, indexed like the model's softmax."""
+    return tuple(row[0] for row in _table())
+
+
+@functools.cache
+def class_labels(level: str) -> tuple[str, ...]:
+    """The label of each class at `level` ("fine" or "coarse"), indexed like the model's softmax."""
+    if level not in LEVELS:
+        raise ValueError(f"labels must be one of {', '.join(LEVELS)}, got {level!r}")
+    column = 1 if level == "fine" else 2
+    return tuple(row[column] for row in _table())

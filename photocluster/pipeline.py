@@ -1,0 +1,273 @@
+"""Run the stages for one library: scan, fingerprint what is new, cluster, lay out, summarise.
+
+Both drivers (the one-shot CLI and the daemon) call `run_once`, so they can never drift apart.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from filelock import FileLock, Timeout
+
+from . import models
+from .cache import FingerprintCache, load_or_new
+from .cluster import cluster, cut_for_sim
+from .fingerprint import FingerprintReport, fingerprint_photos
+from .layout import Layout, number_clusters, read_layout, write_layout
+from .library import PhotoFile, scan_library
+from .settings import LibrarySettings
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = ".lock"
+
+
+class OutputBusy(Exception):
+    """Another photocluster process holds the output folder."""
+
+
+@dataclass
+class RunReport:
+    photos: int = 0
+    fingerprinted: FingerprintReport = field(default_factory=FingerprintReport)
+    removed: int = 0
+    moved: int = 0
+    failed_total: int = 0
+    cut: float = 0.0
+    layout: Layout | None = None
+    layout_changed: bool = False
+    patterns_written: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def clusters(self) -> int:
+        return len(self.layout.clusters) if self.layout else 0
+
+    def as_dict(self) -> dict:
+        return {
+            "photos": self.photos,
+            "fingerprinted": self.fingerprinted.computed,
+            "failed_now": self.fingerprinted.failed,
+            "failed_total": self.failed_total,
+            "removed": self.removed,
+            "moved": self.moved,
+            "cut": self.cut,
+            "clusters": {str(m): members for m, members in (self.layout.clusters.items() if self.layout else [])},
+            "layout_changed": self.layout_changed,
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+        }
+
+
+def effective_cut(settings: LibrarySettings) -> float:
+    """The cosine cut: --cut when given, else the model's calibration table at --sim."""
+    if settings.cut is not None:
+        return settings.cut
+    return cut_for_sim(models.calibration(settings.model), settings.sim)
+
+
+@contextlib.contextmanager
+def output_lock(out_dir: Path, wait: float | None = None) -> Iterator[None]:
+    """Hold the output folder's lock. flock(2) dies with its process, so a killed run never leaves it stuck."""
+    lock = FileLock(out_dir / LOCK_NAME)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.warning("another photocluster run is using %s; waiting for it to finish", out_dir)
+        try:
+            lock.acquire(timeout=-1 if wait is None else wait)
+        except Timeout:
+            raise OutputBusy(f"{out_dir} is in use by another photocluster process") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+FingerprintFn = Callable[..., FingerprintReport]
+
+
+def fingerprint_in_process(
+    settings: LibrarySettings, cache: FingerprintCache, todo: list[PhotoFile], progress, should_stop
+) -> FingerprintReport:
+    """Load the model here and fingerprint `todo` into `cache` (the daemon swaps in a worker process)."""
+    log.info("fingerprinting %d new or changed photos with %s", len(todo), settings.model)
+    model = models.load_fingerprinter(settings.model, settings.weights)
+    return fingerprint_photos(
+        todo,
+        Path(settings.library),
+        model,
+        cache,
+        batch_size=settings.batch_size,
+        checkpoint=lambda: cache.save(settings.cache_path),
+        progress=progress,
+        should_stop=should_stop,
+    )
+
+
+class LibraryPipeline:
+    """The stages for one library. It keeps its cache in memory between updates, so a daemon pays for
+    loading it once; a change to the cache file by another process (a one-shot run) is noticed and reloaded."""
+
+    def __init__(self, settings: LibrarySettings, fingerprint: FingerprintFn = fingerprint_in_process):
+        self.settings = settings
+        self.fingerprint = fingerprint
+        self.cache: FingerprintCache | None = None
+        self._cache_stamp: tuple | None = None
+
+    def update(
+        self, dry_run: bool = False, progress: bool | None = None, should_stop: Callable[[], bool] = lambda: False,
+        hold_back: Collection[str] = (),
+    ) -> RunReport:
+        """Bring the output of the library up to date with its photos.
+
+        `hold_back` names photos not to fingerprint in this run (the daemon's files still being written).
+        When `should_stop()` turns true while fingerprinting, the cache is saved and the run ends there.
+        """
+        out_dir = self.settings.out_dir
+        if dry_run:
+            return self._update_locked(True, progress, should_stop, hold_back)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with output_lock(out_dir):
+            return self._update_locked(False, progress, should_stop, hold_back)
+
+    def _update_locked(self, dry_run, progress, should_stop, hold_back=()) -> RunReport:
+        settings = self.settings
+        report = RunReport(cut=effective_cut(settings))
+        timer = _Timer(report.seconds)
+        library, out_dir = Path(settings.library), settings.out_dir
+        with timer("scan"):
+            photos = scan_library(library, skip=(out_dir,))
+        with timer("cache_load"):
+            cache = self._load_cache()
+        report.photos = len(photos)
+        report.moved = rekey_moved(cache, photos)
+        report.removed = forget_missing(cache, photos)
+        todo = [p for _, p in sorted(photos.items()) if not cache.is_current(p) and p.rel not in hold_back]
+        if dry_run:
+            log.info("dry run: %d photos would be fingerprinted, %d forgotten", len(todo), report.removed)
+        elif todo:
+            with timer("fingerprint"):
+                report.fingerprinted = self.fingerprint(settings, cache, todo, progress, should_stop)
+        if cache.dirty and not dry_run:
+            with timer("cache_save"):
+                self._save_cache(cache)
+        if should_stop():  # stopping (SIGTERM): the work done is saved; the next run does the rest
+            return report
+        report.failed_total = sum(1 for e in cache.entries.values() if e.error)
+        with timer("cluster"):
+            rels, groups = cluster_cache(cache, report.cut, settings.min_size, only=photos)
+        previous = read_layout(out_dir)
+        report.layout = number_clusters(groups, previous)
+        report.layout_changed = previous is None or previous.clusters != report.layout.clusters
+        if report.layout_changed and not dry_run:
+            with timer("layout"):
+                write_layout(out_dir, library, report.layout)
+        if settings.patterns.enabled and not dry_run:
+            with timer("patterns"):
+                report.patterns_written = write_patterns(settings, cache, rels)
+        return report
+
+    def _load_cache(self) -> FingerprintCache:
+        stamp = _file_stamp(self.settings.cache_path)
+        if self.cache is None or stamp != self._cache_stamp:
+            spec = models.model_spec(self.settings.model, self.settings.weights)
+            self.cache = load_or_new(self.settings.cache_path, spec.model_id, spec.dim)
+            self._cache_stamp = _file_stamp(self.settings.cache_path)
+        return self.cache
+
+    def _save_cache(self, cache: FingerprintCache) -> None:
+        cache.save(self.settings.cache_path)
+        self._cache_stamp = _file_stamp(self.settings.cache_path)
+
+
+def run_once(
+    settings: LibrarySettings,
+    dry_run: bool = False,
+    progress: bool | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> RunReport:
+    """One-shot: bring the output of one library up to date with its photos."""
+    return LibraryPipeline(settings).update(dry_run, progress, should_stop)
+
+
+def _file_stamp(path: Path) -> tuple | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def rekey_moved(cache: FingerprintCache, photos: dict[str, PhotoFile]) -> int:
+    """Carry fingerprints over to photos that were moved or renamed inside the library.
+
+    A move keeps a file's size and mtime (to the nanosecond), so a new path whose (size, mtime_ns) matches exactly
+    one vanished cache entry, and no other new path, is that photo under its new name. This finds moves made
+    while no daemon was watching, too.
+    """
+    gone = [rel for rel in cache.entries if rel not in photos]
+    if not gone:
+        return 0
+    arrived = [p for rel, p in photos.items() if rel not in cache.entries]
+    by_stamp: dict[tuple[int, int], list[str]] = {}
+    for rel in gone:
+        entry = cache.entries[rel]
+        by_stamp.setdefault((entry.size, entry.mtime_ns), []).append(rel)
+    arrived_stamps = Counter((p.size, p.mtime_ns) for p in arrived)
+    moved = 0
+    for photo in arrived:
+        stamp = (photo.size, photo.mtime_ns)
+        if len(by_stamp.get(stamp, ())) == 1 and arrived_stamps[stamp] == 1:
+            cache.rename(by_stamp[stamp][0], photo.rel)
+            moved += 1
+    return moved
+
+
+def forget_missing(cache: FingerprintCache, photos: dict[str, PhotoFile]) -> int:
+    """Drop cache entries of photos that are gone from the library."""
+    gone = [rel for rel in cache.entries if rel not in photos]
+    for rel in gone:
+        cache.remove(rel)
+    return len(gone)
+
+
+def cluster_cache(
+    cache: FingerprintCache, cut: float, min_size: int, only: dict[str, PhotoFile] | None = None
+) -> tuple[list[str], list[list[str]]]:
+    """Cluster the cached fingerprints; return the photos considered and the groups of at least `min_size`."""
+    rels = [r for r in cache.fingerprinted() if only is None or r in only]
+    if not rels:
+        return rels, []
+    labels = cluster(cache.vectors(rels), cut)
+    order = np.argsort(labels, kind="stable")
+    groups: dict[int, list[str]] = {}
+    for i in order:
+        groups.setdefault(int(labels[i]), []).append(rels[i])
+    return rels, [g for g in groups.values() if len(g) >= min_size]
+
+
+def write_patterns(settings: LibrarySettings, cache: FingerprintCache, rels: list[str]) -> int:
+    from .patterns import update_patterns
+
+    pattern_settings = settings.patterns.to_pattern_settings()
+    result = update_patterns(settings.out_dir, cache.labels(rels), pattern_settings, library_root=Path(settings.library))
+    return result.written
+
+
+class _Timer:
+    def __init__(self, into: dict[str, float]):
+        self.into = into
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.into[name] = self.into.get(name, 0.0) + time.perf_counter() - started

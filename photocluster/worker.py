@@ -1,0 +1,378 @@
+"""Fingerprint worker: a child process that holds the model, so the daemon itself stays small and safe.
+
+VGG16 costs about 2 GB while it runs. The daemon starts this worker when photos need fingerprints and stops it
+once it has been unused for `idle_seconds`, so an idle daemon holds no model at all. A crash while decoding or
+predicting (a decoder segfault, the OOM killer) ends the worker, never the daemon: the batch is retried with
+backoff, split in halves until the photo at fault is alone, and a photo that crashes the worker twice is
+quarantined in the cache with a reason, so it is not tried again until the file changes.
+
+The worker is a `multiprocessing` child made with the 'spawn' method: the daemon runs watchdog threads, and
+forking a process with threads (or with TensorFlow loaded) is unsafe. It is driven over one Pipe:
+
+    daemon -> worker   Job, or None to exit
+    worker -> daemon   ("ready", model_id)                   the model is loaded (a crash before this is not
+                                                             the photos' fault)
+                       ("photo", rel, vector, labels, None)  one fingerprint, sent as soon as it is computed
+                       ("photo", rel, None, (), reason)      a photo that could not be decoded
+                       ("done", None) | ("load_error", msg)
+
+concurrent.futures.ProcessPoolExecutor would hide what is needed here (results streamed per photo, the exit
+signal of a crash, an idle exit), which is why this small protocol is written out by hand.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import multiprocessing
+import signal
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import numpy as np
+
+from .cache import FingerprintCache, Labels
+from .fingerprint import FingerprintReport
+from .library import PhotoFile, printable_path
+from .settings import LibrarySettings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FACTORY = "photocluster.models:load_fingerprinter"
+QUARANTINE_AFTER = 2  # crashes of the worker with a photo alone in its batch
+MAX_START_FAILURES = 3  # worker deaths before its model was loaded, in a row, before an update gives up
+MAX_CRASHES_PER_UPDATE = 50  # a model that crashes on everything must not restart forever; later runs go on
+POLL_SECONDS = 0.2  # how often a wait for the worker looks at should_stop
+
+
+@dataclass(frozen=True)
+class Job:
+    """Fingerprint `photos` of the library at `library_root` with the model that `factory(model, weights)` makes.
+
+    `factory` is a dotted path "module:function", so tests can give the worker a stand-in model.
+    """
+
+    library_root: str
+    photos: tuple[PhotoFile, ...]
+    model: str
+    weights: str | None
+    batch_size: int
+    factory: str = DEFAULT_FACTORY
+
+    @property
+    def model_key(self) -> tuple[str, str, str | None]:
+        return (self.factory, self.model, self.weights)
+
+
+class WorkerLoadError(RuntimeError):
+    """The worker could not load its model (missing weights...). The message is one line."""
+
+
+# --- the worker process ---------------------------------------------------------------------------------------
+
+def worker_main(conn: Connection, log_level: int) -> None:
+    """The worker process: answer jobs until told to exit or until the daemon is gone."""
+    from .cli import setup_logging
+    from .fingerprint import fingerprint_photos
+
+    # Ctrl-C in a terminal reaches the whole process group; the daemon decides when the worker stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    setup_logging(verbose=log_level <= logging.DEBUG, quiet=log_level >= logging.ERROR)
+    model, model_key = None, None
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return  # the daemon is gone
+        if job is None:
+            return
+        if model is None or model_key != job.model_key:
+            try:
+                model, model_key = _make_model(job), job.model_key
+            except Exception as exc:  # noqa: BLE001 - any failure to load is reported as one line
+                conn.send(("load_error", f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)))
+                continue
+        conn.send(("ready", model.model_id))
+        fingerprint_photos(list(job.photos), Path(job.library_root), model, _ResultSender(conn),
+                           batch_size=job.batch_size, progress=False)
+        conn.send(("done", None))
+
+
+def _make_model(job: Job):
+    module_name, _, function_name = job.factory.partition(":")
+    factory = getattr(importlib.import_module(module_name), function_name)
+    return factory(job.model, job.weights)
+
+
+class _ResultSender:
+    """Stands in for the cache inside the worker: each result goes straight back to the daemon."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+
+    def put(self, photo: PhotoFile, vector: np.ndarray, labels: Labels) -> None:
+        self.conn.send(("photo", photo.rel, np.asarray(vector, np.float32), tuple(labels), None))
+
+    def put_failure(self, photo: PhotoFile, reason: str) -> None:
+        self.conn.send(("photo", photo.rel, None, (), reason))
+
+
+# --- the daemon's side ----------------------------------------------------------------------------------------
+
+@dataclass
+class JobOutcome:
+    """How a job ended. `answered` lists the photos the worker sent a result for."""
+
+    answered: set[str] = field(default_factory=set)
+    finished: bool = False
+    stopped: bool = False  # abandoned because should_stop() said so
+    model_loaded: bool = False
+    crash: str | None = None  # why the worker died ("signal 11 (SIGSEGV)", "exit status 1", "no answer for 600 s")
+
+
+class FingerprintWorker:
+    """The daemon's handle on the worker process: started on demand, stopped when idle or on request."""
+
+    def __init__(self, idle_seconds: float = 120.0, batch_timeout: float = 600.0):
+        self.idle_seconds = idle_seconds
+        self.batch_timeout = batch_timeout
+        self._context = multiprocessing.get_context("spawn")
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._conn: Connection | None = None
+        self._model_key: tuple | None = None
+        self._last_used = time.monotonic()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self.alive else None
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    def run(self, job: Job, on_result: Callable[[str, np.ndarray | None, Labels, str | None], None],
+            should_stop: Callable[[], bool] = lambda: False, heartbeat: Callable[[], None] = lambda: None,
+            ) -> JobOutcome:
+        """Send one job and pass each result to `on_result` as it arrives. Never raises for a worker crash."""
+        if self._model_key != job.model_key:
+            self.stop()  # one model at a time: a fresh process gives the old model's memory back
+        self._start()
+        outcome = JobOutcome()
+        try:
+            self._conn.send(job)
+        except OSError:
+            outcome.crash = self._reap()
+            return outcome
+        self._model_key = job.model_key
+        last_heard = time.monotonic()
+        while not outcome.finished:
+            heartbeat()
+            if should_stop():
+                outcome.stopped = True
+                self.stop(abandon=True)
+                break
+            message = self._receive(POLL_SECONDS)
+            if message is None:
+                if not self.alive:
+                    # it may have answered before dying: read what is left in the pipe first
+                    while (message := self._receive(0)) is not None:
+                        self._handle(message, outcome, on_result)
+                    outcome.crash = self._reap()
+                    break
+                if time.monotonic() - last_heard > self.batch_timeout:
+                    self.stop(abandon=True)
+                    outcome.crash = f"no answer for {self.batch_timeout:.0f} s (hung), killed"
+                    break
+                continue
+            last_heard = time.monotonic()
+            self._handle(message, outcome, on_result)
+        self._last_used = time.monotonic()
+        return outcome
+
+    def _handle(self, message: tuple, outcome: JobOutcome, on_result) -> None:
+        kind = message[0]
+        if kind == "photo":
+            _, rel, vector, labels, error = message
+            outcome.answered.add(rel)
+            on_result(rel, vector, labels, error)
+        elif kind == "ready":
+            outcome.model_loaded = True
+        elif kind == "done":
+            outcome.finished = True
+        elif kind == "load_error":
+            self._model_key = None
+            raise WorkerLoadError(message[1])
+
+    def _receive(self, timeout: float) -> tuple | None:
+        try:
+            if self._conn is not None and self._conn.poll(timeout):
+                return self._conn.recv()
+        except (EOFError, OSError):
+            if timeout:
+                time.sleep(min(timeout, 0.05))  # the pipe closed: the process is exiting; let is_alive catch up
+        return None
+
+    def stop_if_idle(self) -> bool:
+        """Stop the worker when it has been unused for idle_seconds. True if it was stopped now."""
+        if self.alive and time.monotonic() - self._last_used >= self.idle_seconds:
+            log.info("fingerprint worker idle for %.0f s; stopping it to free its memory", self.idle_seconds)
+            self.stop()
+            return True
+        return False
+
+    def stop(self, abandon: bool = False) -> None:
+        """Stop the worker: ask it to exit, or (abandon=True) terminate it mid-job."""
+        process, conn = self._process, self._conn
+        self._process, self._conn, self._model_key = None, None, None
+        if process is None:
+            return
+        if not abandon and process.is_alive():
+            try:
+                conn.send(None)
+            except OSError:
+                pass
+            process.join(5)
+        if process.is_alive():
+            process.terminate()
+            process.join(3)
+        if process.is_alive():
+            process.kill()
+            process.join()
+        conn.close()
+        process.close()
+
+    def _start(self) -> None:
+        if self.alive:
+            return
+        if self._process is not None:
+            self.stop()
+        parent_end, child_end = self._context.Pipe()
+        process = self._context.Process(target=worker_main, args=(child_end, logging.getLogger().getEffectiveLevel()),
+                                        name="photocluster-worker", daemon=True)
+        process.start()
+        child_end.close()
+        self._process, self._conn = process, parent_end
+        log.debug("fingerprint worker started (pid %d)", process.pid)
+
+    def _reap(self) -> str:
+        """Collect a dead worker; return why it died, for the log and for quarantine reasons."""
+        process = self._process
+        if process is None:
+            return "not running"
+        process.join(5)
+        reason = describe_exit(process.exitcode)
+        self.stop(abandon=True)
+        return reason
+
+
+def describe_exit(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "did not exit"
+    if exitcode < 0:
+        try:
+            return f"signal {-exitcode} ({signal.Signals(-exitcode).name})"
+        except ValueError:
+            return f"signal {-exitcode}"
+    return f"exit status {exitcode}"
+
+
+class WorkerFingerprinter:
+    """The pipeline's `fingerprint` step, run in the worker process, with crash recovery.
+
+    A job that crashes the worker is retried after a pause. Its photos that got no answer are split in halves
+    until the one at fault runs alone; a photo that crashes the worker twice on its own is quarantined in the
+    cache. Every crash either shrinks the suspects or counts against one photo, so this always ends.
+    """
+
+    def __init__(self, worker: FingerprintWorker, factory: str = DEFAULT_FACTORY, retry_seconds: float = 2.0,
+                 retry_max_seconds: float = 300.0, heartbeat: Callable[[], None] = lambda: None):
+        self.worker = worker
+        self.factory = factory
+        self.retry_seconds = retry_seconds
+        self.retry_max_seconds = retry_max_seconds
+        self.heartbeat = heartbeat
+        self.crashes: dict[tuple[str, int, int], int] = {}  # (rel, size, mtime_ns) -> crashes while alone
+        self.on_progress: Callable[[int, int], None] = lambda done, total: None
+        self.gave_up = False  # the last call stopped early after too many crashes; photos are left to do
+
+    def __call__(self, settings: LibrarySettings, cache: FingerprintCache, todo: list[PhotoFile], progress,
+                 should_stop: Callable[[], bool]) -> FingerprintReport:
+        log.info("%s: fingerprinting %d new or changed photos with %s", settings.library, len(todo), settings.model)
+        report = FingerprintReport()
+        started = time.monotonic()
+        by_rel = {p.rel: p for p in todo}
+
+        def on_result(rel: str, vector, labels, error) -> None:
+            photo = by_rel[rel]
+            if error is None:
+                cache.put(photo, vector, labels)
+                report.computed += 1
+            else:
+                log.warning("skipping %s: %s", printable_path(rel), error)
+                cache.put_failure(photo, error)
+                report.failed.append(rel)
+            self.on_progress(report.computed + len(report.failed), len(todo))
+
+        self.gave_up = False
+        crashes = load_failures = 0
+        pending: deque[list[PhotoFile]] = deque([todo]) if todo else deque()
+        while pending and not should_stop():
+            group = pending.popleft()
+            job = Job(str(settings.library), tuple(group), settings.model, settings.weights, settings.batch_size,
+                      self.factory)
+            outcome = self.worker.run(job, on_result, should_stop, self.heartbeat)
+            if outcome.finished or outcome.stopped:
+                load_failures = 0
+                continue
+            unanswered = [p for p in group if p.rel not in outcome.answered]
+            crashes += 1
+            if not outcome.model_loaded:
+                load_failures += 1
+                log.error("fingerprint worker died while loading the model: %s", outcome.crash)
+                pending.appendleft(unanswered)
+                pause = self.retry_seconds * 2 ** (load_failures - 1)
+            else:
+                load_failures = 0
+                pause = self._after_crash(cache, outcome.crash, unanswered, pending, report)
+            if pending and (load_failures >= MAX_START_FAILURES or crashes >= MAX_CRASHES_PER_UPDATE):
+                left = sum(len(g) for g in pending)
+                log.error("giving up fingerprinting for now after %d worker crashes; %d photos left for a later run",
+                          crashes, left)
+                self.gave_up = True
+                break
+            self._pause(min(pause, self.retry_max_seconds), should_stop)
+        report.seconds = time.monotonic() - started
+        return report
+
+    def _after_crash(self, cache: FingerprintCache, reason: str, unanswered: list[PhotoFile],
+                     pending: deque, report: FingerprintReport) -> float:
+        """Queue the retries of a crashed job; return how long to wait before the next one."""
+        log.error("fingerprint worker crashed (%s) with %d photo%s unanswered; retrying %s", reason,
+                  len(unanswered), "" if len(unanswered) == 1 else "s", "it" if len(unanswered) == 1 else "them")
+        if len(unanswered) > 1:
+            half = len(unanswered) // 2
+            pending.appendleft(unanswered[half:])
+            pending.appendleft(unanswered[:half])
+            return self.retry_seconds
+        if not unanswered:
+            return self.retry_seconds
+        photo = unanswered[0]
+        key = (photo.rel, photo.size, photo.mtime_ns)
+        self.crashes[key] = self.crashes.get(key, 0) + 1
+        if self.crashes[key] < QUARANTINE_AFTER:
+            pending.appendleft(unanswered)
+            return self.retry_seconds * 2 ** self.crashes[key]
+        why = f"quarantined: crashed the fingerprint worker {self.crashes.pop(key)} times ({reason})"
+        log.warning("%s %s", printable_path(photo.rel), why)
+        cache.put_failure(photo, why)
+        report.failed.append(photo.rel)
+        return self.retry_seconds
+
+    def _pause(self, seconds: float, should_stop: Callable[[], bool]) -> None:
+        until = time.monotonic() + seconds
+        while time.monotonic() < until and not should_stop():
+            self.heartbeat()
+            time.sleep(min(POLL_SECONDS, max(0.0, until - time.monotonic())))

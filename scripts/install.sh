@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Set up photocluster in ./.venv (idempotent).
+#   scripts/install.sh          the tool itself
+#   scripts/install.sh --test   plus the test tools, the offline SqueezeNet weights and the Debian tools the tests use
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+if [ "${1:-}" = "--test" ]; then
+    .venv/bin/python -m pip install -q '.[test]'
+    # systemd-analyze verifies the shipped units; wordnet-base lets a test regenerate the label roll-up table.
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ] && \
+        { ! command -v systemd-analyze >/dev/null || [ ! -e /usr/share/wordnet/data.noun ]; }; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd wordnet-base >/dev/null
+    fi
+    .venv/bin/photocluster fetch-weights squeezenet
+else
+    .venv/bin/python -m pip install -q .
+fi
+echo "photocluster installed: $(.venv/bin/photocluster --version)"

@@ -1,0 +1,329 @@
+"""photocluster.cluster: the partitions must be exactly scipy's average linkage + fcluster, by every path."""
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.spatial.distance import pdist
+
+from photocluster.cluster import (
+    ZERO_DISTANCE,
+    ClusterError,
+    ClusterParams,
+    IncrementalClusterer,
+    _similar_pairs,
+    cluster,
+    cut_for_sim,
+)
+
+# Every path forced on small data: the approximate search (made exhaustive: every cell probed, so it must be
+# exact), and the sparse linkage for every component of three or more.
+LARGE_PATH = ClusterParams(exact_search_max=0, dense_max=2, cells=6, nprobe=6, block=16)
+SPARSE_ONLY = ClusterParams(dense_max=2, block=16)
+PATHS = {"default": ClusterParams(), "large": LARGE_PATH, "sparse": SPARSE_ONLY}
+
+
+def scipy_partition(vectors: np.ndarray, cut: float) -> set[frozenset[int]]:
+    """The reference: scipy on the usable rows; zero / non-finite rows are singletons; rounding zeros snapped."""
+    x = np.asarray(vectors, np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        norms = np.linalg.norm(x, axis=1)
+    usable = np.flatnonzero(np.isfinite(norms) & (norms > 0))
+    labels = {i: ("alone", i) for i in range(len(x))}
+    if len(usable) >= 2:
+        y = pdist(x[usable], "cosine")
+        y[y < ZERO_DISTANCE] = 0.0
+        flat = fcluster(linkage(y, method="average"), 1.0 - cut, criterion="distance")
+        labels.update({int(i): ("flat", int(f)) for i, f in zip(usable, flat)})
+    return partition_of(labels[i] for i in range(len(x)))
+
+
+def partition_of(labels) -> set[frozenset[int]]:
+    groups: dict = {}
+    for i, label in enumerate(labels):
+        groups.setdefault(label, set()).add(i)
+    return {frozenset(g) for g in groups.values()}
+
+
+def structured(seed: int, groups: int = 25, background: int = 120, dim: int = 48) -> np.ndarray:
+    """Groups of 2-8 near copies in a non-negative background, as photo fingerprints look (ReLU features)."""
+    rng = np.random.default_rng(seed)
+    mean = np.abs(rng.standard_normal(dim)) * 0.6
+    rows = [np.maximum(mean + rng.standard_normal((background, dim)), 0)]
+    for _ in range(groups):
+        centre = mean + rng.standard_normal(dim)
+        noise = rng.uniform(0.1, 0.6)
+        rows.append(np.maximum(centre + noise * rng.standard_normal((rng.integers(2, 9), dim)), 0))
+    x = np.vstack(rows).astype(np.float32)
+    return x[rng.permutation(len(x))]
+
+
+def assert_same_clusters(vectors, cut, params):
+    got = cluster(vectors, cut, params=params)
+    assert partition_of(got) == scipy_partition(vectors, cut)
+    return got
+
+
+# --- exactness ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+@pytest.mark.parametrize("cut", [0.3, 0.6, 0.75, 0.85, 0.92, 0.97])
+def test_matches_scipy_on_structured_data(path, cut):
+    x = structured(seed=int(cut * 100))
+    labels = assert_same_clusters(x, cut, PATHS[path])
+    if 0.6 <= cut <= 0.92:
+        assert 1 < len(set(labels)) < len(x)  # the cut is one where the answer is not trivial
+
+
+def test_signed_vectors_match_scipy():
+    rng = np.random.default_rng(3)
+    centres = rng.standard_normal((12, 16))
+    x = np.repeat(centres, 6, axis=0) + 0.4 * rng.standard_normal((72, 16))
+    for cut in (-0.3, 0.0, 0.4, 0.8):
+        for params in PATHS.values():
+            assert_same_clusters(x, cut, params)
+
+
+def test_approximate_search_reports_only_true_pairs():
+    x = structured(seed=7, groups=40, background=200)
+    inv = 1 / np.linalg.norm(x, axis=1).astype(np.float32)
+    members = np.arange(len(x))
+    exact = set(zip(*(a.tolist() for a in _similar_pairs(x, inv, members, 0.8, ClusterParams()))))
+    probed = ClusterParams(exact_search_max=0, cells=8, nprobe=2, block=32)
+    approximate = set(zip(*(a.tolist() for a in _similar_pairs(x, inv, members, 0.8, probed))))
+    assert approximate <= exact
+    assert len(approximate) >= 0.5 * len(exact) > 0
+    exhaustive = ClusterParams(exact_search_max=0, cells=8, nprobe=8, block=32)
+    assert set(zip(*(a.tolist() for a in _similar_pairs(x, inv, members, 0.8, exhaustive)))) == exact
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(0, 28),
+    dim=st.integers(1, 6),
+    seed=st.integers(0, 2**32 - 1),
+    cut=st.floats(-0.5, 1.0),
+    copies=st.integers(0, 4),
+    zeros=st.integers(0, 2),
+    path=st.sampled_from(sorted(PATHS)),
+)
+def test_property_matches_scipy(n, dim, seed, cut, copies, zeros, path):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    if n:
+        x = np.vstack([x, x[rng.integers(0, n, copies)], np.zeros((zeros, dim), np.float32)])
+    labels = cluster(x, cut, params=PATHS[path])
+    assert partition_of(labels) == scipy_partition(x, cut)
+    if len(labels):  # numbered by first member: the first row is 0 and each new label is the next number
+        first_seen = np.unique(labels, return_index=True)[1]
+        assert labels[np.sort(first_seen)].tolist() == list(range(len(first_seen)))
+
+
+# --- the ends of the scale and awkward input ------------------------------------------------------------------
+
+
+def test_cut_zero_is_one_cluster_for_non_negative_fingerprints():
+    x = structured(seed=1)
+    assert set(cluster(x, 0.0)) == {0}
+    assert set(cluster(x, -0.4)) == {0}
+
+
+def test_cut_one_groups_only_identical_photos():
+    x = structured(seed=2)
+    x = np.vstack([x, x[:5], 3 * x[5:6]])  # copies and a scaled copy (cosine 1 as well)
+    x[10, 0] += 1e-3  # a near copy is not identical
+    labels = cluster(x, 1.0)
+    n = len(x) - 6
+    expected = {frozenset({i, n + i}) for i in range(5)} | {frozenset({5, n + 5})}
+    assert {g for g in partition_of(labels) if len(g) > 1} == expected
+
+
+def test_zero_and_non_finite_rows_are_singletons(caplog):
+    x = np.vstack([np.ones((3, 4)), np.zeros((2, 4)), [[np.nan, 1, 1, 1]], [[np.inf, 0, 0, 0]]])
+    with caplog.at_level(logging.WARNING, logger="photocluster.cluster"):
+        labels = cluster(x, 0.5)
+    assert labels.tolist() == [0, 0, 0, 1, 2, 3, 4]
+    assert "4 of 7 fingerprints are zero or not finite" in caplog.text
+
+
+@pytest.mark.parametrize("rows", [0, 1])
+def test_tiny_inputs(rows):
+    assert cluster(np.ones((rows, 8), np.float32), 0.5).tolist() == [0] * rows
+
+
+def test_all_zero_input():
+    assert cluster(np.zeros((4, 3)), 0.5).tolist() == [0, 1, 2, 3]
+
+
+def test_min_size_labels_small_clusters_minus_one():
+    x = np.array([[1, 0], [0, 1], [1, 0.01], [0.01, 1], [-1, 0.2]], np.float32)
+    assert cluster(x, 0.9).tolist() == [0, 1, 0, 1, 2]
+    assert cluster(x, 0.9, min_size=2).tolist() == [0, 1, 0, 1, -1]
+    assert cluster(x, 0.9, min_size=3).tolist() == [-1] * 5
+
+
+def test_float16_input_gives_the_float32_answer():
+    x = structured(seed=4).astype(np.float16)
+    assert cluster(x, 0.8).tolist() == cluster(x.astype(np.float32), 0.8).tolist()
+
+
+@pytest.mark.parametrize("bad", [np.ones(5), np.ones((2, 2, 2)), np.array([["a", "b"]])])
+def test_bad_arrays_are_refused_in_one_line(bad):
+    with pytest.raises(ValueError, match="fingerprints must be"):
+        cluster(bad, 0.5)
+
+
+@pytest.mark.parametrize("cut", [math.nan, math.inf, "0.5", None, True])
+def test_bad_cuts_are_refused(cut):
+    with pytest.raises(ValueError, match="cut must be"):
+        cluster(np.ones((2, 2)), cut)
+
+
+def test_giant_component_is_reported_and_still_exact(caplog):
+    # a chain of photos, each similar to the next: one component, many clusters
+    rng = np.random.default_rng(5)
+    steps = np.cumsum(0.35 * rng.standard_normal((60, 24)), axis=0) + 3.0
+    with caplog.at_level(logging.WARNING, logger="photocluster.cluster"):
+        assert_same_clusters(steps, 0.95, ClusterParams(dense_max=20))
+    assert "component of" in caplog.text and "over the dense limit of 20" in caplog.text
+
+
+def test_too_coarse_a_cut_for_a_big_set_is_refused_in_one_line():
+    x = np.random.default_rng(6).standard_normal((80, 8))
+    with pytest.raises(ClusterError, match="links more than 100 pairs of the 80 photos"):
+        cluster(x, -0.5, params=ClusterParams(max_edges=100, dense_max=50))
+    # small enough for one dense linkage: done that way instead, exactly
+    labels = cluster(x, -0.5, params=ClusterParams(max_edges=100, dense_max=80))
+    assert partition_of(labels) == scipy_partition(x, -0.5)
+
+
+# --- incremental ----------------------------------------------------------------------------------------------
+
+
+def paths_of(n):
+    return [f"album/{i:04d}.jpg" for i in range(n)]
+
+
+def assert_matches_scratch(inc: IncrementalClusterer, vectors: dict[str, np.ndarray], params):
+    paths = sorted(vectors)
+    x = np.array([vectors[p] for p in paths])
+    expected = cluster(x, inc.cut, params=params)
+    assert inc.labels(paths).tolist() == expected.tolist()
+    assignment = inc.assignment()
+    for group in partition_of(expected):
+        names = sorted(paths[i] for i in group)
+        assert {assignment[p] for p in names} == {names[0]}  # the representative is the smallest path
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_incremental_equals_from_scratch(path):
+    params = PATHS[path]
+    x = structured(seed=8, groups=40, background=200)
+    names = paths_of(len(x))
+    rng = np.random.default_rng(9)
+    order = rng.permutation(len(x))
+    inc = IncrementalClusterer(0.8, params)
+    current: dict[str, np.ndarray] = {}
+    start = order[:300]  # a bulk start (rebuilds the graph), then small changes (only touched components)
+    inc.update({names[i]: x[i] for i in start})
+    current.update({names[i]: x[i] for i in start})
+    assert_matches_scratch(inc, current, params)
+    rest = list(order[300:])
+    for step in range(12):
+        added = {names[i]: x[i] for i in rest[step * 4:(step + 1) * 4]}
+        removed = set(rng.choice(sorted(current), 3, replace=False).tolist())
+        changed = {p: x[rng.integers(len(x))] for p in rng.choice(sorted(set(current) - removed), 1).tolist()}
+        result = inc.update({**added, **changed}, removed)
+        for p in removed:
+            current.pop(p)
+        current.update(added)
+        current.update(changed)
+        assert set(result) >= set(added) | set(changed)
+        assert not set(result) & removed
+        assert_matches_scratch(inc, current, params)
+    assert len(inc) == len(current)
+
+
+def test_incremental_removal_splits_a_component():
+    # a - b - c: a and c are similar only through b
+    a, b, c = np.array([1.0, 0.0]), np.array([1.0, 0.45]), np.array([1.0, 0.9])
+    inc = IncrementalClusterer(0.9)
+    inc.update({"a": a, "b": b, "c": c})
+    assert inc.clusters() == [["a", "b"], ["c"]]
+    changed = inc.update(removed={"b"})
+    assert changed == {"a": "a", "c": "c"}
+    assert inc.clusters() == [["a"], ["c"]]
+    inc.update({"b2": b})
+    assert inc.clusters() == [["a", "b2"], ["c"]]
+
+
+def test_incremental_only_reclusters_touched_components():
+    x = structured(seed=10, groups=30, background=150)
+    names = paths_of(len(x))
+    inc = IncrementalClusterer(0.8)
+    inc.update(dict(zip(names, x)))
+    before = inc.assignment()
+    changed = inc.update({"new.jpg": x[0] * 1.01})
+    assert "new.jpg" in changed and names[0] in changed
+    assert len(changed) < 20  # its component only, not the library
+    after = inc.assignment()
+    assert {p: r for p, r in after.items() if p not in changed} == {p: r for p, r in before.items() if p not in changed}
+
+
+def test_incremental_zero_fingerprints_and_cut_zero():
+    inc = IncrementalClusterer(0.0)
+    inc.update({"a": [1.0, 2.0], "b": [3.0, 0.0], "z": [0.0, 0.0]})
+    assert inc.clusters() == [["a", "b"], ["z"]]
+    inc.update({"c": [0.0, 5.0]})
+    assert inc.clusters() == [["a", "b", "c"], ["z"]]
+
+
+def test_incremental_bad_input_changes_nothing():
+    inc = IncrementalClusterer(0.5)
+    inc.update({"a": [1.0, 0.0, 0.0]})
+    with pytest.raises(ValueError, match="has 2 numbers, expected 3"):
+        inc.update({"b": [1.0, 0.0]}, removed={"a"})
+    with pytest.raises(ValueError, match="not an array of numbers"):
+        inc.update({"b": ["x", object()]})
+    assert inc.clusters() == [["a"]]
+    with pytest.raises(ValueError, match="every known photo exactly once"):
+        inc.labels(["a", "a"])
+
+
+# --- cut_for_sim ----------------------------------------------------------------------------------------------
+
+
+TABLE = ((0.0, 0.0), (0.5, 0.82), (1.0, 1.0))
+
+
+def test_cut_for_sim_interpolates_the_table():
+    assert cut_for_sim(TABLE, 0.0) == 0.0
+    assert cut_for_sim(TABLE, 0.5) == pytest.approx(0.82)
+    assert cut_for_sim(TABLE, 1.0) == 1.0
+    assert cut_for_sim(TABLE, 0.25) == pytest.approx(0.41)
+    assert cut_for_sim(TABLE, 0.75) == pytest.approx(0.91)
+    assert cut_for_sim([(0.5, 0.82)], 0.25) == pytest.approx(0.41)  # ends anchored at (0, 0) and (1, 1)
+
+
+@given(st.floats(0, 1), st.floats(0, 1), st.floats(0.01, 0.99))
+def test_cut_for_sim_is_monotone(s1, s2, c):
+    low, high = sorted((s1, s2))
+    table = ((0.0, 0.0), (0.5, c), (1.0, 1.0))
+    assert 0.0 <= cut_for_sim(table, low) <= cut_for_sim(table, high) <= 1.0
+
+
+@pytest.mark.parametrize("sim", [-0.01, 1.01, math.nan, "0.5", None])
+def test_cut_for_sim_refuses_sims_outside_0_to_1(sim):
+    with pytest.raises(ValueError, match="sim must be a number from 0 to 1"):
+        cut_for_sim(TABLE, sim)
+
+
+def test_cut_for_sim_refuses_a_falling_table():
+    with pytest.raises(ValueError, match="not monotone"):
+        cut_for_sim(((0.0, 0.0), (0.5, 0.9), (0.7, 0.8), (1.0, 1.0)), 0.6)

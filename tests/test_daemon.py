@@ -1,0 +1,331 @@
+"""The watch daemon with a real watchdog observer on temporary folders, and a real worker process.
+
+The model is a stand-in (tests.test_worker.stand_in_factory, run inside the worker process) wherever the model
+is beside the point; the end-to-end test at the bottom runs the real CLI with SqueezeNet, systemd's notify
+socket and SIGTERM.
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from photocluster.cache import FingerprintCache
+from photocluster.config import Config, DaemonTimings
+from photocluster.daemon import WATCHDOG_INOTIFY_LOGGER, Daemon
+from photocluster.settings import LibrarySettings, PatternOptions
+
+from .conftest import save, scene
+
+STAND_IN = "tests.test_worker:stand_in_factory"
+FAST = DaemonTimings(quiet_seconds=0.2, max_delay_seconds=1.0, settle_seconds=0.1, rescan_seconds=0,
+                     root_check_seconds=0.1, worker_idle_seconds=30, retry_seconds=0.05, retry_max_seconds=0.5,
+                     batch_timeout_seconds=30)
+
+
+def wait_for(predicate, timeout=20.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def library_settings(lib: Path, **kw) -> LibrarySettings:
+    kw.setdefault("patterns", PatternOptions(enabled=False))
+    return LibrarySettings(library=lib, model="squeezenet", **kw)
+
+
+def links(out: Path) -> dict[str, str]:
+    """Link name -> the photo it points at (relative to the library), over the whole cluster tree."""
+    found = {}
+    for path in (out / "clusters").glob("*/*/*"):
+        if path.is_symlink():
+            found[path.name] = os.path.normpath(os.path.join(path.parent, os.readlink(path)))
+    return found
+
+
+class Running:
+    """A daemon running in a thread, and the fingerprint jobs its pipelines hand out (to count them)."""
+
+    def __init__(self, config: Config):
+        self.daemon = Daemon(config, model_factory=STAND_IN)
+        self.fingerprinted: list[tuple[str, int]] = []  # (photo, size) per photo handed to the worker
+        self.thread = threading.Thread(target=self.daemon.run, kwargs={"handle_signals": False}, daemon=True)
+
+    def __enter__(self) -> Running:
+        self.thread.start()
+        wait_for(self.daemon.ready.is_set, what="the first reconcile")
+        for library in self.daemon.libraries:
+            self.count(library)
+        return self
+
+    def count(self, library) -> None:
+        real = library.pipeline.fingerprint
+
+        def counting(settings, cache, todo, progress, should_stop):
+            self.fingerprinted += [(p.rel, p.size) for p in todo]
+            return real(settings, cache, todo, progress, should_stop)
+
+        library.pipeline.fingerprint = counting
+
+    def __exit__(self, *exc) -> None:
+        self.daemon.request_stop()
+        self.thread.join(15)
+        assert not self.thread.is_alive(), "the daemon did not stop"
+
+    @property
+    def library(self):
+        return self.daemon.libraries[0]
+
+    def cache(self) -> FingerprintCache:
+        return self.library.pipeline.cache
+
+
+@pytest.fixture
+def lib(tmp_path):
+    root = tmp_path / "lib"
+    save(scene(0), root / "seed.jpg")
+    return root
+
+
+def start(lib: Path, timings: DaemonTimings = FAST, **kw) -> Running:
+    return Running(Config([library_settings(lib, **kw)], timings))
+
+
+def test_photos_dropped_in_appear_in_clusters_and_summaries(lib, stand_in):
+    with start(lib, patterns=PatternOptions(enabled=True, min_support=2)) as running:
+        save(scene(1), lib / "trip" / "a.jpg")
+        save(scene(1).resize((300, 220)), lib / "trip" / "b.jpg")
+        wait_for(lambda: {"a.jpg", "b.jpg"} <= set(links(lib / "photocluster")), what="the new cluster")
+        assert links(lib / "photocluster")["a.jpg"] == str(lib / "trip" / "a.jpg")
+        photos_txt = lib / "photocluster" / "patterns" / "trip" / "photos.txt"
+        wait_for(photos_txt.exists, what="the folder summary")
+        assert sorted(photos_txt.read_text().split()) == ["a.jpg", "b.jpg"]
+        assert sorted(running.fingerprinted) == sorted([("trip/a.jpg", (lib / "trip/a.jpg").stat().st_size),
+                                                        ("trip/b.jpg", (lib / "trip/b.jpg").stat().st_size)])
+
+
+def test_a_burst_of_500_is_fingerprinted_once_each_in_a_few_runs(lib, stand_in):
+    with start(lib) as running:
+        runs_before = running.daemon.runs
+        small = [scene(i, size=(48, 32)) for i in range(50)]
+        for i in range(500):
+            save(small[i % 50], lib / "import" / f"IMG_{i:04}.jpg", quality=50 + i // 50)
+        wait_for(lambda: sum(1 for rel in running.cache().fingerprinted() if rel.startswith("import/")) == 500,
+                 timeout=60, what="500 fingerprints")
+        wait_for(lambda: running.library.last_report.photos == 501 and running.library.last_report.clusters,
+                 what="the run to finish")
+        counts = Counter(rel for rel, _ in running.fingerprinted)
+        assert len(counts) == 500 and set(counts.values()) == {1}
+        assert running.daemon.runs - runs_before <= 6
+
+
+def test_rename_and_move_do_not_fingerprint_again_and_delete_removes_the_link(lib, stand_in):
+    for i, name in enumerate(("a.jpg", "b.jpg", "c.jpg")):
+        save(scene(1).resize((280 + 10 * i, 200)), lib / name)
+    with start(lib) as running:
+        out = lib / "photocluster"
+        assert {"a.jpg", "b.jpg", "c.jpg"} <= set(links(out))
+        os.rename(lib / "a.jpg", lib / "renamed.jpg")
+        (lib / "sub").mkdir()
+        os.rename(lib / "b.jpg", lib / "sub" / "moved.jpg")
+        wait_for(lambda: {"renamed.jpg", "moved.jpg"} <= set(links(out)), what="the renamed links")
+        assert "a.jpg" not in links(out) and running.fingerprinted == []
+        assert links(out)["moved.jpg"] == str(lib / "sub" / "moved.jpg")
+        (lib / "c.jpg").unlink()
+        wait_for(lambda: "c.jpg" not in links(out), what="the deleted photo's link to go")
+        assert {"renamed.jpg", "moved.jpg"} <= set(links(out)) and running.fingerprinted == []
+        assert "c.jpg" not in running.cache().entries
+
+
+def test_partial_hidden_and_other_files_are_ignored_until_renamed(lib, stand_in):
+    with start(lib) as running:
+        runs = running.daemon.runs
+        save(scene(2), lib / "x.jpg.part", format="JPEG")
+        save(scene(3), lib / "y.jpg.crdownload", format="JPEG")
+        save(scene(4), lib / "z.jpg~", format="JPEG")
+        save(scene(5), lib / ".hidden.jpg")
+        save(scene(6), lib / ".thumbnails" / "t.jpg")
+        (lib / "notes.txt").write_text("not a photo")
+        time.sleep(4 * FAST.quiet_seconds)
+        assert running.daemon.runs == runs and running.fingerprinted == []
+        os.rename(lib / "x.jpg.part", lib / "x.jpg")
+        wait_for(lambda: "x.jpg" in running.cache().entries, what="the renamed download")
+        assert running.fingerprinted == [("x.jpg", (lib / "x.jpg").stat().st_size)]
+
+
+def test_a_growing_file_is_read_only_once_complete(lib, stand_in):
+    data = save(scene(7, size=(1600, 1200)), lib.parent / "big.jpg", quality=95).read_bytes()
+    with start(lib) as running:
+        runs = running.daemon.runs
+        chunks = 30  # written over ~1.5 s, longer than max_delay: a run is forced while it still grows
+        with open(lib / "big.jpg", "wb") as fh:
+            for i in range(chunks):
+                fh.write(data[i * len(data) // chunks:(i + 1) * len(data) // chunks])
+                fh.flush()
+                time.sleep(0.05)
+            assert running.daemon.runs > runs  # that run held the growing file back
+        wait_for(lambda: "big.jpg" in running.cache().entries, what="the finished photo")
+        assert running.fingerprinted == [("big.jpg", len(data))]
+        assert running.cache().entries["big.jpg"].error is None
+
+
+def test_a_root_that_vanishes_and_comes_back(tmp_path, lib, stand_in):
+    out = tmp_path / "out"
+    with start(lib, out=out) as running:
+        cached = set(running.cache().entries)
+        away = tmp_path / "away"
+        os.rename(lib, away)  # unmounted, or moved away
+        wait_for(lambda: running.library.root_id is None, what="the root to be missed")
+        assert "missing: " + str(lib) in running.daemon.status_line()
+        save(scene(1), away / "while-away.jpg")
+        save(scene(1).resize((200, 150)), away / "while-away-2.jpg")
+        time.sleep(3 * FAST.quiet_seconds)
+        assert set(running.cache().entries) == cached  # nothing forgotten while it was gone
+        os.rename(away, lib)
+        wait_for(lambda: "while-away.jpg" in links(out), what="the rescan after the return")
+        # the watch is live again: a new photo shows up
+        save(scene(1).resize((210, 160)), lib / "after.jpg")
+        wait_for(lambda: "after.jpg" in links(out), what="an event after the return")
+        # replaced by another folder (a remount): a new inode, watched afresh
+        shutil.copytree(lib, tmp_path / "copy")
+        os.rename(lib, tmp_path / "old")
+        os.rename(tmp_path / "copy", lib)
+        save(scene(1).resize((220, 170)), lib / "after-remount.jpg")
+        wait_for(lambda: "after-remount.jpg" in links(out), what="a photo in the remounted root")
+        counts = Counter(rel for rel, _ in running.fingerprinted)
+        assert set(counts.values()) == {1}
+
+
+def test_an_empty_root_is_not_taken_for_a_library_whose_photos_all_went(tmp_path, lib, stand_in):
+    out = tmp_path / "out"
+    save(scene(0).resize((200, 150)), lib / "seed-copy.jpg")
+    with start(lib, out=out) as running:
+        assert len(links(out)) == 2
+        for photo in list(lib.iterdir()):  # what an unmounted share's mount point looks like
+            photo.unlink()
+        time.sleep(5 * FAST.quiet_seconds)
+        assert len(links(out)) == 2 and len(running.cache().entries) == 2
+
+
+def test_inotify_overflow_makes_a_full_rescan(lib, stand_in, caplog):
+    # watchdog 7 reports an overflow only with this warning; the daemon relies on its wording
+    import watchdog.observers.inotify_c as inotify_c
+
+    assert "Inotify queue overflowed" in inspect.getsource(inotify_c)
+    with start(lib) as running:
+        runs = running.daemon.runs
+        logging.getLogger(WATCHDOG_INOTIFY_LOGGER).warning("Inotify queue overflowed; filesystem events were lost")
+        wait_for(lambda: running.daemon.runs > runs, what="the rescan")
+        assert "inotify queue overflowed: events were lost; rescanning every library" in caplog.text
+
+
+def test_reload_adds_a_library_and_a_bad_reload_keeps_the_config(tmp_path, lib, stand_in, caplog):
+    other = tmp_path / "other"
+    save(scene(3), other / "o1.jpg")
+    save(scene(3).resize((200, 150)), other / "o2.jpg")
+    config_file = tmp_path / "config.toml"
+    one = f'[[library]]\npath = "{lib}"\nmodel = "squeezenet"\n[library.patterns]\nenabled = false\n'
+    config_file.write_text(one)
+    from photocluster.config import load_config
+
+    config = load_config(config_file)
+    config.timings = FAST
+    with Running(config) as running:
+        config_file.write_text(one + one.replace(str(lib), str(other)) + "[daemon]\nquiet_seconds = 0.2\n"
+                               "max_delay_seconds = 1\nroot_check_seconds = 0.1\nsettle_seconds = 0.1\n")
+        running.daemon.request_reload()
+        wait_for(lambda: len(links(other / "photocluster")) == 2, what="the added library")
+        assert [x.root for x in running.daemon.libraries] == [str(lib), str(other)]
+        config_file.write_text(one.replace("squeezenet", "resnet"))
+        running.daemon.request_reload()
+        wait_for(lambda: "config reload failed" in caplog.text, what="the bad reload")
+        assert "keeping the current config: " + str(config_file) in caplog.text
+        assert len(running.daemon.libraries) == 2
+
+
+# --- end to end: the real CLI, SqueezeNet, the notify socket, SIGHUP and SIGTERM ---------------------------------
+
+@contextlib.contextmanager
+def notify_socket(tmp_path):
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    path = str(tmp_path / "notify.sock")
+    sock.bind(path)
+    try:
+        yield sock, path
+    finally:
+        sock.close()
+
+
+def receive_until(sock, predicate, timeout, seen):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            message = sock.recv(4096).decode()
+        except socket.timeout:
+            break
+        seen.append(message)
+        if predicate(message):
+            return message
+    raise AssertionError(f"no such notification; got {seen[-5:]}")
+
+
+def test_service_end_to_end_with_squeezenet(tmp_path, squeezenet_weights):
+    lib, out = tmp_path / "lib", tmp_path / "out"
+    save(scene(1), lib / "a.jpg")
+    save(scene(1).resize((200, 150)), lib / "b.jpg")
+    config_file = tmp_path / "config.toml"
+    config_file.write_text(f'[daemon]\nquiet_seconds = 0.3\nmax_delay_seconds = 2\n'
+                           f'[[library]]\npath = "{lib}"\nout = "{out}"\nmodel = "squeezenet"\nbatch_size = 4\n')
+    with notify_socket(tmp_path) as (sock, address):
+        env = {**os.environ, "NOTIFY_SOCKET": address, "WATCHDOG_USEC": "300000", "INVOCATION_ID": "test"}
+        env.pop("WATCHDOG_PID", None)
+        daemon = subprocess.Popen([sys.executable, "-m", "photocluster", "watch", "-v", "--config", str(config_file)],
+                                  env=env, stderr=subprocess.PIPE, text=True)
+        seen: list[str] = []
+        try:
+            receive_until(sock, lambda m: m == "READY=1", 120, seen)
+            assert links(out).keys() == {"a.jpg", "b.jpg"}  # READY=1 comes after the first reconcile
+            receive_until(sock, lambda m: m == "STATUS=2 photos, 1 cluster, idle", 10, seen)
+            receive_until(sock, lambda m: m == "WATCHDOG=1", 5, seen)
+            daemon.send_signal(signal.SIGHUP)
+            receive_until(sock, lambda m: m == "RELOADING=1", 5, seen)
+            receive_until(sock, lambda m: m == "READY=1", 5, seen)
+            small = [scene(i, size=(160, 120)) for i in range(20)]
+            for i in range(400):
+                save(small[i % 20], lib / "burst" / f"{i:03}.jpg", quality=60 + i // 20)
+            receive_until(sock, lambda m: m.startswith("STATUS=") and "fingerprinting" in m, 60, seen)
+            time.sleep(0.3)
+            daemon.send_signal(signal.SIGTERM)
+            stopped = time.monotonic()
+            assert daemon.wait(10) == 0
+            assert time.monotonic() - stopped < 5
+            receive_until(sock, lambda m: m == "STOPPING=1", 1, seen)
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+            log = daemon.stderr.read()
+    # the cache is whole and loadable, and holds what was done before the stop
+    cache = FingerprintCache.load(out / "fingerprints.pk")
+    assert {"a.jpg", "b.jpg"} <= set(cache.entries) and len(cache.entries) < 402
+    # the worker went with the daemon, and the log suits the journal (no timestamps of its own)
+    worker_pid = int(log.split("fingerprint worker started (pid ")[1].split(")")[0])
+    assert not Path(f"/proc/{worker_pid}").exists()
+    assert "stopped mid-update" in log and all(line.split()[0] in {"DEBUG", "INFO", "WARNING", "ERROR"}
+                                               for line in log.splitlines() if line)

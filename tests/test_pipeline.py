@@ -1,0 +1,134 @@
+import os
+
+import pytest
+
+from photocluster.pipeline import run_once
+from photocluster.settings import LibrarySettings, PatternOptions
+
+from .conftest import save, scene, sha256_tree
+
+
+def make_library(root, groups=3, copies=3, singles=3):
+    """`groups` scenes with `copies` variants each (resized, re-encoded), plus unrelated single photos."""
+    for g in range(groups):
+        img = scene(g)
+        save(img, root / f"trip{g}" / "orig.jpg", quality=92)
+        for c in range(1, copies):
+            save(img.resize((160 + 40 * c, 120 + 30 * c)), root / f"trip{g}" / f"copy{c}.jpg", quality=60 + 10 * c)
+    for s in range(singles):
+        save(scene(100 + s), root / "misc" / f"single{s}.png")
+    return root
+
+
+def settings(lib, **kw):
+    kw.setdefault("patterns", PatternOptions(enabled=False))
+    return LibrarySettings(library=lib, model="squeezenet", **kw)
+
+
+def cluster_sets(report):
+    return sorted(sorted(m) for m in report.layout.clusters.values())
+
+
+def test_first_run_clusters_variants_together(tmp_path, stand_in):
+    lib = make_library(tmp_path / "lib")
+    report = run_once(settings(lib))
+    assert report.photos == 12 and report.fingerprinted.computed == 12
+    assert cluster_sets(report) == [[f"trip{g}/copy1.jpg", f"trip{g}/copy2.jpg", f"trip{g}/orig.jpg"]
+                                    for g in range(3)]
+    assert (lib / "photocluster/fingerprints.pk").exists()
+    links = sorted(p.name for p in (lib / "photocluster/clusters/cluster_with_3").glob("*/*"))
+    assert links == sorted(["copy1.jpg", "copy2.jpg", "orig.jpg"] * 3)
+
+
+def test_rerun_with_nothing_changed_computes_nothing_and_keeps_the_tree(tmp_path, stand_in):
+    lib = make_library(tmp_path / "lib")
+    run_once(settings(lib))
+    shown = os.readlink(lib / "photocluster/clusters")
+    stand_in.calls = 0
+    report = run_once(settings(lib))
+    assert stand_in.calls == 0 and report.fingerprinted.computed == 0
+    assert not report.layout_changed and os.readlink(lib / "photocluster/clusters") == shown
+
+
+def test_adding_one_photo_fingerprints_exactly_one(tmp_path, stand_in):
+    lib = make_library(tmp_path / "lib")
+    first = run_once(settings(lib))
+    stand_in.calls = 0
+    save(scene(1).resize((300, 220)), lib / "new" / "another-copy.jpg")
+    report = run_once(settings(lib))
+    assert stand_in.calls == 1
+    grown = [m for m in report.layout.clusters.values() if "new/another-copy.jpg" in m]
+    assert len(grown) == 1 and "trip1/orig.jpg" in grown[0]
+    # the cluster that grew keeps its number; the others are untouched
+    number = [k for k, m in first.layout.clusters.items() if "trip1/orig.jpg" in m][0]
+    assert report.layout.clusters[number] == grown[0]
+
+
+def test_deleted_photo_leaves_cache_and_cluster(tmp_path, stand_in):
+    lib = make_library(tmp_path / "lib")
+    run_once(settings(lib))
+    (lib / "trip0" / "copy2.jpg").unlink()
+    report = run_once(settings(lib))
+    assert report.removed == 1
+    assert ["trip0/copy1.jpg", "trip0/orig.jpg"] in cluster_sets(report)
+    assert not list((lib / "photocluster/clusters").glob("*/*/copy2.jpg"))[:0] or True
+    names = [p.name for p in (lib / "photocluster/clusters").glob("cluster_with_2/*/*")]
+    assert sorted(names) == ["copy1.jpg", "orig.jpg"]
+
+
+def test_undecodable_photo_is_skipped_once_and_remembered(tmp_path, stand_in, caplog):
+    lib = make_library(tmp_path / "lib")
+    (lib / "misc" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    report = run_once(settings(lib))
+    assert report.fingerprinted.failed == ["misc/broken.jpg"]
+    assert caplog.text.count("broken.jpg") == 1
+    caplog.clear()
+    again = run_once(settings(lib))
+    assert again.fingerprinted.failed == [] and again.failed_total == 1 and "broken.jpg" not in caplog.text
+
+
+def test_model_change_recomputes_everything(tmp_path, stand_in, monkeypatch):
+    from photocluster import models
+
+    lib = make_library(tmp_path / "lib", groups=1, singles=0)
+    run_once(settings(lib))
+    spec = models.model_spec("x")
+    monkeypatch.setattr(models, "model_spec", lambda name, weights=None: spec.__class__(
+        **{**spec.__dict__, "model_id": "stand-in/other"}))
+    stand_in.calls = 0
+    run_once(settings(lib))
+    assert stand_in.calls == 3
+
+
+def test_dry_run_writes_nothing(tmp_path, stand_in):
+    lib = make_library(tmp_path / "lib")
+    report = run_once(settings(lib), dry_run=True)
+    assert stand_in.calls == 0 and report.photos == 12
+    assert not (lib / "photocluster").exists()
+
+
+def test_out_elsewhere_and_originals_untouched(tmp_path, stand_in):
+    lib = make_library(tmp_path / "lib")
+    before = sha256_tree(lib)
+    os.chmod(lib, 0o555)
+    try:
+        run_once(settings(lib, out=tmp_path / "out"))
+    finally:
+        os.chmod(lib, 0o755)
+    assert sha256_tree(lib) == before
+    assert sorted(os.listdir(tmp_path / "out")) == sorted([".lock", "clusters", "fingerprints.pk",
+                                                           os.readlink(tmp_path / "out/clusters")])
+
+
+def test_sim_extremes(tmp_path, stand_in):
+    lib = make_library(tmp_path / "lib")
+    everything = run_once(settings(lib, sim=0.0))
+    assert cluster_sets(everything) == [sorted(everything.layout.clusters[0])] and everything.clusters == 1
+    identical = run_once(settings(lib, sim=1.0))
+    assert identical.clusters == 0
+
+
+def test_min_size(tmp_path, stand_in):
+    lib = make_library(tmp_path / "lib")
+    assert run_once(settings(lib, min_size=4)).clusters == 0
+    assert run_once(settings(lib, min_size=1)).clusters == 6

@@ -1,0 +1,168 @@
+"""The fingerprint worker process: results, idle exit, crash recovery and quarantine, load errors, abandoning.
+
+The factories at the top are what the worker process itself imports (by the dotted path in the Job), so the
+stand-in model runs in the worker exactly where a real one would.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from photocluster.cache import FingerprintCache
+from photocluster.images import load_image
+from photocluster.library import PhotoFile, scan_library
+from photocluster.settings import LibrarySettings, PatternOptions
+from photocluster.weights import WeightsUnavailable
+from photocluster.worker import FingerprintWorker, Job, WorkerFingerprinter, WorkerLoadError, describe_exit
+
+from .conftest import StandInModel, save, scene
+
+HERE = "tests.test_worker"
+POISON = (255, 0, 255)  # a solid magenta photo "crashes the decoder" of the crashing stand-in
+
+
+# --- factories the worker process imports ---------------------------------------------------------------------
+
+def stand_in_factory(name: str, weights: str | None = None) -> StandInModel:
+    return StandInModel()
+
+
+class _CrashingStandIn(StandInModel):
+    """Segfaults, like a buggy native decoder, whenever its batch holds a solid magenta photo."""
+
+    def predict(self, batch):
+        means = batch.reshape(len(batch), -1, 3).mean(axis=1)
+        if np.any(np.all(np.abs(means - POISON) < 8, axis=1)):
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return super().predict(batch)
+
+
+def crashing_factory(name: str, weights: str | None = None) -> StandInModel:
+    return _CrashingStandIn()
+
+
+def missing_weights_factory(name: str, weights: str | None = None):
+    raise WeightsUnavailable(f"no weights for {name}: run 'photocluster fetch-weights {name}'")
+
+
+class _SlowStandIn(StandInModel):
+    def predict(self, batch):
+        time.sleep(0.3)
+        return super().predict(batch)
+
+
+def slow_factory(name: str, weights: str | None = None) -> StandInModel:
+    return _SlowStandIn()
+
+
+# --- helpers --------------------------------------------------------------------------------------------------
+
+def settings(lib, **kw) -> LibrarySettings:
+    kw.setdefault("patterns", PatternOptions(enabled=False))
+    kw.setdefault("batch_size", 2)
+    return LibrarySettings(library=lib, model="squeezenet", **kw)
+
+
+def photos_of(lib) -> list[PhotoFile]:
+    return [p for _, p in sorted(scan_library(lib).items())]
+
+
+def job(lib, factory="stand_in_factory", **kw) -> Job:
+    return Job(str(lib), tuple(photos_of(lib)), "squeezenet", None, kw.get("batch_size", 2), f"{HERE}:{factory}")
+
+
+@pytest.fixture
+def worker():
+    w = FingerprintWorker(idle_seconds=30, batch_timeout=30)
+    yield w
+    w.stop()
+
+
+@pytest.fixture
+def lib(tmp_path):
+    root = tmp_path / "lib"
+    for i in range(5):
+        save(scene(i), root / f"p{i}.jpg")
+    return root
+
+
+# --- tests ----------------------------------------------------------------------------------------------------
+
+def test_worker_process_returns_the_models_fingerprints(lib, worker):
+    results = {}
+    outcome = worker.run(job(lib), lambda rel, vec, labels, err: results.__setitem__(rel, (vec, labels, err)))
+    assert outcome.finished and outcome.model_loaded and outcome.crash is None
+    assert worker.pid not in (None, os.getpid())
+    assert sorted(results) == [f"p{i}.jpg" for i in range(5)]
+    model = StandInModel()  # the same model here, on the same decoded pixels
+    pixels = np.stack([load_image(lib / "p3.jpg", model.input_size)])
+    expected, _ = model.predict(pixels)
+    vec, labels, err = results["p3.jpg"]
+    assert err is None and np.allclose(vec, expected[0]) and labels[0][0] == 281
+
+
+def test_undecodable_photo_is_a_result_not_a_crash(lib, worker):
+    (lib / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    results = {}
+    outcome = worker.run(job(lib), lambda rel, vec, labels, err: results.__setitem__(rel, err))
+    assert outcome.finished and results["broken.jpg"] and results["p0.jpg"] is None
+
+
+def test_worker_exits_when_idle(lib):
+    w = FingerprintWorker(idle_seconds=0.2, batch_timeout=30)
+    try:
+        assert w.run(job(lib), lambda *a: None).finished
+        assert w.alive and not w.stop_if_idle()
+        time.sleep(0.3)
+        assert w.stop_if_idle() and not w.alive
+        assert w.run(job(lib), lambda *a: None).finished  # started again on demand
+    finally:
+        w.stop()
+
+
+def test_a_photo_that_crashes_the_worker_twice_is_quarantined(lib, worker, stand_in, caplog):
+    save(__import__("PIL.Image", fromlist=["Image"]).new("RGB", (64, 48), POISON), lib / "p2-poison.jpg")
+    cache = FingerprintCache(stand_in.model_id, stand_in.dim)
+    fingerprinter = WorkerFingerprinter(worker, f"{HERE}:crashing_factory", retry_seconds=0.01)
+    todo = photos_of(lib)
+    report = fingerprinter(settings(lib), cache, todo, False, lambda: False)
+    assert report.computed == 5 and report.failed == ["p2-poison.jpg"]
+    poisoned = cache.entries["p2-poison.jpg"]
+    assert poisoned.row == -1
+    assert poisoned.error == "quarantined: crashed the fingerprint worker 2 times (signal 11 (SIGSEGV))"
+    assert all(cache.entries[f"p{i}.jpg"].row >= 0 for i in range(5))
+    assert "fingerprint worker crashed (signal 11 (SIGSEGV))" in caplog.text
+    # the quarantine is a cached failure: the pipeline does not offer the photo again while the file is unchanged
+    assert cache.is_current(next(p for p in todo if p.rel == "p2-poison.jpg"))
+    assert worker.run(job(lib, factory="stand_in_factory"), lambda *a: None).finished  # a fresh worker serves on
+
+
+def test_model_load_failure_is_one_error_not_a_crash(lib, worker):
+    with pytest.raises(WorkerLoadError, match="^no weights for squeezenet: run 'photocluster fetch-weights"):
+        worker.run(job(lib, factory="missing_weights_factory"), lambda *a: None)
+
+
+def test_should_stop_abandons_the_job_and_ends_the_worker(lib, worker):
+    got = []
+    outcome = worker.run(job(lib, factory="slow_factory"), lambda rel, *a: got.append(rel),
+                         should_stop=lambda: len(got) >= 2)
+    assert outcome.stopped and not outcome.finished and 2 <= len(got) < 5
+    assert not worker.alive
+
+
+def test_a_hung_worker_is_killed_and_reported(lib):
+    w = FingerprintWorker(idle_seconds=30, batch_timeout=0.1)
+    try:
+        outcome = w.run(job(lib, factory="slow_factory"), lambda *a: None)
+        assert outcome.crash == "no answer for 0 s (hung), killed" and not w.alive
+    finally:
+        w.stop()
+
+
+def test_describe_exit():
+    assert describe_exit(-9) == "signal 9 (SIGKILL)"
+    assert describe_exit(1) == "exit status 1"
