@@ -133,8 +133,13 @@ class FingerprintCache:
         paths = sorted(self.entries)
         entries = [self.entries[p] for p in paths]
         old_rows = np.array([e.row for e in entries if e.row >= 0], np.int64)
-        # Compact: rows of removed or replaced photos are dropped, and the survivors are renumbered.
-        self._vectors = self._vectors[old_rows] if len(old_rows) else np.zeros((0, self.dim), np.float16)
+        # Compact: rows of removed or replaced photos are dropped, and the survivors are renumbered. When the rows
+        # are already in path order (a save after a load with no new photos), a view avoids copying the matrix,
+        # which for 250,000 VGG16 photos is 2 GB of extra peak memory.
+        if np.array_equal(old_rows, np.arange(len(old_rows))):
+            self._vectors = self._vectors[: len(old_rows)]
+        else:
+            self._vectors = self._vectors[old_rows] if len(old_rows) else np.zeros((0, self.dim), np.float16)
         self._used_rows = len(self._vectors)
         next_row = iter(range(len(old_rows)))
         for e in entries:
@@ -272,8 +277,27 @@ def _labels_to_arrays(all_labels: list[Labels]) -> tuple[np.ndarray, np.ndarray]
 
 
 def _arrays_to_labels(idx: np.ndarray, prob: np.ndarray) -> list[Labels]:
-    probs = prob.astype(np.float64).round(PROB_DECIMALS).tolist()
+    probs = _rounded_probs(prob)
+    complete = (idx != NO_LABEL).all(axis=1).tolist()
+    # zip() builds a full row's pairs in C; only rows with missing labels (failed photos) need the filter.
+    # This is most of the load time of a 250,000-photo cache.
     return [
-        tuple((c, p) for c, p in zip(row_idx, row_prob) if c != NO_LABEL)
-        for row_idx, row_prob in zip(idx.tolist(), probs)
+        tuple(zip(row_idx, row_prob)) if full else tuple((c, p) for c, p in zip(row_idx, row_prob) if c != NO_LABEL)
+        for row_idx, row_prob, full in zip(idx.tolist(), probs, complete)
     ]
+
+
+_MILLI = 10 ** PROB_DECIMALS
+_PROB_VALUES = np.array([i / _MILLI for i in range(_MILLI + 1)], object)  # == round(p, 3), one float object each
+
+
+def _rounded_probs(prob: np.ndarray) -> list[list[float]]:
+    """Probabilities rounded to PROB_DECIMALS as lists of Python floats.
+
+    A valid probability has only 1001 rounded values, so rows are built from one shared float per value:
+    millions of separate float objects were a large part of loading a 250,000-photo cache.
+    """
+    milli = np.rint(prob.astype(np.float64) * _MILLI)
+    if not np.all((milli >= 0) & (milli <= _MILLI)):  # out of range or NaN: only a foreign file has these
+        return prob.astype(np.float64).round(PROB_DECIMALS).tolist()
+    return _PROB_VALUES[milli.astype(np.intp)].tolist()  # an object array: tolist() hands out the shared floats

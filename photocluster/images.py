@@ -38,6 +38,9 @@ def load_image(path: str | Path, size: tuple[int, int]) -> np.ndarray:
         with warnings.catch_warnings():
             # Pillow warns before it raises on a bomb; a warning of its own is noise in our log.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # A malformed EXIF block makes Pillow warn ("Corrupt EXIF data") on stderr, naming no file; the
+            # pixels are fine, so the photo is used and the warning would only be noise.
+            warnings.simplefilter("ignore", UserWarning)
             with Image.open(path) as img:
                 img.draft("RGB", (width, height))  # JPEG only: decode at the smallest scale >= the target
                 img = ImageOps.exif_transpose(img)

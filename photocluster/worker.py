@@ -25,6 +25,7 @@ import importlib
 import logging
 import multiprocessing
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from .cache import FingerprintCache, Labels
 from .fingerprint import FingerprintReport
@@ -81,6 +83,11 @@ def worker_main(conn: Connection, log_level: int) -> None:
     # Ctrl-C in a terminal reaches the whole process group; the daemon decides when the worker stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     setup_logging(verbose=log_level <= logging.DEBUG, quiet=log_level >= logging.ERROR)
+    # Each undecodable photo is sent back and warned about by the daemon; a warning here too would name it twice.
+    logging.getLogger("photocluster.fingerprint").setLevel(max(log_level, logging.ERROR))
+    # tqdm would otherwise make a multiprocessing lock (a named semaphore) that outlives a worker killed mid-job
+    # and draws a "leaked semaphore" warning at shutdown; the worker has no progress bar to share.
+    tqdm.set_lock(threading.RLock())
     model, model_key = None, None
     while True:
         try:

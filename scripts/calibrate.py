@@ -34,7 +34,7 @@ from photocluster.settings import LibrarySettings, PatternOptions  # noqa: E402
 # On a library this size F1 is flat across a range of cuts (differences are within sampling noise), so sim 0.5 takes
 # the lowest cut on that plateau whose precision is high: a wrong photo in a folder costs a user more than a missed one.
 PLATEAU = 0.02
-PRECISION = 0.95
+PRECISION = 0.97
 
 
 def build_calibration_library(source: Path, dest: Path) -> None:

@@ -12,31 +12,7 @@ from PIL import Image
 from photocluster import models, weights
 
 
-class StandInModel:
-    """A tiny deterministic 'model': the photo's colour layout on a 4x4 grid.
-
-    Resized or re-encoded copies of a photo get nearly the same vector; different photos differ. It answers in
-    microseconds, so pipeline and daemon tests run fast. `calls` counts the photos it saw.
-    """
-
-    name = "stand-in"
-    model_id = "stand-in/colour-layout"
-    input_size = (32, 32)
-    dim = 96
-
-    def __init__(self):
-        self.calls = 0
-
-    def predict(self, batch: np.ndarray):
-        self.calls += len(batch)
-        small = batch.reshape(len(batch), 4, 8, 4, 8, 3).mean(axis=(2, 4)).reshape(len(batch), -1)
-        centred = small - small.mean(axis=1, keepdims=True)
-        # Non-negative like a real network's ReLU features (so cosines lie in [0, 1] and cut 0 joins everything).
-        features = np.concatenate([np.maximum(centred, 0), np.maximum(-centred, 0)], axis=1).astype(np.float32)
-        probs = np.zeros((len(batch), 1000), np.float32)
-        probs[:, 281] = 0.6  # everyone is a tabby cat
-        probs[np.arange(len(batch)), 400 + batch[:, :, :, 0].mean(axis=(1, 2)).astype(int) // 32] = 0.4
-        return features, probs
+from .standin import StandInModel, install as install_stand_in  # noqa: E402,F401 (re-exported)
 
 
 @pytest.fixture(autouse=True)
@@ -52,13 +28,7 @@ def _restore_logging():
 @pytest.fixture
 def stand_in(monkeypatch):
     """Make the pipeline use StandInModel whatever --model says."""
-    model = StandInModel()
-    spec = models.ModelSpec("stand-in", model.model_id, model.dim, model.input_size,
-                            ((0.0, 0.0), (0.5, 0.9), (1.0, 1.0)), None)
-    monkeypatch.setattr(models, "model_spec", lambda name, weights=None: spec)
-    monkeypatch.setattr(models, "calibration", lambda name: spec.calibration)
-    monkeypatch.setattr(models, "load_fingerprinter", lambda name, weights=None: model)
-    return model
+    return install_stand_in(monkeypatch)
 
 
 def scene(seed: int, size=(320, 240)) -> Image.Image:

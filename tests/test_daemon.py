@@ -296,8 +296,9 @@ def test_service_end_to_end_with_squeezenet(tmp_path, squeezenet_weights):
     with notify_socket(tmp_path) as (sock, address):
         env = {**os.environ, "NOTIFY_SOCKET": address, "WATCHDOG_USEC": "300000", "INVOCATION_ID": "test"}
         env.pop("WATCHDOG_PID", None)
+        log_file = tmp_path / "daemon.log"
         daemon = subprocess.Popen([sys.executable, "-m", "photocluster", "watch", "-v", "--config", str(config_file)],
-                                  env=env, stderr=subprocess.PIPE, text=True)
+                                  env=env, stderr=log_file.open("w"))
         seen: list[str] = []
         try:
             receive_until(sock, lambda m: m == "READY=1", 120, seen)
@@ -320,7 +321,7 @@ def test_service_end_to_end_with_squeezenet(tmp_path, squeezenet_weights):
         finally:
             if daemon.poll() is None:
                 daemon.kill()
-            log = daemon.stderr.read()
+            log = log_file.read_text()
     # the cache is whole and loadable, and holds what was done before the stop
     cache = FingerprintCache.load(out / "fingerprints.pk")
     assert {"a.jpg", "b.jpg"} <= set(cache.entries) and len(cache.entries) < 402
