@@ -28,6 +28,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from filelock import FileLock, Timeout
 from watchdog.events import (
     DirCreatedEvent,
     DirDeletedEvent,
@@ -40,13 +41,14 @@ from watchdog.events import (
     FileSystemEvent,
     FileSystemEventHandler,
 )
-from watchdog.observers import Observer
-from watchdog.observers.api import ObservedWatch
+from watchdog.observers.api import DEFAULT_OBSERVER_TIMEOUT, BaseObserver, ObservedWatch
+from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
+from watchdog.observers.inotify_c import InotifyFD
 
 from .config import Config, DaemonTimings, default_config_path, load_config
 from .library import SKIPPED_FOLDERS, is_photo_name
 from .notify import ServiceNotifier
-from .pipeline import LibraryPipeline, RunReport
+from .pipeline import LOCK_NAME, LibraryPipeline, RunReport
 from .settings import LibrarySettings, SettingsError
 from .worker import DEFAULT_FACTORY, FingerprintWorker, WorkerFingerprinter
 
@@ -57,8 +59,10 @@ log = logging.getLogger(__name__)
 WATCHED_EVENTS = [FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEvent,
                   DirCreatedEvent, DirMovedEvent, DirDeletedEvent]
 # watchdog 7 reports an inotify queue overflow only as a warning on this logger (and rebuilds its own watches);
-# handlers get no event for it. The log record is its one trace, so the daemon listens for it.
+# handlers get no event for it. The log record is its one trace, so the daemon listens for it. The second logger
+# repeats the news once per watch; the daemon says it once, in its own words.
 WATCHDOG_INOTIFY_LOGGER = "watchdog.observers.inotify_c"
+WATCHDOG_WATCH_LOGGER = "watchdog.observers.inotify"
 UNWATCHED_RESCAN_SECONDS = 60.0  # how often a library that cannot be watched (inotify limits) is rescanned
 
 
@@ -77,17 +81,72 @@ class Library:
     failures: int = 0
     last_run: float = float("-inf")
     last_report: RunReport | None = None
-    empty_warned: bool = False
+    empty_warned: bool = False  # said once that the root is empty
+    busy_warned: bool = False  # said once that another run holds the output
 
     @property
     def root(self) -> str:
-        return os.fspath(self.settings.library)
+        return os.path.abspath(self.settings.library)
+
+    @property
+    def out_dirs(self) -> tuple[str, ...]:
+        """The output folder, as written and as resolved (events name the one, the file system the other)."""
+        out = os.path.abspath(self.settings.out_dir)
+        return (out, os.path.realpath(out))
 
     def mark(self, now: float) -> None:
         """Make a run due after the quiet period (caller holds the daemon's lock)."""
         if self.first_event is None:
             self.first_event = now
         self.last_event = now
+
+
+@dataclass
+class _PrunedWatchGroup(InotifyWatchGroup):
+    """watchdog's recursive inotify watch, less the folders the daemon ignores anyway.
+
+    watchdog watches every folder below the root, photocluster's own output folder included. There, each change of
+    the clusters builds a new tree of folders and links and deletes the old one: tens of thousands of events on a
+    large library, which can overflow the kernel's queue and cost a rescan each time. watchdog has no option to
+    leave a subtree out, so this overrides its private _add_all_callbacks (watchdog is pinned to 7.x);
+    tests/test_daemon.py counts the kernel's own watches, so a release that changes it fails a test.
+    """
+
+    prune: Callable[[bytes], bool] = lambda path: False
+
+    def _add_all_callbacks(self, path: bytes) -> None:
+        if path != self.path and self.prune(path):
+            return
+        self._add_callback(path)
+        if not (self.is_recursive and os.path.isdir(path)):
+            return
+        for root, dirnames, _ in os.walk(path):
+            dirnames[:] = [d for d in dirnames
+                           if not self.prune(os.path.join(root, d)) and not os.path.islink(os.path.join(root, d))]
+            for dirname in dirnames:
+                self._add_callback(os.path.join(root, dirname))
+
+
+class _PrunedEmitter(InotifyEmitter):
+    def __init__(self, *args, prune: Callable[[bytes], bool], **kwargs):
+        super().__init__(*args, **kwargs)
+        self._prune = prune
+
+    def on_thread_start(self) -> None:
+        self._inotify = _PrunedWatchGroup(self._inotify_fd, os.fsencode(self.watch.path),
+                                          event_mask=self.get_event_mask_from_filter(),
+                                          is_recursive=self.watch.is_recursive,
+                                          follow_symlink=self.watch.follow_symlink, prune=self._prune)
+
+
+class _Observer(InotifyObserver):
+    """watchdog's inotify observer, whose watches leave out the folders `prune(path)` names."""
+
+    def __init__(self, prune: Callable[[bytes], bool]):
+        self._inotify_fd = InotifyFD()
+        self._inotify_fd.start()
+        BaseObserver.__init__(self, _PrunedEmitter, timeout=DEFAULT_OBSERVER_TIMEOUT, inotify_fd=self._inotify_fd,
+                              prune=prune)
 
 
 class _EventHandler(FileSystemEventHandler):
@@ -99,17 +158,18 @@ class _EventHandler(FileSystemEventHandler):
 
 
 class _OverflowListener(logging.Filter):
-    """Turns watchdog's 'Inotify queue overflowed' warning into a full rescan (and drops its duplicate line)."""
+    """Turns watchdog's 'Inotify queue overflowed' warning into a full rescan, and drops watchdog's own lines."""
 
     def __init__(self, on_overflow: Callable[[], None]):
         super().__init__()
         self.on_overflow = on_overflow
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if "overflow" in record.getMessage().lower():
+        if "overflow" not in record.getMessage().lower():
+            return True
+        if record.name == WATCHDOG_INOTIFY_LOGGER:
             self.on_overflow()
-            return False
-        return True
+        return False
 
 
 class Daemon:
@@ -152,10 +212,12 @@ class Daemon:
     def run(self, handle_signals: bool = True) -> int:
         """Run until SIGTERM/SIGINT (or request_stop()); return the exit status, 0."""
         previous = self._install_signals() if handle_signals else {}
-        inotify_logger = logging.getLogger(WATCHDOG_INOTIFY_LOGGER)
-        inotify_logger.addFilter(self._overflow_listener)
-        inotify_logger.setLevel(logging.WARNING)  # the overflow warning must reach the listener even under -q
-        self._observer = Observer()
+        watchdog_loggers = [logging.getLogger(WATCHDOG_INOTIFY_LOGGER), logging.getLogger(WATCHDOG_WATCH_LOGGER)]
+        levels = [logger.level for logger in watchdog_loggers]
+        for logger in watchdog_loggers:
+            logger.addFilter(self._overflow_listener)
+            logger.setLevel(logging.WARNING)  # the overflow warning must reach the listener even under -q
+        self._observer = _Observer(self._unwatched)
         self._observer.start()
         try:
             for settings in self.config.libraries:
@@ -175,7 +237,9 @@ class Daemon:
             self.worker.stop()
             self._observer.stop()
             self._observer.join(5)
-            inotify_logger.removeFilter(self._overflow_listener)
+            for logger, level in zip(watchdog_loggers, levels):
+                logger.removeFilter(self._overflow_listener)
+                logger.setLevel(level)
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
         return 0
@@ -233,14 +297,21 @@ class Daemon:
         rel = os.path.relpath(path, library.root)
         if rel == "." or rel.startswith(".." + os.sep) or rel == "..":
             return False
-        for lib in self.libraries:
-            out = os.fspath(lib.settings.out_dir)
+        for out in (out for lib in self.libraries for out in lib.out_dirs):
             if path == out or path.startswith(out + os.sep):
                 return False
         parts = rel.split(os.sep)
         if any(part.startswith(".") or part in SKIPPED_FOLDERS for part in parts):
             return False
         return is_directory or is_photo_name(parts[-1])
+
+    def _unwatched(self, path: bytes) -> bool:
+        """Folders that get no inotify watch: output folders, hidden folders, NAS system folders."""
+        name = os.fsdecode(os.path.basename(path))
+        if name.startswith(".") or name in SKIPPED_FOLDERS:
+            return True
+        text = os.fsdecode(path)
+        return any(text == out for lib in self.libraries for out in lib.out_dirs)
 
     def _on_overflow(self) -> None:
         log.warning("inotify queue overflowed: events were lost; rescanning every library")
@@ -303,6 +374,17 @@ class Daemon:
             library.last_run = time.monotonic()
             return
         library.empty_warned = False
+        if _output_in_use(library):
+            if not library.busy_warned:
+                log.warning("%s: its output is in use by another photocluster run; waiting for it to finish",
+                            library.root)
+                library.busy_warned = True
+            library.next_check = time.monotonic() + self.timings.retry_seconds
+            with self._lock:
+                library.mark(time.monotonic())
+            return
+        library.busy_warned = False
+        self.fingerprinter.gave_up = False
         self._updating = library.root
         self._doing = f"updating {library.root}"
         self.notifier.status(self.status_line())
@@ -343,6 +425,8 @@ class Daemon:
             log.info("%s: stopped mid-update; %d photos fingerprinted are saved", library.root,
                      report.fingerprinted.computed)
             return
+        stages = ", ".join(f"{name} {secs:.2f} s" for name, secs in report.seconds.items())
+        log.debug("%s: stages: %s", library.root, stages)
         fp = report.fingerprinted
         changed = fp.computed or fp.failed or report.moved or report.removed or report.layout_changed
         log.log(logging.INFO if changed else logging.DEBUG,
@@ -480,6 +564,25 @@ def _dir_identity(path: str) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino) if os.path.isdir(path) else None
 
 
+def _output_in_use(library: Library) -> bool:
+    """True when another process (a one-shot run) holds the output folder's lock.
+
+    The pipeline would wait for it, and a daemon that waits there cannot answer SIGTERM; so the daemon looks first
+    and comes back later. The lock is let go at once: flock(2) locks belong to one open file, and the pipeline
+    takes its own.
+    """
+    lock_path = os.path.join(library.settings.out_dir, LOCK_NAME)
+    if not os.path.exists(lock_path):
+        return False
+    lock = FileLock(lock_path)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return True
+    lock.release()
+    return False
+
+
 def _looks_unmounted(library: Library) -> bool:
     """True when the root holds nothing but our own output: an unmounted share's empty mount point, most likely.
 
@@ -554,6 +657,7 @@ def main(argv: list[str]) -> int:
 
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose, args.quiet)
+    logging.captureWarnings(True)  # a library's warnings.warn() becomes one log line, fit for the journal
     config = config_from_args(args)
     if args.check:
         where = config.source or "the command line"

@@ -169,8 +169,12 @@ def _compile_forward(model: Any, input_size: tuple[int, int]) -> Any:
     """One traced graph for every batch size: uint8 RGB in, [features, probs] out.
 
     The batch dimension is left open in the signature so varying batch sizes never retrace.
-    Preprocessing runs inside the graph (Keras's caffe mode: RGB->BGR, ImageNet mean off),
-    which is what both backends were trained with.
+    Preprocessing runs inside the graph (Keras's caffe mode, as vgg16.preprocess_input:
+    RGB->BGR, ImageNet mean off), which is what both backends were trained with.
+    Measured on 2 CPU cores: eager model(x) costs SqueezeNet 1.5-4x the CPU per image of a
+    graph; predict_on_batch and this graph are equal. XLA (jit_compile) saves SqueezeNet up to
+    ~20% at batch >= 8 and VGG16 nothing, but compiles anew for every batch size (~2 s), so
+    it is left off.
     """
     import tensorflow as tf
     from keras.applications import imagenet_utils
@@ -288,9 +292,10 @@ def _load_squeezenet(spec: ModelSpec) -> Any:
 def _build_squeezenet() -> Any:
     """SqueezeNet v1.1 as in rcmalli/keras-squeezenet, whose converted weights photocluster uses.
 
-    Layer names are the Keras-1 names with '/' as '_' (Keras 3 forbids '/'). Pools use
-    'valid' padding (floor), as rcmalli did; the original Caffe net rounds up, which
-    changes the spatial grid slightly but the converted weights were validated this way.
+    Layer names are the weights file's names with '/' as '_' (Keras 3 forbids '/'). Pools
+    use 'valid' padding (rounding down) as rcmalli did, where the original Caffe net rounds
+    up: the grid after pool3 is 27x27 instead of 28x28. The converted weights give the
+    expected labels this way (tests/test_models.py checks real photos).
     The model returns [GAP(fire9) (512-d), softmax (1000)].
     """
     import keras
@@ -329,7 +334,7 @@ def _fire(x: Any, fire_id: int, squeeze: int, expand: int) -> Any:
 
 
 def _load_squeezenet_weights(model: Any, path: Path) -> None:
-    """Load a Keras-1-era SqueezeNet .h5 by layer name, or a Keras 3 .weights.h5 file.
+    """Load the legacy-Keras SqueezeNet .h5 (rcmalli's) by layer name, or a Keras 3 .weights.h5.
 
     Keras cannot load the old file itself: its layer names contain '/', which Keras 3
     layer names cannot, so the names are mapped here. Every layer must get weights of

@@ -100,11 +100,16 @@ def worker_main(conn: Connection, log_level: int) -> None:
             try:
                 model, model_key = _make_model(job), job.model_key
             except Exception as exc:  # noqa: BLE001 - any failure to load is reported as one line
-                conn.send(("load_error", f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)))
+                conn.send(("load_error", str(exc) or type(exc).__name__))
                 continue
         conn.send(("ready", model.model_id))
-        fingerprint_photos(list(job.photos), Path(job.library_root), model, _ResultSender(conn),
-                           batch_size=job.batch_size, progress=False)
+        try:
+            fingerprint_photos(list(job.photos), Path(job.library_root), model, _ResultSender(conn),
+                               batch_size=job.batch_size, progress=False)
+        except Exception as exc:  # noqa: BLE001 - one line for the journal; the daemon retries as for a crash
+            log.error("fingerprint worker failed: %s: %s", type(exc).__name__, exc)
+            log.debug("worker traceback", exc_info=True)
+            raise SystemExit(1) from None
         conn.send(("done", None))
 
 
@@ -188,6 +193,8 @@ class FingerprintWorker:
                     while (message := self._receive(0)) is not None:
                         self._handle(message, outcome, on_result)
                     outcome.crash = self._reap()
+                    if should_stop():  # under systemd the worker may get the same SIGTERM as the daemon
+                        outcome.stopped, outcome.crash = True, None
                     break
                 if time.monotonic() - last_heard > self.batch_timeout:
                     self.stop(abandon=True)

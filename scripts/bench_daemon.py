@@ -110,7 +110,7 @@ class Daemon:
         env = {**os.environ, "NOTIFY_SOCKET": str(workdir / "notify.sock"), "INVOCATION_ID": "bench"}
         self.log = open(workdir / "daemon.log", "w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "photocluster", "watch", "--config", str(workdir / "config.toml")],
+            [sys.executable, "-m", "photocluster", "watch", "-v", "--config", str(workdir / "config.toml")],
             env=env, stderr=self.log, cwd=Path(__file__).resolve().parent.parent)
         threading.Thread(target=self._listen, daemon=True).start()
 
@@ -143,19 +143,25 @@ def config(lib: Path, model: str, weights: str | None, idle: float) -> str:
             f'[[library]]\npath = "{lib}"\nmodel = "{model}"\n{weights_line}')
 
 
-def measure_latency(lib: Path, arrivals: int) -> list[float]:
+def shown_links(clusters: Path) -> set[str]:
+    try:
+        return {p.name for p in clusters.glob("*/*/new-*")}
+    except OSError:  # the tree was swapped while we looked
+        return set()
+
+
+def measure_latency(lib: Path, arrivals: int, first: int = 0) -> list[float]:
     """Drop a pair of similar new photos; time from the second file's close to both symlinks being there."""
     clusters = lib / "photocluster" / "clusters"
     latencies = []
-    for k in range(arrivals):
+    for k in range(first, first + arrivals):
         names = [f"new-{k}-a.jpg", f"new-{k}-b.jpg"]
         img = photo(10_000_000 + k, size=(640, 480))
         img.save(lib / "incoming" / names[0], quality=90)
         img.resize((600, 450)).save(lib / "incoming" / names[1], quality=85)
         closed = time.monotonic()
         while True:
-            shown = {p.name for p in clusters.glob("*/*/new-*")}
-            if set(names) <= shown:
+            if set(names) <= shown_links(clusters):
                 latencies.append(time.monotonic() - closed)
                 break
             if time.monotonic() - closed > 120:
@@ -196,6 +202,7 @@ def add_photos(folder: Path, n: int, size=(640, 480)) -> None:
 
 
 def bench_model(base: Path, model: str, weights: str | None, photos: int, arrivals: int) -> None:
+    """Build a library of `photos` cached photos, run the daemon on it, and print the figures."""
     lib = base / f"lib-{model}"
     print(f"\n== {model}{' (' + weights + ' weights)' if weights else ''}: building {photos:,} photos and their cache",
           flush=True)
@@ -206,18 +213,35 @@ def bench_model(base: Path, model: str, weights: str | None, photos: int, arriva
     workdir = base / f"run-{model}"
     workdir.mkdir()
     started = time.monotonic()
-    daemon = Daemon(workdir, config(lib, model, weights, idle=5))
+    daemon = Daemon(workdir, config(lib, model, weights, idle=600))
+    try:
+        run_daemon_benchmarks(daemon, lib, workdir, started, arrivals, config(lib, model, weights, idle=3))
+    finally:
+        if daemon.process.poll() is None:
+            daemon.process.kill()
+            daemon.process.wait()
+        kept = Path(tempfile.gettempdir()) / f"bench_daemon-{model}.log"
+        shutil.copyfile(workdir / "daemon.log", kept)
+        print(f"(the daemon's log: {kept})")
+    shutil.rmtree(lib)
+
+
+def run_daemon_benchmarks(daemon: Daemon, lib: Path, workdir: Path, started: float, arrivals: int,
+                          short_idle_config: str) -> None:
     daemon.wait_for("READY=1")
     print(f"first reconcile (start to READY=1): {time.monotonic() - started:.1f} s; status: "
           f"{[m for _, m in daemon.messages if m.startswith('STATUS=')][-1][7:]}")
     if arrivals:
         # the first arrival also starts the worker and loads the model: report it apart
         first = measure_latency(lib, 1)[0]
-        rest = measure_latency(lib, arrivals) if arrivals > 1 else []
+        rest = measure_latency(lib, arrivals - 1, first=1) if arrivals > 1 else []
         print(f"latency, arrival to symlink, first (worker start + model load): {first:.2f} s")
         if rest:
             print(f"latency, arrival to symlink, worker warm, {len(rest)} arrivals: median "
                   f"{statistics.median(rest):.2f} s, min {min(rest):.2f} s, max {max(rest):.2f} s")
+    # a reload (SIGHUP) with a short worker_idle_seconds sends the worker away
+    (workdir / "config.toml").write_text(short_idle_config)
+    daemon.process.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 60
     while any(_is_worker(c) for c in children(daemon.process.pid)) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -234,7 +258,10 @@ def bench_model(base: Path, model: str, weights: str | None, photos: int, arriva
     log = (workdir / "daemon.log").read_text()
     overflows = log.count("inotify queue overflowed")
     print(f"SIGTERM: exit status {status}; inotify overflows during the run: {overflows}")
-    shutil.rmtree(lib)
+    print("each update's stages (the first is the start-up reconcile):")
+    for line in log.splitlines():
+        if "stages:" in line:
+            print("   ", line.split("stages:")[1].strip())
 
 
 def main() -> None:

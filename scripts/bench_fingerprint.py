@@ -63,12 +63,13 @@ def make_photos(folder: Path, count: int, seed: int = 0) -> list[Path]:
 
 # --- the three measurements -------------------------------------------------------------------------------
 
-def photocluster_rate(model, root: Path, batch_size: int) -> float:
+def photocluster_rate(model, paths: list[Path], batch_size: int) -> float:
     from photocluster.cache import FingerprintCache
     from photocluster.fingerprint import fingerprint_photos
-    from photocluster.library import scan_library
+    from photocluster.library import PhotoFile
 
-    photos = [p for _, p in sorted(scan_library(root).items())]
+    root = paths[0].parent
+    photos = [PhotoFile(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
     cache = FingerprintCache(model.model_id, model.dim)
     report = fingerprint_photos(photos, root, model, cache, batch_size=batch_size, progress=False)
     assert report.computed == len(photos) and not report.failed, report
@@ -100,6 +101,18 @@ def baseline_rate(model, paths: list[Path]) -> float:
     return len(paths) / (time.perf_counter() - started)
 
 
+def decode_rate(paths: list[Path], size: tuple[int, int], threads: int) -> float:
+    """photocluster's decoding alone (draft mode, EXIF orientation, bilinear resize) on `threads` threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from photocluster.images import load_image
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda p: load_image(p, size), paths))
+    return len(paths) / (time.perf_counter() - started)
+
+
 def median_of(repeat: int, fn, *args) -> float:
     return statistics.median(fn(*args) for _ in range(repeat))
 
@@ -109,14 +122,18 @@ def bench_model(name: str, paths: list[Path], args) -> dict[str, float]:
 
     model = load_fingerprinter(name, "random")
     model.predict(np.zeros((1, *model.input_size, 3), np.uint8))  # trace the graph once, outside the timings
-    root = paths[0].parent
+    pipeline_paths = paths[: args.pipeline_images]
+    for threads in (1, 2):
+        rate = median_of(args.repeat, decode_rate, pipeline_paths, model.input_size, threads)
+        print(f"  {name} decode only, {threads} thread(s): {rate:7.2f} img/s", flush=True)
     by_batch = {b: median_of(args.repeat, model_only_rate, model, b, args.model_images) for b in args.batch_sizes}
     best_batch = max(by_batch, key=by_batch.get)
     for b, rate in by_batch.items():
-        print(f"  {name} model-only batch {b:3d}: {rate:7.2f} img/s")
-    pc_by_batch = {b: median_of(args.repeat, photocluster_rate, model, root, b) for b in args.pipeline_batch_sizes}
-    for b, rate in pc_by_batch.items():
-        print(f"  {name} photocluster batch {b:3d}: {rate:7.2f} img/s")
+        print(f"  {name} model-only batch {b:3d}: {rate:7.2f} img/s", flush=True)
+    pc_by_batch = {}
+    for b in args.pipeline_batch_sizes:
+        pc_by_batch[b] = median_of(args.repeat, photocluster_rate, model, pipeline_paths, b)
+        print(f"  {name} photocluster batch {b:3d}: {pc_by_batch[b]:7.2f} img/s", flush=True)
     sub = paths[: args.baseline_images]
     base = median_of(args.repeat, baseline_rate, model, sub)
     a = pc_by_batch[args.batch_size]
@@ -131,6 +148,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="vgg16,squeezenet")
     parser.add_argument("--images", type=int, default=100, help="test photos (half 12 MP, half 24 MP)")
+    parser.add_argument("--pipeline-images", type=int, default=100, help="photos photocluster fingerprints")
     parser.add_argument("--baseline-images", type=int, default=20, help="photos the slow baseline decodes")
     parser.add_argument("--model-images", type=int, default=64, help="images per model-only timing")
     parser.add_argument("--batch-sizes", default="8,16,32", help="model-only batch sizes to try")

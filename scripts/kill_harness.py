@@ -291,7 +291,7 @@ class Child:
 def one_iteration(world: World, rng: random.Random, phase: str, daemon: bool, fork: bool,
                   full_run_seconds: float) -> Outcome:
     world.change(rng)
-    if phase == "fingerprint" or rng.random() < 0.15:
+    if phase == "fingerprint" or (phase == "random" and rng.random() < 0.5) or rng.random() < 0.15:
         with contextlib.suppress(FileNotFoundError):
             (world.out / "fingerprints.pk").unlink()  # a first run: everything is fingerprinted
     previous = shown_clusters(world)
@@ -306,7 +306,8 @@ def one_iteration(world: World, rng: random.Random, phase: str, daemon: bool, fo
             time.sleep(rng.uniform(0, full_run_seconds))
             killed = child.alive() or daemon
         elif child.wait_phase(phase, timeout=60):
-            window = DELAY[phase] * (8 if phase == "fingerprint" else 1.1)
+            # Inside the step: the fingerprinting takes 6 model calls (24+ photos, batches of 4) after the first.
+            window = DELAY[phase] * (4 if phase == "fingerprint" else 1.0)
             time.sleep(rng.uniform(0, window))
             killed = True
         elif daemon:
@@ -351,6 +352,9 @@ def recover(world: World) -> None:
     generations = [n for n in os.listdir(world.out) if n.startswith(GENERATION_PREFIX)]
     if len(generations) != 1:
         raise HarnessFailure(f"generations left over after the next run: {generations}")
+    temporaries = [n for n in os.listdir(world.out) if n.endswith(".tmp")]
+    if temporaries:
+        raise HarnessFailure(f"temporary files left over after the next run: {temporaries}")
 
 
 def measure_full_run(world: World, daemon: bool, fork: bool) -> float:
@@ -367,7 +371,8 @@ def measure_full_run(world: World, daemon: bool, fork: bool) -> float:
 
 
 def run_harness(iterations: int, seed: int = 0, daemon: bool = False, fork: bool = True,
-                workdir: Path | None = None, progress=None, monkeypatch=None) -> tuple[Counter, Counter]:
+                workdir: Path | None = None, progress=None, monkeypatch=None,
+                phases: tuple[str, ...] = PHASES) -> tuple[Counter, Counter]:
     """Run `iterations` kills; raise HarnessFailure on the first broken invariant. Returns (tried, killed) by phase.
 
     `monkeypatch` (pytest's) scopes the stand-in model of the harness's own runs to one test.
@@ -385,8 +390,12 @@ def run_harness(iterations: int, seed: int = 0, daemon: bool = False, fork: bool
         recover(world)
         tried, killed = Counter(), Counter()
         for i in range(iterations):
-            phase = PHASES[i % len(PHASES)] if i >= len(PHASES) else PHASES[i]
-            outcome = one_iteration(world, rng, phase, daemon, fork, full)
+            phase = phases[i % len(phases)]
+            try:
+                outcome = one_iteration(world, rng, phase, daemon, fork, full)
+            except HarnessFailure as exc:
+                raise HarnessFailure(f"iteration {i} (phase {phase}, seed {seed}, variant {world.variant}): "
+                                     f"{exc}") from None
             tried[phase] += 1
             killed[phase] += outcome.killed
             if progress:

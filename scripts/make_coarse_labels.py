@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
-import tempfile
 from collections import Counter
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from photocluster.fsutil import write_text_atomic  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CLASSES = ROOT / "photocluster" / "data" / "imagenet_classes.json"
@@ -291,15 +292,6 @@ def print_coverage(table: list[list[str]], how: Counter) -> None:
     print(f"labels that are a single class ({len(own)}): " + ", ".join(own))
 
 
-def write_atomically(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False,
-                                     encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(handle.name, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--wordnet", type=Path, default=DEFAULT_WORDNET, help="folder with WordNet's data.noun")
@@ -315,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
                 "classes": table}
     rows = ",\n".join(json.dumps(row, ensure_ascii=False) for row in table)
     text = json.dumps({k: v for k, v in document.items() if k != "classes"}, ensure_ascii=False)[:-1]
-    write_atomically(args.out, f'{text},\n"classes": [\n{rows}\n]}}\n')
+    write_text_atomic(args.out, f'{text},\n"classes": [\n{rows}\n]}}\n')
     print_coverage(table, how)
     print(f"wrote {args.out}")
     return 0

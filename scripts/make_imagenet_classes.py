@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from photocluster.fsutil import write_text_atomic  # noqa: E402
 
 TIMM_REQUIREMENT = "timm==1.0.31"
 SYNSETS_MEMBER = "timm/data/_info/imagenet_synsets.txt"
@@ -55,15 +57,6 @@ def build_classes(wheel: Path) -> list[list[str]]:
     return classes
 
 
-def write_atomically(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False,
-                                     encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(handle.name, path)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--wheel", type=Path, help="an already downloaded timm wheel")
@@ -74,7 +67,7 @@ def main() -> None:
         classes = build_classes(wheel)
     # One class per line keeps the file diff-friendly.
     body = ",\n".join(json.dumps(pair, ensure_ascii=False) for pair in classes)
-    write_atomically(args.out, f"[\n{body}\n]\n")
+    write_text_atomic(args.out, f"[\n{body}\n]\n")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,8 @@ def test_one_shot_survives_30_sigkills(harness, tmp_path, monkeypatch):
 
 def test_one_shot_killed_in_a_fresh_interpreter(harness, tmp_path, monkeypatch):
     """Two iterations with `python -m tests.standin` children (no fork): the real entry point dies the same way."""
-    tried, killed = harness.run_harness(4, seed=4, fork=False, workdir=tmp_path, monkeypatch=monkeypatch)
+    tried, killed = harness.run_harness(2, seed=4, fork=False, workdir=tmp_path, monkeypatch=monkeypatch,
+                                        phases=("save", "layout"))
     assert killed["save"] == 1 and killed["layout"] == 1
 
 

@@ -21,7 +21,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from photocluster.cache import FingerprintCache
 from photocluster.config import Config, DaemonTimings
@@ -221,6 +220,47 @@ def test_an_empty_root_is_not_taken_for_a_library_whose_photos_all_went(tmp_path
             photo.unlink()
         time.sleep(5 * FAST.quiet_seconds)
         assert len(links(out)) == 2 and len(running.cache().entries) == 2
+
+
+def test_an_output_in_use_by_another_run_is_retried_not_waited_for(lib, stand_in, caplog):
+    from filelock import FileLock
+
+    with start(lib) as running:
+        other_run = FileLock(lib / "photocluster" / ".lock")
+        with other_run:
+            save(scene(1), lib / "a.jpg")
+            save(scene(1).resize((200, 150)), lib / "b.jpg")
+            wait_for(lambda: "its output is in use by another photocluster run; waiting" in caplog.text,
+                     what="the retry")
+            assert running.fingerprinted == []
+        wait_for(lambda: {"a.jpg", "b.jpg"} <= set(links(lib / "photocluster")), what="the run after the release")
+
+
+def inotify_watches() -> int:
+    """The kernel's count of this process's inotify watches (the daemon under test runs in a thread here)."""
+    total = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify":
+                total += Path(f"/proc/self/fdinfo/{fd}").read_text().count("inotify wd:")
+    return total
+
+
+def test_output_hidden_and_nas_folders_get_no_watch(lib, stand_in):
+    for folder in ("a", "b/c", ".hidden/x", "@eaDir/y"):
+        (lib / folder).mkdir(parents=True)
+    before = inotify_watches()
+    with start(lib) as running:
+        save(scene(1), lib / "a" / "1.jpg")
+        save(scene(1).resize((200, 150)), lib / "a" / "2.jpg")
+        wait_for(lambda: {"1.jpg", "2.jpg"} <= set(links(lib / "photocluster")), what="a cluster tree")
+        assert inotify_watches() - before == 4  # lib, a, b, b/c: not photocluster/ and its cluster tree
+        (lib / "new").mkdir()
+        save(scene(2), lib / "new" / "n1.jpg")
+        save(scene(2).resize((200, 150)), lib / "new" / "n2.jpg")
+        wait_for(lambda: "n2.jpg" in links(lib / "photocluster"), what="a photo in a new folder")
+        assert inotify_watches() - before == 5
+        assert running.daemon.runs >= 2
 
 
 def test_inotify_overflow_makes_a_full_rescan(lib, stand_in, caplog):

@@ -237,3 +237,56 @@ def test_stale_generation_with_planted_links_is_removed_without_following_them(t
     assert digest_tree(outside) == before
     assert (stale / "user-notes.txt").read_text() == "mine"  # not ours: kept
     assert not (stale / "top-link").is_symlink() and not (stale / "cluster_with_9").exists()
+
+
+# --- a tampered cache, end to end -----------------------------------------------------------------------------
+
+class _RunsACommand:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 5])
+def test_a_cache_that_would_run_a_command_is_refused_and_rebuilt(tmp_path, stand_in, capfd, protocol):
+    import pickle
+
+    lib = tmp_path / "lib"
+    good_photos(lib, scenes=2)
+    marker = tmp_path / "pwned"
+    out = lib / "photocluster"
+    out.mkdir()
+    payload = {"format": "photocluster-fingerprints", "version": 1, "paths": [_RunsACommand(marker)]}
+    (out / "fingerprints.pk").write_bytes(pickle.dumps(payload, protocol=protocol))
+    status = main([str(lib), "--model", "squeezenet", "--no-patterns"])
+    err = capfd.readouterr().err
+    assert status == 0 and not marker.exists() and "Traceback" not in err
+    assert [line for line in err.splitlines() if "refused" in line][0].count("WARNING") == 1
+    assert sum("refused" in line for line in err.splitlines()) == 1 and len(cluster_sets(out)) == 2
+    assert [p.name for p in out.iterdir() if p.name.startswith("fingerprints.pk.bad-")]  # kept aside, not deleted
+    FingerprintCache.load(out / "fingerprints.pk")
+
+
+def test_a_forged_cache_entry_cannot_make_a_link_outside_the_library(tmp_path, stand_in):
+    """A cache that names '../outside/secret.jpg' (with the fingerprint of a real photo) gets no link made to it."""
+    import numpy as np
+
+    from photocluster.library import PhotoFile
+
+    lib, outside = tmp_path / "lib", tmp_path / "outside"
+    good_photos(lib, scenes=2)
+    good_photos(outside, scenes=1)
+    settings = LibrarySettings(library=lib, model="squeezenet", patterns=PatternOptions(enabled=False))
+    run_once(settings)
+    path = lib / "photocluster" / "fingerprints.pk"
+    cache = FingerprintCache.load(path)
+    vector = cache.vectors(["good/scene0/v0.jpg"])[0]
+    for name in ("../../outside/good/scene0/v0.jpg", "/etc/passwd"):
+        cache.put(PhotoFile(name, 1, 1), np.asarray(vector), ((281, 0.9),))
+    cache.save(path)
+    run_once(LibrarySettings(library=lib, model="squeezenet", sim=0.0, patterns=PatternOptions(enabled=False)))
+    check_tree(lib / "photocluster", lib, set([
+        f"good/scene{g}/v{c}.jpg" for g in range(2) for c in range(3)]))
+    assert all(".." not in m and not m.startswith("/") for c in cluster_sets(lib / "photocluster") for m in c)

@@ -116,7 +116,7 @@ def test_out_elsewhere_and_originals_untouched(tmp_path, stand_in):
     finally:
         os.chmod(lib, 0o755)
     assert sha256_tree(lib) == before
-    assert sorted(os.listdir(tmp_path / "out")) == sorted([".lock", "clusters", "fingerprints.pk",
+    assert sorted(os.listdir(tmp_path / "out")) == sorted([".lock", ".cluster-input", "clusters", "fingerprints.pk",
                                                            os.readlink(tmp_path / "out/clusters")])
 
 
@@ -132,3 +132,23 @@ def test_min_size(tmp_path, stand_in):
     lib = make_library(tmp_path / "lib")
     assert run_once(settings(lib, min_size=4)).clusters == 0
     assert run_once(settings(lib, min_size=1)).clusters == 6
+
+
+def test_rerun_with_nothing_changed_skips_clustering_until_an_input_changes(tmp_path, stand_in, monkeypatch):
+    import photocluster.pipeline as pipeline
+
+    lib = make_library(tmp_path / "lib")
+    first = run_once(settings(lib))
+    clustered = []
+    real_cluster_cache = pipeline.cluster_cache
+    monkeypatch.setattr(pipeline, "cluster_cache", lambda *a, **kw: clustered.append(1) or real_cluster_cache(*a, **kw))
+    again = run_once(settings(lib))
+    assert clustered == [] and "cluster" not in again.seconds and cluster_sets(again) == cluster_sets(first)
+    run_once(settings(lib, min_size=4))  # a setting the clusters depend on
+    assert clustered == [1]
+    (lib / "trip0" / "copy1.jpg").unlink()  # a photo the clusters depend on
+    gone = run_once(settings(lib))
+    assert clustered == [1, 1] and all("trip0/copy1.jpg" not in m for m in gone.layout.clusters.values())
+    (lib / "photocluster" / ".cluster-input").write_text("tampered\n")  # an unknown key: cluster, never trust
+    run_once(settings(lib))
+    assert clustered == [1, 1, 1]

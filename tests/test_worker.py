@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from photocluster.cache import FingerprintCache
 from photocluster.images import load_image
@@ -57,6 +58,15 @@ class _SlowStandIn(StandInModel):
 
 def slow_factory(name: str, weights: str | None = None) -> StandInModel:
     return _SlowStandIn()
+
+
+class _FailingStandIn(StandInModel):
+    def predict(self, batch):
+        raise ValueError("the model broke")
+
+
+def failing_factory(name: str, weights: str | None = None) -> StandInModel:
+    return _FailingStandIn()
 
 
 # --- helpers --------------------------------------------------------------------------------------------------
@@ -125,7 +135,7 @@ def test_worker_exits_when_idle(lib):
 
 
 def test_a_photo_that_crashes_the_worker_twice_is_quarantined(lib, worker, stand_in, caplog):
-    save(__import__("PIL.Image", fromlist=["Image"]).new("RGB", (64, 48), POISON), lib / "p2-poison.jpg")
+    save(Image.new("RGB", (64, 48), POISON), lib / "p2-poison.jpg")
     cache = FingerprintCache(stand_in.model_id, stand_in.dim)
     fingerprinter = WorkerFingerprinter(worker, f"{HERE}:crashing_factory", retry_seconds=0.01)
     todo = photos_of(lib)
@@ -144,6 +154,13 @@ def test_a_photo_that_crashes_the_worker_twice_is_quarantined(lib, worker, stand
 def test_model_load_failure_is_one_error_not_a_crash(lib, worker):
     with pytest.raises(WorkerLoadError, match="^no weights for squeezenet: run 'photocluster fetch-weights"):
         worker.run(job(lib, factory="missing_weights_factory"), lambda *a: None)
+
+
+def test_an_exception_in_the_worker_ends_it_with_one_line(lib, worker, capfd):
+    outcome = worker.run(job(lib, factory="failing_factory"), lambda *a: None)
+    assert outcome.model_loaded and outcome.crash == "exit status 1" and not worker.alive
+    err = capfd.readouterr().err
+    assert "fingerprint worker failed: ValueError: the model broke" in err and "Traceback" not in err
 
 
 def test_should_stop_abandons_the_job_and_ends_the_worker(lib, worker):
