@@ -1,6 +1,6 @@
 """Watch-folder daemon: keep each library's clusters and summaries current as photos arrive, move and go.
 
-    watchdog observer thread --event--> Library.note()          (under a lock: debounce stamps, files to settle)
+    watchdog observer thread --event--> Daemon.note_event()     (under a lock: debounce stamps, files to settle)
     main loop, a few times a second --> for each library that is due: LibraryPipeline.update()
 
 A library is due once no event came for `quiet_seconds`, or `max_delay_seconds` after its first unprocessed
@@ -8,7 +8,7 @@ event, so a 2,000-photo import is processed in a few runs, not 2,000. A file nam
 stopped growing (the same size and mtime at two checks `settle_seconds` apart); one still growing when
 max_delay forces a run is held back from that run and taken in the next.
 
-The pipeline always rescans the whole library (os.scandir of 10,000 files takes about 50 ms) and finds moves by
+The pipeline always rescans the whole library (10,000 photos take a fraction of a second) and finds moves by
 (size, mtime_ns), so a lost or misread event can never leave a photo out: events only decide *when* to run, the
 scan decides *what* changed. That is why catching up is simple: on start, on an inotify overflow, when a library
 root comes back (a remounted share) and on the periodic rescan, the library is just made due.

@@ -143,13 +143,25 @@ class LibraryPipeline:
         settings = self.settings
         report = RunReport(cut=effective_cut(settings))
         timer = _Timer(report.seconds)
-        library, out_dir = Path(settings.library), settings.out_dir
         if not dry_run:
-            sweep_leftovers(out_dir, settings.cache_path.name)
+            sweep_leftovers(settings.out_dir, settings.cache_path.name)
         with timer("scan"):
-            photos = scan_library(library, skip=(out_dir,))
+            photos = scan_library(Path(settings.library), skip=(settings.out_dir,))
         with timer("cache_load"):
             cache = self._load_cache()
+        self._fingerprint_changes(cache, photos, report, timer, dry_run, progress, should_stop, hold_back)
+        # Stopping (SIGTERM) after any stage is safe: the cache is saved, the shown tree is complete, and the
+        # next run does the rest.
+        if should_stop():
+            return report
+        rels = self._cluster_and_lay_out(cache, photos, report, timer, dry_run)
+        if settings.patterns.enabled and not dry_run and not should_stop():
+            with timer("patterns"):
+                report.patterns_written = write_patterns(settings, cache, rels)
+        return report
+
+    def _fingerprint_changes(self, cache, photos, report, timer, dry_run, progress, should_stop, hold_back) -> None:
+        """Carry moved photos over, forget deleted ones, fingerprint new and changed ones, save the cache."""
         report.photos = len(photos)
         report.moved = rekey_moved(cache, photos)
         report.removed = forget_missing(cache, photos)
@@ -158,35 +170,33 @@ class LibraryPipeline:
             log.info("dry run: %d photos would be fingerprinted, %d forgotten", len(todo), report.removed)
         elif todo:
             with timer("fingerprint"):
-                report.fingerprinted = self.fingerprint(settings, cache, todo, progress, should_stop)
+                report.fingerprinted = self.fingerprint(self.settings, cache, todo, progress, should_stop)
         if cache.dirty and not dry_run:
             with timer("cache_save"):
                 self._save_cache(cache)
-        if should_stop():  # stopping (SIGTERM): the work done is saved; the next run does the rest
-            return report
         report.failed_total = sum(1 for e in cache.entries.values() if e.error)
+
+    def _cluster_and_lay_out(self, cache, photos, report, timer, dry_run) -> list[str]:
+        """Cluster the fingerprints and swap in the new tree; return the photos considered."""
+        out_dir, min_size = self.settings.out_dir, self.settings.min_size
         previous = read_layout(out_dir)
-        input_key = cluster_input_key(cache, report.cut, settings.min_size, photos)
+        input_key = cluster_input_key(cache, report.cut, min_size, photos)
         if previous is not None and _read_key(out_dir) == input_key:
             # Nothing the clusters depend on has changed since `previous` was built: skip the clustering, which
             # at 10,000 VGG16 photos is seconds of all-pairs products (scripts/bench_rerun.py).
-            rels = [r for r in cache.fingerprinted() if r in photos]
             report.layout, report.layout_changed = previous, False
-        else:
-            with timer("cluster"):
-                rels, groups = cluster_cache(cache, report.cut, settings.min_size, only=photos)
-            report.layout = number_clusters(groups, previous)
-            report.layout_changed = previous is None or previous.clusters != report.layout.clusters
-            if not dry_run:
-                _write_key(out_dir, None)  # a tree and a key that do not belong together must never meet
-                if report.layout_changed:
-                    with timer("layout"):
-                        write_layout(out_dir, library, report.layout)
-                _write_key(out_dir, input_key)
-        if settings.patterns.enabled and not dry_run:
-            with timer("patterns"):
-                report.patterns_written = write_patterns(settings, cache, rels)
-        return report
+            return [r for r in cache.fingerprinted() if r in photos]
+        with timer("cluster"):
+            rels, groups = cluster_cache(cache, report.cut, min_size, only=photos)
+        report.layout = number_clusters(groups, previous)
+        report.layout_changed = previous is None or previous.clusters != report.layout.clusters
+        if not dry_run:
+            _write_key(out_dir, None)  # a tree and a key that do not belong together must never meet
+            if report.layout_changed:
+                with timer("layout"):
+                    write_layout(out_dir, Path(self.settings.library), report.layout)
+            _write_key(out_dir, input_key)
+        return rels
 
     def _load_cache(self) -> FingerprintCache:
         stamp = _file_stamp(self.settings.cache_path)

@@ -7,6 +7,7 @@ socket and SIGTERM.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import logging
 import os
@@ -170,7 +171,8 @@ def test_partial_hidden_and_other_files_are_ignored_until_renamed(lib, stand_in)
 
 def test_a_growing_file_is_read_only_once_complete(lib, stand_in):
     data = save(scene(7, size=(1600, 1200)), lib.parent / "big.jpg", quality=95).read_bytes()
-    with start(lib) as running:
+    # settle_seconds well above the writer's pauses, so a busy test machine does not make it look finished
+    with start(lib, dataclasses.replace(FAST, settle_seconds=0.5)) as running:
         runs = running.daemon.runs
         chunks = 30  # written over ~1.5 s, longer than max_delay: a run is forced while it still grows
         with open(lib / "big.jpg", "wb") as fh:
