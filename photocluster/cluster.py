@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -50,6 +51,9 @@ GRAPH_MARGIN = 1e-4
 # Cosine distances below this are float64 rounding of zero (identical or parallel fingerprints).
 ZERO_DISTANCE = 1e-12
 _ROWS_PER_CHUNK = 8192
+# k-means of the approximate search: the cells only need to be roughly right, so training is kept cheap
+_TRAINING_PER_CELL = 24
+_KMEANS_ITERATIONS = 8
 
 
 class ClusterError(ValueError):
@@ -60,7 +64,7 @@ class ClusterError(ValueError):
 class ClusterParams:
     """Knobs of the scalable path. The defaults suit a 2-core, 24 GB machine; tests shrink them to force paths."""
 
-    exact_search_max: int = 50_000  # photos up to which the pair search is exact (it costs N^2 x dim)
+    exact_search_max: int = 30_000  # photos up to which the pair search is exact (it costs N^2 x dim)
     dense_max: int = 10_000  # components up to this size run scipy (memory ~8.5 x size^2 bytes)
     max_edges: int = 50_000_000  # similar pairs held at most (12 bytes each); beyond: a lower cut is refused
     cells: int = 0  # cells of the approximate search; 0: N / cell_size
@@ -99,7 +103,7 @@ def cut_for_sim(points: Sequence[tuple[float, float]], sim: float) -> float:
     The table is anchored at (0, 0) and (1, 1) when it does not name those ends itself; its sims must rise and
     its cuts must not fall, so a higher sim never gives a lower cut.
     """
-    if not isinstance(sim, (int, float)) or isinstance(sim, bool) or not 0.0 <= sim <= 1.0:
+    if not isinstance(sim, numbers.Real) or isinstance(sim, bool) or not 0.0 <= sim <= 1.0:
         raise ValueError(f"sim must be a number from 0 to 1, got {sim!r}")
     table = sorted({float(s): float(c) for s, c in points}.items())
     if not table or table[0][0] > 0.0:
@@ -217,15 +221,25 @@ def _cluster_graph(rows, members, pair_i, pair_j, cut, params) -> list[np.ndarra
     order = np.argsort(component, kind="stable")
     bounds = np.cumsum(np.bincount(component, minlength=n_components))[:-1]
     groups: list[np.ndarray] = []
-    largest = 0
+    sizes = []
     for local in np.split(order, bounds):
         if len(local) < 2:
             continue
-        largest = max(largest, len(local))
+        sizes.append(len(local))
         edges = _subgraph_edges(graph, local)
         groups.extend(_cluster_component(rows, members[local], 1.0 - cut, edges, params))
-    log.debug("%d photos: %d similar pairs, %d components, the largest %d", n, len(pair_i), n_components, largest)
+    log.debug("%d photos: %d similar pairs, %d components, the largest %d", n, len(pair_i), n_components,
+              max(sizes, default=1))
+    _warn_oversized(sizes, params)
     return groups
+
+
+def _warn_oversized(sizes: list[int], params: ClusterParams) -> None:
+    big = [size for size in sizes if size > params.dense_max]
+    if big:
+        log.warning("%d group(s) of linked photos exceed the dense limit of %d (the largest: %d photos, for which "
+                    "scipy would need %.1f GB); clustered with the slower sparse exact method", len(big),
+                    params.dense_max, max(big), 8.5 * max(big) ** 2 / 1e9)
 
 
 def _subgraph_edges(graph, local: np.ndarray) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
@@ -244,9 +258,6 @@ def _cluster_component(rows, members, t, edges, params) -> list[np.ndarray]:
         return [members] if distance <= t else []
     if len(members) <= params.dense_max:
         return _dense_clusters(rows, members, t)
-    log.warning("a component of %d similar photos is over the dense limit of %d (scipy would need %.1f GB); "
-                "clustering it with the sparse exact method", len(members), params.dense_max,
-                8.5 * len(members) ** 2 / 1e9)
     pair_i, pair_j = edges()
     return _sparse_clusters(rows, members, t, pair_i, pair_j)
 
@@ -312,8 +323,8 @@ def _initial_neighbours(unit, pair_i, pair_j, t) -> list[dict[int, float]]:
     neighbours: list[dict[int, float]] = [{} for _ in range(len(unit))]
     keep = pair_i != pair_j
     pair_i, pair_j = pair_i[keep], pair_j[keep]
-    for start in range(0, len(pair_i), 4096):
-        a, b = pair_i[start:start + 4096], pair_j[start:start + 4096]
+    for start in range(0, len(pair_i), 1024):
+        a, b = pair_i[start:start + 1024], pair_j[start:start + 1024]
         distance = _snap(1.0 - np.einsum("ij,ij->i", unit[a], unit[b]))
         for i, j, dist in zip(a.tolist(), b.tolist(), distance.tolist()):
             if dist <= t:
@@ -547,10 +558,10 @@ def _nearest_cells(projected: np.ndarray, cells: int, nprobe: int, seed: int) ->
     """k-means (faiss) on the projected fingerprints; each photo's `nprobe` nearest cells, nearest first."""
     import faiss
 
-    per_cell = 24  # training points per cell: the cells only need to be roughly right
+    per_cell = _TRAINING_PER_CELL
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(len(projected), min(len(projected), per_cell * cells), replace=False))
-    kmeans = faiss.Kmeans(projected.shape[1], cells, niter=8, seed=seed, verbose=False,
+    kmeans = faiss.Kmeans(projected.shape[1], cells, niter=_KMEANS_ITERATIONS, seed=seed, verbose=False,
                           min_points_per_centroid=1, max_points_per_centroid=per_cell)
     kmeans.train(projected[sample])
     quantizer = faiss.IndexFlatL2(projected.shape[1])
@@ -657,8 +668,8 @@ class IncrementalClusterer:
         """cluster()'s labels for the photos listed in this order (`paths` must name each known photo once)."""
         if len(paths) != len(self._slot) or set(paths) != self._slot.keys():
             raise ValueError("labels() needs every known photo exactly once")
-        ids = self._cluster[[self._slot[p] for p in paths]]
-        first = np.full(self._next_id, len(paths))
+        _, ids = np.unique(self._cluster[[self._slot[p] for p in paths]], return_inverse=True)
+        first = np.full(len(paths), len(paths))
         np.minimum.at(first, ids, np.arange(len(paths)))
         return _labels_from_first(first[ids], min_size)
 
@@ -743,8 +754,9 @@ class IncrementalClusterer:
         """Add the new photos' edges; return every slot whose component may change."""
         usable_new = new_slots[self._inv[new_slots] > 0]
         if len(usable_new):
-            q, r = _pairs_between(self._rows[usable_new], self._inv[usable_new], self._rows, self._inv,
-                                  self.cut - GRAPH_MARGIN, self.params.block)
+            stored = max(self._slot.values()) + 1  # slots above are free: not worth a look
+            q, r = _pairs_between(self._rows[usable_new], self._inv[usable_new], self._rows[:stored],
+                                  self._inv[:stored], self.cut - GRAPH_MARGIN, self.params.block)
             for i, j in zip(usable_new[q].tolist(), r.tolist()):
                 if i != j:
                     self._neighbours[i].add(j)
@@ -763,7 +775,9 @@ class IncrementalClusterer:
         for slot in touched.tolist():
             self._drop_cluster_of(slot)
             self._component_members.pop(int(self._component[slot]), None)
-        for members in self._components_of(touched):
+        components = self._components_of(touched)
+        _warn_oversized([len(c) for c in components], self.params)
+        for members in components:
             component_id = self._new_id()
             self._component[members] = component_id
             self._component_members[component_id] = members

@@ -452,7 +452,7 @@ class Daemon:
 
     # --- libraries and their watches ------------------------------------------------------------------------
     def _add_library(self, settings: LibrarySettings) -> Library:
-        library = Library(settings, LibraryPipeline(settings, fingerprint=self.fingerprinter))
+        library = Library(settings, LibraryPipeline(settings, fingerprint=self.fingerprinter, incremental=True))
         self.libraries.append(library)
         library.root_id = _dir_identity(library.root)
         if library.root_id is None:

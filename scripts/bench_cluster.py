@@ -27,6 +27,7 @@ import argparse
 import logging
 import math
 import multiprocessing
+import os
 import resource
 import sys
 import time
@@ -168,14 +169,15 @@ def measure_scale(x, group, cut, rng, recall_sample) -> None:
     print(f"\n1. cluster() on {n:,} fingerprints at cut {cut}")
     rss_before = peak_rss_gb()
     with PairSpy() as spy:
-        started = time.perf_counter()
+        started, cpu_started, load = time.perf_counter(), time.process_time(), os.getloadavg()[0]
         labels = cluster(x, cut)
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     peak = peak_rss_gb()
     sizes = np.bincount(labels)
     print(f"   {len(sizes):,} clusters, {np.sum(sizes >= 2):,} of them with 2+ photos (largest {sizes.max()}); "
           f"{len(spy.pairs[0]):,} similar pairs")
-    print(f"   time: {ratio(seconds / 60, 5, 'min')}")
+    print(f"   time: {ratio(seconds / 60, 5, 'min')}; CPU time {cpu / 60:.2f} min over 2 cores "
+          f"(load average {load:.1f} -> {os.getloadavg()[0]:.1f}: other work shares the machine)")
     print(f"   peak RSS of this process: {ratio(peak, 12, 'GB')} (the {x.nbytes / 1e9:.1f} GB of input included; "
           f"{rss_before:.1f} GB before clustering)")
     path = "exact" if n <= ClusterParams().exact_search_max else "APPROXIMATE (inverted file)"
@@ -216,10 +218,17 @@ def measure_exactness_and_naive(x, cut, subset, rng) -> None:
           f"(pdist alone {pdist_seconds:.1f} s); cluster() default path is above")
 
 
-def _naive_child(n: int, limit: int, answer) -> None:
+def _address_space() -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+
+
+def _naive_child(n: int, budget: int, answer) -> None:
     from scipy.cluster.hierarchy import fcluster, linkage
 
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    base = _address_space()  # what the interpreter and its libraries hold before any distance is computed
+    answer.put(base)
+    resource.setrlimit(resource.RLIMIT_AS, (base + budget, base + budget))
     try:
         # memory does not depend on the dimension beyond the input itself, so 16-d keeps the probe fast
         x = np.random.default_rng(n).random((n, 16))
@@ -229,30 +238,33 @@ def _naive_child(n: int, limit: int, answer) -> None:
         answer.put(False)
 
 
-def naive_survives(n: int, limit: int) -> bool:
+def naive_survives(n: int, budget: int) -> tuple[bool, int]:
+    """(whether pdist + linkage + fcluster of n photos fit in `budget` more bytes of address space, the base)"""
     answer = multiprocessing.get_context("fork").Queue()
-    child = multiprocessing.get_context("fork").Process(target=_naive_child, args=(n, limit, answer))
+    child = multiprocessing.get_context("fork").Process(target=_naive_child, args=(n, budget, answer))
     child.start()
     child.join()
-    return child.exitcode == 0 and not answer.empty() and answer.get()
+    base = answer.get() if not answer.empty() else 0
+    return child.exitcode == 0 and not answer.empty() and answer.get(), base
 
 
 def measure_naive_limit(limit_gb: float) -> None:
     limit = int(limit_gb * 1024 ** 3)
-    print(f"\n4. the largest N scipy's naive path survives in {limit_gb:g} GB (child process, RLIMIT_AS)")
+    print(f"\n4. the largest N scipy's naive path survives in {limit_gb:g} GB (child process, RLIMIT_AS = its own "
+          f"address space + {limit_gb:g} GB)")
     low, high = 0, 5000
-    while naive_survives(high, limit):
+    while (survived := naive_survives(high, limit))[0]:
         low, high = high, high * 2
+    base = survived[1]
     while high - low > max(250, low // 50):
         middle = (low + high) // 2
-        low, high = (middle, high) if naive_survives(middle, limit) else (low, middle)
+        low, high = (middle, high) if naive_survives(middle, limit)[0] else (low, middle)
     # pdist's condensed float64 matrix (n^2/2 x 8 bytes) and linkage's working copy of it: ~8 n^2 bytes
     per_n2 = limit / low ** 2
-    print(f"   survives N = {low:,}, fails at {high:,}: {per_n2:.1f} bytes per N^2 "
-          f"(formula: 8 n^2 for the condensed matrix and its copy)")
+    print(f"   survives N = {low:,}, fails at {high:,} (the child's own {base / 1024 ** 3:.2f} GB of address space "
+          f"not counted): {per_n2:.1f} bytes per N^2 (formula: 8 N^2, the condensed matrix and linkage's copy)")
     for total in (12, 24):
-        print(f"   -> on {total} GB: N ~ {int(math.sqrt(total * 1024 ** 3 / per_n2)):,} "
-              f"(everything else on the machine stopped)")
+        print(f"   -> with {total} GB free: N ~ {int(math.sqrt(total * 1024 ** 3 / per_n2)):,}")
 
 
 def measure_incremental(x, cut, library) -> None:

@@ -152,3 +152,23 @@ def test_rerun_with_nothing_changed_skips_clustering_until_an_input_changes(tmp_
     (lib / "photocluster" / ".cluster-input").write_text("tampered\n")  # an unknown key: cluster, never trust
     run_once(settings(lib))
     assert clustered == [1, 1, 1]
+
+
+def test_incremental_pipeline_matches_from_scratch_and_reclusters_only_changes(tmp_path, stand_in, monkeypatch):
+    from photocluster.cluster import IncrementalClusterer
+    from photocluster.pipeline import LibraryPipeline
+
+    lib = make_library(tmp_path / "lib")
+    added_per_update = []
+    real_update = IncrementalClusterer.update
+    monkeypatch.setattr(IncrementalClusterer, "update",
+                        lambda self, added=None, removed=(): added_per_update.append(len(added or {}))
+                        or real_update(self, added, removed))
+    daemon_like = LibraryPipeline(settings(lib, out=tmp_path / "inc"), incremental=True)
+    daemon_like.update()
+    save(scene(2).resize((250, 190)), lib / "new" / "one-more.jpg")
+    (lib / "trip0" / "copy1.jpg").unlink()
+    os.rename(lib / "trip1" / "copy2.jpg", lib / "trip1" / "renamed.jpg")
+    report = daemon_like.update()
+    assert added_per_update == [12, 2]  # everything at first; then the new photo and the renamed one
+    assert cluster_sets(report) == cluster_sets(run_once(settings(lib, out=tmp_path / "scratch")))
