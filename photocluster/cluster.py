@@ -105,13 +105,16 @@ def cut_for_sim(points: Sequence[tuple[float, float]], sim: float) -> float:
     """
     if not isinstance(sim, numbers.Real) or isinstance(sim, bool) or not 0.0 <= sim <= 1.0:
         raise ValueError(f"sim must be a number from 0 to 1, got {sim!r}")
-    table = sorted({float(s): float(c) for s, c in points}.items())
+    try:
+        table = sorted((float(s), float(c)) for s, c in points)
+    except (TypeError, ValueError):
+        raise ValueError(f"calibration table {points!r} is not a list of (sim, cut) pairs") from None
     if not table or table[0][0] > 0.0:
         table.insert(0, (0.0, 0.0))
     if table[-1][0] < 1.0:
         table.append((1.0, 1.0))
     sims, cuts = np.array(table).T
-    if len(set(sims.tolist())) != len(sims) or np.any(np.diff(cuts) < 0) or not np.all(np.isfinite(cuts)):
+    if np.any(np.diff(sims) <= 0) or np.any(np.diff(cuts) < 0) or not np.all(np.isfinite(table)):
         raise ValueError(f"calibration table {list(points)!r} is not monotone")
     if sims[0] < 0.0 or sims[-1] > 1.0:
         raise ValueError(f"calibration table {list(points)!r} has sims outside 0..1")

@@ -324,6 +324,12 @@ def test_cut_for_sim_refuses_sims_outside_0_to_1(sim):
         cut_for_sim(TABLE, sim)
 
 
-def test_cut_for_sim_refuses_a_falling_table():
+@pytest.mark.parametrize("table", [((0.0, 0.0), (0.5, 0.9), (0.7, 0.8), (1.0, 1.0)), ((0.5, 0.8), (0.5, 0.9))])
+def test_cut_for_sim_refuses_a_falling_table(table):
     with pytest.raises(ValueError, match="not monotone"):
-        cut_for_sim(((0.0, 0.0), (0.5, 0.9), (0.7, 0.8), (1.0, 1.0)), 0.6)
+        cut_for_sim(table, 0.6)
+
+
+def test_cut_for_sim_refuses_a_malformed_table():
+    with pytest.raises(ValueError, match="not a list of"):
+        cut_for_sim([(0.5,)], 0.6)
