@@ -182,7 +182,7 @@ def _labels_from_first(first: np.ndarray, min_size: int) -> np.ndarray:
     """`first[i]`: the smallest row of i's cluster. Labels count clusters in order of that row."""
     if len(first) == 0:
         return np.zeros(0, np.intp)
-    heads, labels, sizes = np.unique(first, return_inverse=True, return_counts=True)
+    _, labels, sizes = np.unique(first, return_inverse=True, return_counts=True)
     keep = sizes >= min_size
     renumber = np.where(keep, np.cumsum(keep) - 1, -1)
     return renumber[labels].astype(np.intp)
