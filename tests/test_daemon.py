@@ -28,21 +28,12 @@ from photocluster.config import Config, DaemonTimings
 from photocluster.daemon import WATCHDOG_INOTIFY_LOGGER, Daemon
 from photocluster.settings import LibrarySettings, PatternOptions
 
-from .conftest import save, scene
+from .conftest import save, scene, wait_for
 
 STAND_IN = "tests.test_worker:stand_in_factory"
 FAST = DaemonTimings(quiet_seconds=0.2, max_delay_seconds=1.0, settle_seconds=0.1, rescan_seconds=0,
                      root_check_seconds=0.1, worker_idle_seconds=30, retry_seconds=0.05, retry_max_seconds=0.5,
                      batch_timeout_seconds=30)
-
-
-def wait_for(predicate, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def library_settings(lib: Path, **kw) -> LibrarySettings:

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from photocluster.library import printable_path
 from photocluster.pipeline import run_once
 from photocluster.settings import LibrarySettings, PatternOptions
 
+from .conftest import wait_for
 from .hostile import good_photos, make_corpus, race_hooks
 
 REPO = Path(__file__).resolve().parent.parent
@@ -139,15 +139,6 @@ def test_one_shot_over_the_hostile_corpus(tmp_path, stand_in, capfd, monkeypatch
     assert status == 0 and "Traceback" not in err
     assert all(printable_path(rel) not in err for rel in corpus.bad + corpus.odd if "growing" not in rel)
     assert stand_in.calls <= 1  # at most the file that was still growing
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_daemon_over_the_hostile_corpus(tmp_path, clean_clusters):
