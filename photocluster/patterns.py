@@ -50,6 +50,7 @@ import numpy as np
 
 from .fsutil import write_text_atomic
 from .labels import LEVELS, class_labels
+from .wording import plural as _plural
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +107,8 @@ class PatternSettings:
     def describe_support(self, photos: int) -> str:
         count = self.min_count(photos)
         if self.min_support >= 1:
-            return f"{count} photos"
-        return f"{count} photos ({self.min_support * 100:g}% of {photos}, at least {MIN_FRACTION_COUNT})"
+            return _plural(count, "photo")
+        return f"{_plural(count, 'photo')} ({self.min_support * 100:g}% of {photos}, at least {MIN_FRACTION_COUNT})"
 
 
 def parse_min_support(text: str) -> int | float:
@@ -288,10 +289,6 @@ def _examples(summary: _Summary, items: tuple[str, ...]) -> list[_Photo]:
     return holders[:EXAMPLES_PER_PATTERN]
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
-
-
 def _summary_markdown(summary: _Summary, settings: PatternSettings, library_root: str, summary_dir: str,
                       link_label: Callable[[_Photo], str], extra: str = "") -> str:
     total = len(summary.photos)
@@ -396,8 +393,8 @@ def update_patterns(out_dir: str | os.PathLike, photos: Mapping[str, Labels | No
     report.folders_removed = _remove_stale(patterns_dir, set(new_state))
     write_text_atomic(os.path.join(patterns_dir, STATE_NAME),
                       json.dumps({"version": FORMAT_VERSION, "folders": new_state}, indent=0, sort_keys=True))
-    log.info("patterns: %d summaries written, %d unchanged, %d removed", report.written, report.folders_unchanged,
-             len(report.folders_removed))
+    log.info("patterns: %s written, %d unchanged, %d removed", _plural(report.written, "summary", "summaries"),
+             report.folders_unchanged, len(report.folders_removed))
     return report
 
 
