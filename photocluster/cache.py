@@ -27,6 +27,7 @@ import numpy as np
 
 from .fsutil import atomic_writer
 from .library import PhotoFile
+from .wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +224,8 @@ def load_or_new(path: Path, model_id: str, dim: int) -> FingerprintCache:
         log.warning("cache %s refused: %s; moved it to %s and rebuilding", path, exc, aside.name)
         return FingerprintCache(model_id, dim)
     if cache.model_id != model_id or cache.dim != dim:
-        log.info("cache was made by %s; fingerprinting again with %s", cache.model_id, model_id)
+        log.info("%s made by %s will be recomputed with %s", plural(len(cache.fingerprinted()), "fingerprint"),
+                 cache.model_id, model_id)
         return FingerprintCache(model_id, dim)
     return cache
 

@@ -117,6 +117,13 @@ def calibration(name: str) -> tuple[tuple[float, float], ...]:
     return CALIBRATION[name]
 
 
+def name_of(model_id: str) -> tuple[str | None, str]:
+    """(model name, weights origin) of a model_id, as a cache records it; the name is None for an unknown id."""
+    prefix, _, origin = model_id.partition("/")
+    names = [name for name, arch in _ARCHITECTURES.items() if arch.id_prefix == prefix]
+    return (names[0] if names else None), origin
+
+
 def model_spec(name: str, weights: str | None = None) -> ModelSpec:
     """Resolve the weights and the model_id without loading TensorFlow.
 
