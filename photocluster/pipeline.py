@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock, Timeout
 
-from . import models
+from . import lastrun, models
 from .cache import FingerprintCache, load_or_new
 from .cluster import IncrementalClusterer, cluster, cut_for_sim
 from .fingerprint import FingerprintReport, fingerprint_photos
@@ -25,6 +25,7 @@ from .fsutil import write_text_atomic
 from .layout import Layout, number_clusters, read_layout, remove_stale_generations, write_layout
 from .library import PhotoFile, scan_library
 from .settings import LibrarySettings
+from .wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,10 @@ class OutputBusy(Exception):
 
 @dataclass
 class RunReport:
+    model: str = ""
+    weights: str | None = None
+    sim: float | None = None  # None when a cut was given instead
+    out: str = ""
     photos: int = 0
     fingerprinted: FingerprintReport = field(default_factory=FingerprintReport)
     removed: int = 0
@@ -46,14 +51,25 @@ class RunReport:
     layout: Layout | None = None
     layout_changed: bool = False
     patterns_written: int = 0
+    unclustered: list[str] = field(default_factory=list)  # fingerprinted photos in no cluster (of min_size)
+    would_fingerprint: int = 0  # a dry run: photos the real run would fingerprint first
+    estimated_seconds: float | None = None  # ...and how long that would take, at the last run's measured speed
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def clusters(self) -> int:
         return len(self.layout.clusters) if self.layout else 0
 
+    @property
+    def in_clusters(self) -> int:
+        return sum(len(members) for members in self.layout.clusters.values()) if self.layout else 0
+
     def as_dict(self) -> dict:
         return {
+            "model": self.model,
+            "weights": self.weights,
+            "sim": self.sim,
+            "out": self.out,
             "photos": self.photos,
             "fingerprinted": self.fingerprinted.computed,
             "failed_now": self.fingerprinted.failed,
@@ -62,6 +78,10 @@ class RunReport:
             "moved": self.moved,
             "cut": self.cut,
             "clusters": {str(m): members for m, members in (self.layout.clusters.items() if self.layout else [])},
+            "in_clusters": self.in_clusters,
+            "unclustered": self.unclustered,
+            "would_fingerprint": self.would_fingerprint,
+            "estimated_seconds": self.estimated_seconds,
             "layout_changed": self.layout_changed,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
@@ -99,7 +119,7 @@ def fingerprint_in_process(
     settings: LibrarySettings, cache: FingerprintCache, todo: list[PhotoFile], progress, should_stop
 ) -> FingerprintReport:
     """Load the model here and fingerprint `todo` into `cache` (the daemon swaps in a worker process)."""
-    log.info("fingerprinting %d new or changed photos with %s", len(todo), settings.model)
+    log.info("fingerprinting %s with %s", plural(len(todo), "new or changed photo"), settings.model)
     model = models.load_fingerprinter(settings.model, settings.weights)
     return fingerprint_photos(
         todo,
@@ -139,26 +159,40 @@ class LibraryPipeline:
         out_dir = self.settings.out_dir
         if dry_run:
             return self._update_locked(True, progress, should_stop, hold_back)
+        scanned = None
+        if not out_dir.exists():  # a first run scans before it makes the output folder: none for no photos
+            scanned = self._scan()
+            if not scanned:
+                return self._new_report()
         out_dir.mkdir(parents=True, exist_ok=True)
         with output_lock(out_dir):
-            return self._update_locked(False, progress, should_stop, hold_back)
+            return self._update_locked(False, progress, should_stop, hold_back, scanned)
 
-    def _update_locked(self, dry_run, progress, should_stop, hold_back=()) -> RunReport:
+    def _update_locked(self, dry_run, progress, should_stop, hold_back=(), scanned=None) -> RunReport:
         settings = self.settings
-        report = RunReport(cut=effective_cut(settings))
+        report = self._new_report()
         timer = _Timer(report.seconds)
         if not dry_run:
             sweep_leftovers(settings.out_dir, settings.cache_path.name)
         with timer("scan"):
-            photos = scan_library(Path(settings.library), skip=(settings.out_dir,))
+            photos = self._scan() if scanned is None else scanned
+        if not photos:
+            # An empty library, or an unmounted share's mount point: change nothing (forgetting every photo would
+            # empty the clusters, and the remount would fingerprint them all again).
+            return report
         with timer("cache_load"):
             cache = self._load_cache()
         self._fingerprint_changes(cache, photos, report, timer, dry_run, progress, should_stop, hold_back)
+        if not dry_run:
+            fp = report.fingerprinted
+            lastrun.record(settings, fp.images_per_second if fp.computed and fp.seconds else None)
         # Stopping (SIGTERM) after any stage is safe: the cache is saved, the shown tree is complete, and the
         # next run does the rest.
         if should_stop():
             return report
         rels = self._cluster_and_lay_out(cache, photos, report, timer, dry_run)
+        clustered = {rel for members in report.layout.clusters.values() for rel in members}
+        report.unclustered = [rel for rel in rels if rel not in clustered]
         if settings.patterns.enabled and not dry_run and not should_stop():
             with timer("patterns"):
                 report.patterns_written = write_patterns(settings, cache, rels)
@@ -171,7 +205,8 @@ class LibraryPipeline:
         report.removed = forget_missing(cache, photos)
         todo = [p for _, p in sorted(photos.items()) if not cache.is_current(p) and p.rel not in hold_back]
         if dry_run:
-            log.info("dry run: %d photos would be fingerprinted, %d forgotten", len(todo), report.removed)
+            report.would_fingerprint = len(todo)
+            report.estimated_seconds = self._estimate_seconds(len(todo))
         elif todo:
             with timer("fingerprint"):
                 report.fingerprinted = self.fingerprint(self.settings, cache, todo, progress, should_stop)
@@ -201,6 +236,21 @@ class LibraryPipeline:
                     write_layout(out_dir, Path(self.settings.library), report.layout)
             _write_key(out_dir, input_key)
         return rels
+
+    def _new_report(self) -> RunReport:
+        s = self.settings
+        return RunReport(model=s.model, weights=s.weights, sim=s.sim if s.cut is None else None,
+                         out=str(s.out_dir), cut=effective_cut(s))
+
+    def _scan(self) -> dict[str, PhotoFile]:
+        return scan_library(Path(self.settings.library), skip=(self.settings.out_dir,))
+
+    def _estimate_seconds(self, photos: int) -> float | None:
+        """How long fingerprinting `photos` takes at the speed the last run of this model measured, if any."""
+        last = lastrun.read(self.settings.out_dir)
+        if not photos or last is None or last.model != self.settings.model or not last.images_per_second:
+            return None
+        return photos / last.images_per_second
 
     def _load_cache(self) -> FingerprintCache:
         stamp = _file_stamp(self.settings.cache_path)
