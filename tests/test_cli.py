@@ -155,8 +155,8 @@ def test_dry_run_without_a_cache_says_what_it_cannot_know(tmp_path, stand_in, ca
     lib = make_library(tmp_path / "lib")
     status, out, _ = run_cli(capsys, lib, "--model", "squeezenet", "--dry-run")
     assert status == 0
-    assert "12 photos would be fingerprinted (no speed measured on this machine yet); clusters are known after that" \
-        in out, out
+    assert ("12 photos would be fingerprinted (no speed measured on this machine yet); "
+            "clusters are known after that") in out, out
     assert "clusters would be written" not in out
 
 
