@@ -604,7 +604,7 @@ TIMING_HELP = {
     "rescan_seconds": "a full rescan this often, the safety net for lost events (0: never)",
     "root_check_seconds": "how often to check that each library root is still there (unmounts)",
     "worker_idle_seconds": "the fingerprint worker, and its model, exits after this long unused",
-    "retry_seconds": "first wait after a worker crash or a failed run; doubles on each repeat...",
+    "retry_seconds": "first wait after a worker crash or a failed run; doubles on each repeat",
     "retry_max_seconds": "the longest that wait grows to",
     "batch_timeout_seconds": "a worker silent this long is taken as hung, and killed",
 }
