@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .logs import setup_logging  # its home is logs.py; cli.setup_logging stays importable
 from .settings import LABEL_LEVELS, MODEL_NAMES, LibrarySettings, PatternOptions, SettingsError
 from .wording import duration, plural
 
@@ -143,20 +144,6 @@ def _add_verbosity(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="say more (and show tracebacks of internal errors)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     p.add_argument("--version", action="version", version=f"photocluster {__version__}")
-
-
-def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
-    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO
-    under_systemd = "JOURNAL_STREAM" in os.environ or "INVOCATION_ID" in os.environ
-    # The journal stamps each line itself; on a terminal a short prefix is enough.
-    fmt = "%(levelname)s %(name)s: %(message)s" if under_systemd else "photocluster: %(levelname)s: %(message)s"
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(fmt))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    for noisy in ("tensorflow", "absl", "h5py", "PIL", "filelock", "watchdog"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
 def settings_from_args(args: argparse.Namespace) -> LibrarySettings:

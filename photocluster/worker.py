@@ -78,7 +78,7 @@ class WorkerLoadError(RuntimeError):
 
 def worker_main(conn: Connection, log_level: int) -> None:
     """The worker process: answer jobs until told to exit or until the daemon is gone."""
-    from .cli import setup_logging
+    from .logs import setup_logging
     from .fingerprint import fingerprint_photos
 
     # Ctrl-C in a terminal reaches the whole process group; the daemon decides when the worker stops.
