@@ -493,3 +493,42 @@ def test_photos_at_4000_byte_paths_with_a_deeper_out_are_skipped_with_a_warning_
     linked = {os.path.realpath(os.path.join(dirpath, name)) for dirpath, _, names in os.walk(shown, followlinks=True)
               for name in names if name.endswith(".jpg")}
     assert {os.path.realpath(lib / f"good/scene{g}/v{c}.jpg") for g in range(2) for c in range(2)} <= linked
+
+
+# --- the hostile corpus against a seeded library and output ------------------------------------------------------
+
+def test_the_hostile_corpus_with_foreign_entries_in_the_library_and_the_output_changes_nothing_else(
+        tmp_path, stand_in, capfd):
+    """tests/hostile.py's corpus (with its own links out of the library), then foreign files and links to the
+    outside seeded into the output at every place that does not make the run refuse: a re-run with another --sim
+    leaves the outside and every foreign entry byte-identical."""
+    from .hostile import make_corpus
+
+    lib, outside_corpus = tmp_path / "lib", tmp_path / "outside-corpus"
+    make_corpus(lib, outside_corpus, big_folder_entries=200)
+    out = lib / "photocluster"
+    assert cli(lib, "--model", "squeezenet") == EXIT_OK
+    outside = make_outside(tmp_path / "outside")
+    shown = os.readlink(out / "clusters")
+    places = [PLACES[p](out) for p in sorted(PLACES) if p not in REFUSED and p != "generation-shown"]
+    leaves = [path for path in places if not any(path in other.parents for other in places)  # none inside another
+              and path.parent.is_dir()]
+    for i, path in enumerate(leaves):
+        _plant(path, outside / ("notes" if i % 2 else "file.txt"))
+    planted = leaves
+    os.symlink(outside / "notes", lib / "good" / "linked-notes")
+    (lib / "good" / "my-caption.txt").write_text("the user's")
+    seeded = [*planted, *_seed_foreign(out, outside, shown), lib / "good" / "linked-notes",
+              lib / "good" / "my-caption.txt"]
+    foreign = {p: entry(p) for p in seeded}
+    outside_before = snapshot(outside) | {f"corpus/{k}": v for k, v in snapshot(outside_corpus).items()}
+    library_before = {k: v for k, v in snapshot(lib).items() if not k.startswith("photocluster")}
+    capfd.readouterr()
+
+    status = cli(lib, "--model", "squeezenet", "--sim", "0.0")
+    err = capfd.readouterr().err
+    assert status == EXIT_OK and "Traceback" not in err, err
+    assert snapshot(outside) | {f"corpus/{k}": v for k, v in snapshot(outside_corpus).items()} == outside_before
+    assert {k: v for k, v in snapshot(lib).items() if not k.startswith("photocluster")} == library_before
+    assert {p: entry(p) for p in foreign} == foreign
+    assert len(planted) >= 12
