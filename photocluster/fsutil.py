@@ -30,8 +30,8 @@ class ForeignEntry(OSError):
     """An entry that photocluster did not make (a symlink, or a file where it keeps a folder): left alone."""
 
     def __init__(self, path: str | os.PathLike, what: str):
-        super().__init__(errno.EEXIST, f"{what} that photocluster did not make; it is left alone: move it away "
-                         "or choose another --out", os.fspath(path))
+        super().__init__(errno.EEXIST, f"{what} that photocluster did not make; it is left alone (move it away "
+                         "and run again)", os.fspath(path))
 
 
 def kind_of(mode: int) -> str:

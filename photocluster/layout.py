@@ -94,7 +94,8 @@ def read_layout(out_dir: Path) -> Layout | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        log.warning("ignoring unreadable cluster layout state in %s: %s", out_dir, getattr(exc, "strerror", None) or exc)
+        reason = getattr(exc, "strerror", None) or exc
+        log.warning("ignoring unreadable cluster layout state in %s: %s", out_dir, reason)
         return None
 
 
@@ -205,7 +206,8 @@ def _swap_in(out_dir: Path, generation: Path) -> None:
                 raise ForeignEntry(out_dir / tmp, kind_of(lstat_at(tmp, out_fd).st_mode))
             os.unlink(tmp, dir_fd=out_fd)
         os.symlink(generation.name, tmp, dir_fd=out_fd)
-        os.replace(tmp, CLUSTERS, src_dir_fd=out_fd, dst_dir_fd=out_fd)  # atomic: the old link is replaced, not followed
+        # atomic: the old link is replaced, never followed
+        os.replace(tmp, CLUSTERS, src_dir_fd=out_fd, dst_dir_fd=out_fd)
         os.fsync(out_fd)
 
 

@@ -211,8 +211,8 @@ def test_without_foreign_entries_the_second_run_swaps_the_tree_and_removes_the_s
 NAME = st.text(st.characters(blacklist_characters="/\0", blacklist_categories=("Cs",)), min_size=1, max_size=60)
 NAME = NAME.filter(lambda n: n not in (".", "..") and len(n.encode()) <= 255)
 # the names an output of photocluster holds (OLD_LAYOUT below, and `clusters`)
-OURS = re.compile(r"fingerprints\.pk(\.bad-.*)?|\.fingerprints\.pk\..*\.tmp|\.lock|\.\.?cluster-input(\..*\.tmp)?|clusters"
-                  r"|\.clusters-[0-9a-f]+-[0-9]+|\.clusters\.swap-[0-9]+|patterns")
+OURS = re.compile(r"fingerprints\.pk(\.bad-.*)?|\.fingerprints\.pk\..*\.tmp|\.lock|\.\.?cluster-input(\..*\.tmp)?"
+                  r"|clusters|\.clusters-[0-9a-f]+-[0-9]+|\.clusters\.swap-[0-9]+|patterns")
 
 
 def _library(tmp_path: Path) -> Path:
