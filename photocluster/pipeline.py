@@ -20,7 +20,7 @@ from . import models
 from .cache import FingerprintCache, load_or_new
 from .cluster import IncrementalClusterer, cluster, cut_for_sim
 from .fingerprint import FingerprintReport, fingerprint_photos
-from .fsutil import (FILE, ForeignEntry, lstat_at, open_dir, open_lock, read_regular, remove_made, try_lock,
+from .fsutil import (FILE, ForeignEntry, open_dir, open_lock, read_regular, remove_made, try_lock,
                      write_text_atomic)
 from .layout import Layout, number_clusters, read_layout, remove_stale_generations, write_layout
 from .library import PhotoFile, scan_library
@@ -266,6 +266,8 @@ def _read_key(out_dir: Path) -> str | None:
         with open_dir(out_dir, follow=True) as out_fd:
             raw = read_regular(CLUSTER_KEY_NAME, out_fd, limit=256)
         return None if raw is None else raw.decode("ascii").strip()
+    except FileNotFoundError:  # no output folder yet (a dry run)
+        return None
     except (OSError, ValueError) as exc:
         log.warning("ignoring %s: %s", out_dir / CLUSTER_KEY_NAME, getattr(exc, "strerror", None) or exc)
         return None
@@ -277,8 +279,7 @@ def _write_key(out_dir: Path, key: str | None) -> None:
     try:
         with open_dir(out_dir, follow=True) as out_fd:
             if key is None:
-                if lstat_at(CLUSTER_KEY_NAME, out_fd) is not None:
-                    remove_made(out_fd, {CLUSTER_KEY_NAME: FILE}, os.fspath(out_dir))
+                remove_made(out_fd, {CLUSTER_KEY_NAME: FILE}, os.fspath(out_dir))  # a regular file only
             else:
                 write_text_atomic(CLUSTER_KEY_NAME, key + "\n", dir_fd=out_fd)
     except ForeignEntry as exc:
