@@ -28,7 +28,6 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from filelock import FileLock, Timeout
 from watchdog.events import (
     DirCreatedEvent,
     DirDeletedEvent,
@@ -47,6 +46,7 @@ from watchdog.observers.inotify_c import InotifyFD
 
 from . import config as config_file
 from .config import Config, ConfigError, DaemonTimings, default_config_path, load_config
+from .fsutil import open_lock, try_lock
 from .library import SKIPPED_FOLDERS, is_photo_name
 from .notify import ServiceNotifier
 from .pipeline import LOCK_NAME, LibraryPipeline, RunReport
@@ -570,15 +570,16 @@ def _output_in_use(library: Library) -> bool:
     takes its own.
     """
     lock_path = os.path.join(library.settings.out_dir, LOCK_NAME)
-    if not os.path.exists(lock_path):
+    if not os.path.lexists(lock_path):
         return False
-    lock = FileLock(lock_path)
     try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        return True
-    lock.release()
-    return False
+        fd = open_lock(lock_path)  # never through a symlink; the pipeline reports one planted there
+    except OSError:
+        return False
+    try:
+        return not try_lock(fd)
+    finally:
+        os.close(fd)
 
 
 def _looks_unmounted(library: Library) -> bool:

@@ -15,15 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock, Timeout
 
 from . import lastrun, models
 from .cache import FingerprintCache, load_or_new
 from .cluster import IncrementalClusterer, cluster, cut_for_sim
 from .fingerprint import FingerprintReport, fingerprint_photos
-from .fsutil import write_text_atomic
+from .fsutil import (FILE, ForeignEntry, open_dir, open_lock, read_regular, remove_made, try_lock,
+                     write_text_atomic)
 from .layout import Layout, number_clusters, read_layout, remove_stale_generations, write_layout
 from .library import PhotoFile, scan_library
+from .outdir import adopt
 from .settings import LibrarySettings
 from .wording import plural
 
@@ -96,20 +97,24 @@ def effective_cut(settings: LibrarySettings) -> float:
 
 @contextlib.contextmanager
 def output_lock(out_dir: Path, wait: float | None = None) -> Iterator[None]:
-    """Hold the output folder's lock. flock(2) dies with its process, so a killed run never leaves it stuck."""
-    lock = FileLock(out_dir / LOCK_NAME)
+    """Make the output folder photocluster's (its marker first) and hold its lock.
+
+    flock(2) dies with its process, so a killed run never leaves the lock stuck. The lock file is opened without
+    following a symlink (fsutil.open_lock): one planted there is refused, and its target left as it is.
+    """
+    adopt(out_dir)
+    fd = open_lock(out_dir / LOCK_NAME)
     try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        log.warning("another photocluster run is using %s; waiting for it to finish", out_dir)
-        try:
-            lock.acquire(timeout=-1 if wait is None else wait)
-        except Timeout:
-            raise OutputBusy(f"{out_dir} is in use by another photocluster process") from None
-    try:
+        if not try_lock(fd):
+            log.warning("another photocluster run is using %s; waiting for it to finish", out_dir)
+            deadline = None if wait is None else time.monotonic() + wait
+            while not try_lock(fd):
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise OutputBusy(f"{out_dir} is in use by another photocluster process")
+                time.sleep(0.05)
         yield
     finally:
-        lock.release()
+        os.close(fd)  # closing the descriptor lets go of the lock
 
 
 FingerprintFn = Callable[..., FingerprintReport]
@@ -164,7 +169,6 @@ class LibraryPipeline:
             scanned = self._scan()
             if not scanned:
                 return self._new_report()
-        out_dir.mkdir(parents=True, exist_ok=True)
         with output_lock(out_dir):
             return self._update_locked(False, progress, should_stop, hold_back, scanned)
 
@@ -181,7 +185,7 @@ class LibraryPipeline:
             # empty the clusters, and the remount would fingerprint them all again).
             return report
         with timer("cache_load"):
-            cache = self._load_cache()
+            cache = self._load_cache(dry_run)
         self._fingerprint_changes(cache, photos, report, timer, dry_run, progress, should_stop, hold_back)
         if not dry_run:
             fp = report.fingerprinted
@@ -252,11 +256,11 @@ class LibraryPipeline:
             return None
         return photos / last.images_per_second
 
-    def _load_cache(self) -> FingerprintCache:
+    def _load_cache(self, dry_run: bool = False) -> FingerprintCache:
         stamp = _file_stamp(self.settings.cache_path)
         if self.cache is None or stamp != self._cache_stamp:
             spec = models.model_spec(self.settings.model, self.settings.weights)
-            self.cache = load_or_new(self.settings.cache_path, spec.model_id, spec.dim)
+            self.cache = load_or_new(self.settings.cache_path, spec.model_id, spec.dim, move_aside=not dry_run)
             self._cache_stamp = _file_stamp(self.settings.cache_path)
         return self.cache
 
@@ -289,10 +293,9 @@ def sweep_leftovers(out_dir: Path, cache_name: str) -> None:
     Only a holder of the output lock calls this, so no other run is writing them now.
     """
     remove_stale_generations(out_dir)
-    for entry in os.scandir(out_dir):
-        is_temporary = entry.name.startswith(f".{cache_name}.") and entry.name.endswith(".tmp")
-        if is_temporary and entry.is_file(follow_symlinks=False):
-            os.unlink(entry.path)
+    with open_dir(out_dir, follow=True) as out_fd, os.scandir(out_fd) as it:
+        temporaries = {e.name: FILE for e in it if e.name.startswith(f".{cache_name}.") and e.name.endswith(".tmp")}
+        remove_made(out_fd, temporaries, os.fspath(out_dir))  # only regular files: a link by that name is left
 
 
 CLUSTER_KEY_NAME = ".cluster-input"
@@ -310,19 +313,27 @@ def cluster_input_key(cache: FingerprintCache, cut: float, min_size: int, photos
 
 def _read_key(out_dir: Path) -> str | None:
     try:
-        return (out_dir / CLUSTER_KEY_NAME).read_text(encoding="ascii").strip()
-    except (OSError, ValueError):
+        with open_dir(out_dir, follow=True) as out_fd:
+            raw = read_regular(CLUSTER_KEY_NAME, out_fd, limit=256)
+        return None if raw is None else raw.decode("ascii").strip()
+    except FileNotFoundError:  # no output folder yet (a dry run)
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring %s: %s", out_dir / CLUSTER_KEY_NAME, getattr(exc, "strerror", None) or exc)
         return None
 
 
 def _write_key(out_dir: Path, key: str | None) -> None:
-    """Record the input of the clusters now shown (None: forget it)."""
-    path = out_dir / CLUSTER_KEY_NAME
-    if key is None:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-    else:
-        write_text_atomic(path, key + "\n")
+    """Record the input of the clusters now shown (None: forget it). A key file that is not ours is left alone,
+    with a warning: the clusters are then simply computed again each run."""
+    try:
+        with open_dir(out_dir, follow=True) as out_fd:
+            if key is None:
+                remove_made(out_fd, {CLUSTER_KEY_NAME: FILE}, os.fspath(out_dir))  # a regular file only
+            else:
+                write_text_atomic(CLUSTER_KEY_NAME, key + "\n", dir_fd=out_fd)
+    except ForeignEntry as exc:
+        log.warning("left %s alone: %s", exc.filename, exc.strerror)
 
 
 def rekey_moved(cache: FingerprintCache, photos: dict[str, PhotoFile]) -> int:
