@@ -76,5 +76,5 @@ def test_exif_time(tmp_path):
     exif = Image.Exif()
     exif.get_ifd(0x8769)[0x9003] = "2024:05:17 10:11:12"
     Image.new("RGB", (10, 10)).save(tmp_path / "e.jpg", exif=exif)
-    assert exif_time(tmp_path / "e.jpg").isoformat() == "2024-05-17T10:11:12"
-    assert exif_time(photo(tmp_path)) is None
+    assert exif_time(tmp_path, "e.jpg").isoformat() == "2024-05-17T10:11:12"
+    assert exif_time(tmp_path, photo(tmp_path).name) is None
