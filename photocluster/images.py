@@ -54,11 +54,11 @@ JPEG_FORMATS = ("JPEG", "MPO")
 # have 150 MP (medium-format backs), still below Pillow's refusal.
 MAX_PIXELS = 64_000_000
 MAX_JPEG_PIXELS = 150_000_000
-# libjpeg writes 10 scans in a progressive colour JPEG, mozjpeg and jpegli a few more; each scan is a pass over
+# libjpeg writes 6 scans in a progressive grey JPEG, 10 in colour, 18 in CMYK; each scan is a pass over
 # the whole image, so a bomb made of thousands of empty scans costs minutes of CPU for a few hundred KB.
-MAX_JPEG_SCANS = 100
+MAX_JPEG_SCANS = 50
 # What decodes in flight may hold together, in every thread of a process. It is also the most one photo may need.
-DECODE_MEMORY_BUDGET = 640 * 2**20
+DECODE_MEMORY_BUDGET = 768 * 2**20
 
 # Pillow says why it refused some files in log lines and warnings of its own that name no file ("More samples per
 # pixel than can be decoded: 7680", "Corrupt EXIF data"); the skip line logged for the photo names it instead.
@@ -206,9 +206,9 @@ def _refuse_huge_heif_file(fh: BinaryIO, budget: MemoryBudget) -> None:
 _NARROW_MODES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
 # Modes Image.reduce works on; the others are converted first (a full-size copy), as _reducible says.
 _REDUCIBLE = {"L", "LA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "I", "F"}
-# Decoders that hold a full-size buffer of their own beside Pillow's, in bytes a pixel: libwebp keeps two RGBA
-# canvases, libheif one of up to 16-bit RGBA, libtiff at most one raw copy of the picture (one strip of it all).
-_DECODER_BYTES_PER_PIXEL = {"WEBP": 8, "HEIF": 8, "TIFF": 8}
+# Decoders that hold full-size buffers of their own beside Pillow's, in bytes a pixel (measured, with a margin):
+# libwebp's canvases and demuxer (12), libheif's planes and RGB output (3.3 for 8 bits), libtiff's raw strips.
+_DECODER_BYTES_PER_PIXEL = {"WEBP": 14, "HEIF": 8, "TIFF": 8}
 _OVERHEAD = 8 * 2**20  # the decoder's own tables and row buffers, and the small copies after the shrink
 
 
