@@ -30,6 +30,9 @@ CHECKPOINT_SECONDS = 60.0
 # The most one photo may take to decode once its checks have passed. The checks in images.py refuse what would
 # take long (too many pixels, too many scans): a photo at the limits decodes in a few seconds on a slow CPU.
 PHOTO_DECODE_SECONDS = 60.0
+# The most RSS that fingerprinting adds to a process beyond its model: what decodes may hold together, plus the
+# batches of pixels in flight and the threads' stacks (tests/test_fingerprint.py measures it with huge PNGs).
+PEAK_DECODE_RSS = images.DECODE_MEMORY_BUDGET + 64 * 2**20
 MAX_HUNG_DECODES = 2  # per process; the photos after that are left for the next run
 _hung_decodes = [0]  # decodes given up on in this process (their threads may still be running)
 
@@ -185,8 +188,9 @@ def _decoded_batches(
     """Yield batches of decoded photos, keeping a few batches of decoding in flight ahead of the consumer.
 
     A decode that runs over PHOTO_DECODE_SECONDS is given up on: the photo fails ("gave up after ...") and the run
-    goes on. After MAX_HUNG_DECODES of them in this process, the photos left are not decoded (None): each hung
-    decode keeps a thread busy and holds its memory until it ends, which may be never.
+    goes on. After MAX_HUNG_DECODES of them in this process, no decode starts and none is waited for: the photos
+    left are None (not done, for the next run). Each hung decode keeps a thread busy and holds its memory until
+    it ends, which may be never.
     """
     threads = _DecodeThreads(decode_threads())
     try:
@@ -211,10 +215,8 @@ def _decoded_batches(
 
 
 def _wait(task: _DecodeTask, threads: _DecodeThreads, should_stop: Callable[[], bool]) -> Decoded:
-    if not task.thread_id and _hung_decodes[0] >= MAX_HUNG_DECODES and not task.finished.is_set():
-        return task.photo, None
     while not task.finished.wait(0.1):
-        if should_stop():
+        if should_stop() or _hung_decodes[0] >= MAX_HUNG_DECODES:
             return task.photo, None
         if task.seconds_decoding() > PHOTO_DECODE_SECONDS and threads.give_up(task):
             _hung_decodes[0] += 1

@@ -67,6 +67,26 @@ warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)  # ou
 warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 
 
+def _return_big_blocks_to_the_system() -> None:
+    """Make glibc hand image memory back to the system as soon as it is freed.
+
+    Pillow allocates pixels in 16 MB blocks. glibc raises its mmap threshold after the first such block is freed,
+    so later ones come from per-thread heaps that keep the memory after free: four threads that decode huge images
+    one after another would each keep one's worth (measured: 680 MiB peak instead of 460 MiB). A fixed threshold
+    keeps every block mmap-ed, so freed pixels leave RSS at once. Elsewhere than glibc this is left as it is.
+    """
+    import ctypes
+
+    m_mmap_threshold = -3
+    try:
+        ctypes.CDLL(None).mallopt(m_mmap_threshold, 4 * 2**20)
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        pass
+
+
+_return_big_blocks_to_the_system()
+
+
 class ImageError(Exception):
     """A photo that cannot be decoded. The message is one line, fit for a warning."""
 
@@ -159,15 +179,20 @@ def _opened(source: str | Path | BinaryIO) -> Iterator[BinaryIO]:
 def _decode(fh: BinaryIO, size: tuple[int, int], budget: MemoryBudget, on_decode: Callable[[], None]) -> np.ndarray:
     height, width = size
     _refuse_huge_heif_file(fh, budget)
-    with Image.open(fh, formats=PHOTO_FORMATS) as img:
-        need = _check_bounds(img, fh, (width, height), budget)
-        orientation = _orientation(img)
+    with Image.open(fh, formats=PHOTO_FORMATS) as opened:
+        need = _check_bounds(opened, fh, (width, height), budget)
         with budget.reserve(need):
             on_decode()
-            img.draft("RGB", (width, height))  # JPEG only: decode at the smallest scale >= the target
-            img.load()
-            sideways = orientation in (5, 6, 7, 8)
-            img = _shrink(img, (height, width) if sideways else (width, height))
+            try:
+                opened.draft("RGB", (width, height))  # JPEG only: decode at the smallest scale >= the target
+                opened.load()
+                orientation = _orientation(opened)  # after load: a PNG's getexif() loads it, to find eXIf
+                sideways = orientation in (5, 6, 7, 8)
+                img = _shrink(opened, (height, width) if sideways else (width, height))
+            finally:
+                # Free the full-size pixels before the share is given back (Pillow's __exit__ does not, and an
+                # image in a reference cycle would otherwise hold them until the garbage collector runs).
+                opened.close()
             if orientation in _TRANSPOSE:
                 img = img.transpose(_TRANSPOSE[orientation])
             img = _to_rgb(img)
@@ -311,7 +336,7 @@ _TRANSPOSE = {
 
 
 def _orientation(img: Image.Image) -> int:
-    """The EXIF orientation (1-8), read before decoding: the shrunk copy no longer carries the original's tags."""
+    """The EXIF orientation (1-8), read before shrinking: the shrunk copy no longer carries the original's tags."""
     try:
         return int(img.getexif().get(EXIF_ORIENTATION) or 1)
     except Exception:  # noqa: BLE001 - malformed EXIF is common; the pixels are still fine, shown unrotated
@@ -319,11 +344,11 @@ def _orientation(img: Image.Image) -> int:
 
 
 def _shrink(img: Image.Image, target: tuple[int, int]) -> Image.Image:
-    """Reduce a fully decoded image by a whole factor towards twice `target` = (width, height), before any other
-    full-size copy is made (what resize(reducing_gap=2) would do, earlier)."""
+    """A new image, reduced by a whole factor towards twice `target` = (width, height) before any other full-size
+    copy is made (what resize(reducing_gap=2) would do, earlier)."""
     factor = min(img.width // (2 * max(1, target[0])), img.height // (2 * max(1, target[1])))
     if factor < 2:
-        return img
+        return img.copy()  # small already: a copy outlives the original, which is closed
     return _reducible(img).reduce(factor)
 
 
