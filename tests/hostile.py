@@ -219,9 +219,11 @@ def tiff_many_samples(samples: int = 7680) -> bytes:
     """A TIFF that claims `samples` samples per pixel (Pillow logs 'More samples per pixel than can be decoded')."""
     entries = [(256, 3, 1, 8), (257, 3, 1, 8), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 2),
                (273, 4, 1, 200), (277, 3, 1, samples), (278, 3, 1, 8), (279, 4, 1, 64)]
-    ifd = struct.pack("<H", len(entries)) + b"".join(
-        struct.pack("<HHI", tag, kind, count) + (struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value))
-        for tag, kind, count, value in entries) + b"\x00\x00\x00\x00"
+    def entry(tag: int, kind: int, count: int, value: int) -> bytes:
+        packed = struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value)  # SHORT or LONG
+        return struct.pack("<HHI", tag, kind, count) + packed
+
+    ifd = struct.pack("<H", len(entries)) + b"".join(entry(*e) for e in entries) + b"\x00\x00\x00\x00"
     data = b"II*\x00" + struct.pack("<I", 8) + ifd
     return data + b"\x00" * (264 - len(data))
 
