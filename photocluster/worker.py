@@ -78,8 +78,8 @@ class WorkerLoadError(RuntimeError):
 
 def worker_main(conn: Connection, log_level: int) -> None:
     """The worker process: answer jobs until told to exit or until the daemon is gone."""
+    from .fingerprint import fingerprint_photos, hung_decodes
     from .logs import setup_logging
-    from .fingerprint import fingerprint_photos
 
     # Ctrl-C in a terminal reaches the whole process group; the daemon decides when the worker stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -112,6 +112,10 @@ def worker_main(conn: Connection, log_level: int) -> None:
             log.debug("worker traceback", exc_info=True)
             raise SystemExit(1) from None
         conn.send(("done", None))
+        if hung_decodes():
+            # A decode given up on still runs in a thread here, holding memory; a fresh worker starts clean.
+            log.info("fingerprint worker exits after %d decodes that hung", hung_decodes())
+            return
 
 
 def _make_model(job: Job):

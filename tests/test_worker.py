@@ -183,3 +183,63 @@ def test_a_hung_worker_is_killed_and_reported(lib):
 def test_describe_exit():
     assert describe_exit(-9) == "signal 9 (SIGKILL)"
     assert describe_exit(1) == "exit status 1"
+
+
+# --- issue 9: a Python exception while decoding is that photo's failure, never a worker crash -------------------
+
+class _RaisingDecoderStandIn(StandInModel):
+    pass
+
+
+def raising_decoder_factory(name: str, weights: str | None = None) -> StandInModel:
+    """The stand-in, in a worker whose PNG decoder raises RuntimeError (as pillow-heif's does) on 77x77 photos."""
+    from PIL import PngImagePlugin
+
+    real = PngImagePlugin.PngImageFile.load
+
+    def load(self):
+        if self.size == (77, 77):
+            raise RuntimeError("decoder bug")
+        return real(self)
+
+    PngImagePlugin.PngImageFile.load = load
+    return _RaisingDecoderStandIn()
+
+
+def count_worker_starts(monkeypatch) -> list[int]:
+    starts = []
+    real = FingerprintWorker._start
+
+    def start(self):
+        if not self.alive:
+            starts.append(1)
+        real(self)
+
+    monkeypatch.setattr(FingerprintWorker, "_start", start)
+    return starts
+
+
+@pytest.mark.parametrize("factory,bad", [
+    ("stand_in_factory", {"texture.jpg": "dds", "game.png": "blp"}),  # the issue's files: raised out of Pillow
+    ("raising_decoder_factory", {"odd-0.png": 77, "odd-1.png": 77}),  # a decoder that raises on any photo
+])
+def test_files_that_make_the_decoder_raise_never_restart_the_worker(lib, worker, stand_in, monkeypatch, caplog,
+                                                                    factory, bad):
+    from . import hostile
+
+    for name, kind in bad.items():
+        if kind == "dds":
+            (lib / name).write_bytes(hostile.dds_unsupported())
+        elif kind == "blp":
+            (lib / name).write_bytes(hostile.blp_bad_encoding())
+        else:
+            save(scene(70).resize((kind, kind)), lib / name)
+    starts = count_worker_starts(monkeypatch)
+    cache = FingerprintCache(stand_in.model_id, stand_in.dim)
+    fingerprinter = WorkerFingerprinter(worker, f"{HERE}:{factory}", retry_seconds=0.01)
+    report = fingerprinter(settings(lib), cache, photos_of(lib), False, lambda: False)
+    assert starts == [1] and "crashed" not in caplog.text and not fingerprinter.crashes
+    assert sorted(report.failed) == sorted(bad) and report.computed == 5
+    assert all(cache.entries[name].error and not cache.entries[name].error.startswith("quarantined")
+               for name in bad)
+    assert all(cache.entries[f"p{i}.jpg"].row >= 0 for i in range(5))
