@@ -179,19 +179,30 @@ class FingerprintWorker:
             outcome.crash = self._reap()
             return outcome
         self._model_key = job.model_key
+        try:
+            self._follow(outcome, on_result, should_stop, heartbeat)
+        except WorkerLoadError:
+            raise  # the worker lives on, without a model
+        except BaseException:  # a stop signal (interrupts.Interrupted) or a bug: never leave the worker running
+            self.stop(abandon=True)
+            raise
+        self._last_used = time.monotonic()
+        return outcome
+
+    def _follow(self, outcome: JobOutcome, on_result, should_stop, heartbeat) -> None:
+        """Pass on the worker's answers until the job is done, the worker dies or hangs, or should_stop()."""
         last_heard = time.monotonic()
         while not outcome.finished:
             heartbeat()
             if should_stop():
                 outcome.stopped = True
+                self._drain(outcome, on_result)  # keep the results already sent
                 self.stop(abandon=True)
                 break
             message = self._receive(POLL_SECONDS)
             if message is None:
                 if not self.alive:
-                    # it may have answered before dying: read what is left in the pipe first
-                    while (message := self._receive(0)) is not None:
-                        self._handle(message, outcome, on_result)
+                    self._drain(outcome, on_result)  # it may have answered before dying
                     outcome.crash = self._reap()
                     if should_stop():  # under systemd the worker may get the same SIGTERM as the daemon
                         outcome.stopped, outcome.crash = True, None
@@ -203,8 +214,11 @@ class FingerprintWorker:
                 continue
             last_heard = time.monotonic()
             self._handle(message, outcome, on_result)
-        self._last_used = time.monotonic()
-        return outcome
+
+    def _drain(self, outcome: JobOutcome, on_result) -> None:
+        """Handle the answers waiting in the pipe."""
+        while not outcome.finished and (message := self._receive(0)) is not None:
+            self._handle(message, outcome, on_result)
 
     def _handle(self, message: tuple, outcome: JobOutcome, on_result) -> None:
         kind = message[0]
