@@ -8,6 +8,7 @@ clusters of an uninterrupted run. Any broken invariant raises HarnessFailure wit
 from __future__ import annotations
 
 import importlib.util
+import signal
 import sys
 from pathlib import Path
 
@@ -58,3 +59,84 @@ def test_a_broken_invariant_is_caught(harness, tmp_path, monkeypatch):
     monkeypatch.setattr(layout, "_build_generation", torn)
     with pytest.raises(harness.HarnessFailure):
         harness.run_harness(1, seed=1, workdir=tmp_path, monkeypatch=monkeypatch)
+
+
+# --- interrupts keep the work: a first run stopped after a known number of photos -----------------------------
+# The child's stand-in model sleeps PREDICT_DELAY per call of 4 photos and announces each call, so the photos
+# whose model call began before the signal are known: `started`. The next run recomputes `recomputed` of the 40.
+
+PREDICT_DELAY = 0.3
+CHECKPOINT = 0.6  # seconds between checkpoints in these children (60 in real use)
+
+
+def unsaved_bound(harness, checkpoint: float, delay: float, daemon: bool) -> int:
+    """The most photos a SIGKILL may cost: the rest of the call at whose first photo the last checkpoint came
+    (B - 1), the calls that finished in the checkpoint interval after it (each takes at least `delay`, so at
+    most ceil(checkpoint / delay) of them), and the call in flight (B); the daemon adds one call of results on
+    their way from its worker."""
+    import math
+
+    batch = harness.LOSS_BATCH
+    return batch - 1 + batch * math.ceil(checkpoint / delay) + batch + (batch if daemon else 0)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_sigint_and_sigterm_save_every_fingerprint_of_a_one_shot_run(harness, tmp_path, monkeypatch, signum):
+    from tests.standin import install
+
+    install(monkeypatch)
+    result = harness.stop_first_run(tmp_path, daemon=False, signum=signum, after_calls=4,
+                                    predict_delay=PREDICT_DELAY)
+    assert result.status == 128 + signum  # 130 for Ctrl-C, 143 for SIGTERM
+    # The call in flight finishes, then everything computed is saved: the next run does only the rest.
+    assert 16 <= result.started < result.photos
+    assert result.recomputed == result.photos - result.started
+
+
+def test_sigkill_of_a_one_shot_run_loses_only_the_photos_since_the_last_checkpoint(harness, tmp_path, monkeypatch):
+    from tests.standin import install
+
+    install(monkeypatch)
+    result = harness.stop_first_run(tmp_path, daemon=False, signum=signal.SIGKILL, after_calls=7,
+                                    predict_delay=PREDICT_DELAY, checkpoint_seconds=CHECKPOINT)
+    assert result.status == -signal.SIGKILL
+    # 7 calls take at least 2.1 s, so checkpoints came; the work after the last one is all that is lost.
+    assert result.saved > 0
+    assert result.lost <= unsaved_bound(harness, CHECKPOINT, PREDICT_DELAY, daemon=False), result.line()
+
+
+def test_sigterm_makes_the_daemon_save_its_workers_results(harness, tmp_path, monkeypatch):
+    from tests.standin import install
+
+    install(monkeypatch)
+    result = harness.stop_first_run(tmp_path, daemon=True, signum=signal.SIGTERM, after_calls=4,
+                                    predict_delay=PREDICT_DELAY)
+    assert result.status == 0
+    # The daemon stops its worker at once: only the call in flight there is lost.
+    assert result.saved > 0
+    assert result.lost <= harness.LOSS_BATCH, result.line()
+
+
+def test_sigkill_of_the_daemon_loses_only_the_photos_since_the_last_checkpoint(harness, tmp_path, monkeypatch):
+    from tests.standin import install
+
+    install(monkeypatch)
+    result = harness.stop_first_run(tmp_path, daemon=True, signum=signal.SIGKILL, after_calls=7,
+                                    predict_delay=PREDICT_DELAY, checkpoint_seconds=CHECKPOINT)
+    assert result.saved > 0  # the daemon's worker path checkpoints too
+    assert result.lost <= unsaved_bound(harness, CHECKPOINT, PREDICT_DELAY, daemon=True), result.line()
+
+
+def test_work_lost_report_covers_every_driver_and_signal(harness, tmp_path, monkeypatch):
+    """scripts/kill_harness.py --work-lost: each driver stopped by each signal, with the bounds reasoned above."""
+    delay, checkpoint = 0.2, 0.5
+    results = harness.work_lost_per_kill(tmp_path, monkeypatch, predict_delay=delay, checkpoint_seconds=checkpoint,
+                                         after_calls=4)
+    assert [(r.driver, r.signal) for r in results] == [
+        (driver, name) for driver in ("one-shot", "daemon") for name in ("SIGINT", "SIGTERM", "SIGKILL")]
+    most = {("one-shot", "SIGINT"): 0, ("one-shot", "SIGTERM"): 0,
+            ("one-shot", "SIGKILL"): unsaved_bound(harness, checkpoint, delay, daemon=False),
+            ("daemon", "SIGINT"): harness.LOSS_BATCH, ("daemon", "SIGTERM"): harness.LOSS_BATCH,
+            ("daemon", "SIGKILL"): unsaved_bound(harness, checkpoint, delay, daemon=True)}
+    for r in results:
+        assert r.started >= 16 and 0 <= r.lost <= most[(r.driver, r.signal)], r.line()
