@@ -8,8 +8,11 @@ clusters of an uninterrupted run. Any broken invariant raises HarnessFailure wit
 from __future__ import annotations
 
 import importlib.util
+import os
 import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -140,3 +143,100 @@ def test_work_lost_report_covers_every_driver_and_signal(harness, tmp_path, monk
             ("daemon", "SIGKILL"): unsaved_bound(harness, checkpoint, delay, daemon=True)}
     for r in results:
         assert r.started >= 16 and 0 <= r.lost <= most[(r.driver, r.signal)], r.line()
+
+
+# --- SIGTERM stops the CLI and the daemon within a few seconds, whatever they are doing ----------------------------
+# Each state is reached in a child whose step there is slowed down (tests/standin.py): waiting there for the step
+# to end would take 30 s, so a stop within STOP_WITHIN seconds shows the signal was acted on in that state.
+
+STOP_WITHIN = 8.0
+SLOW = "30"
+
+
+def _await_log(path, text: str, timeout: float = 60) -> None:
+    from .conftest import wait_for
+
+    wait_for(lambda: path.exists() and text in path.read_text(errors="replace"), timeout, f"{text!r} in the log")
+
+
+STATES = {
+    # state: (environment of the child, the phase to wait for, how many times)
+    "the first model call": ({"PHOTOCLUSTER_TEST_PREDICT_DELAY": SLOW}, "fingerprint", 1),
+    "a later model call": ({"PHOTOCLUSTER_TEST_PREDICT_DELAY": "1"}, "fingerprint", 3),
+    "saving the cache": ({"PHOTOCLUSTER_TEST_SAVE_DELAY": "3"}, "save", 1),
+    "building the cluster tree": ({"PHOTOCLUSTER_TEST_LAYOUT_DELAY": SLOW}, "layout", 1),
+    "waiting for the output lock": ({}, None, 0),  # the one-shot CLI only: the daemon never waits for it
+    "idle": ({}, None, 0),  # the daemon only
+}
+CASES = [(daemon, state) for daemon in (False, True) for state in STATES
+         if not (daemon and state == "waiting for the output lock") and not (not daemon and state == "idle")]
+
+
+@pytest.mark.parametrize("daemon,state", CASES, ids=[f"{'daemon' if d else 'one-shot'}-{s}" for d, s in CASES])
+def test_sigterm_stops_within_seconds_in_every_state(harness, tmp_path, monkeypatch, daemon, state):
+    from filelock import FileLock
+
+    from tests.standin import install
+
+    install(monkeypatch)
+    world = harness.World(tmp_path, scenes=4, stash_scenes=0, copies=4)  # 16 photos: 4 model calls
+    env, phase, times = STATES[state]
+    lock = None
+    if state == "waiting for the output lock":
+        world.out.mkdir()
+        lock = FileLock(world.out / ".lock")
+        lock.acquire()
+    log = tmp_path / "child.log"
+    # A fresh interpreter for the lock case: a forked child would inherit the test's locked descriptor.
+    child = harness.Child(world.argv(daemon), env, log, fork=lock is None)
+    try:
+        if phase is not None:
+            for _ in range(times):
+                assert child.wait_phase(phase, timeout=60), log.read_text()
+        elif lock is not None:
+            _await_log(log, "another photocluster run is using")
+        else:
+            _await_log(log, "16 fingerprinted")
+        signalled = time.monotonic()
+        os.kill(child.pid, signal.SIGTERM)
+        status = child.wait(STOP_WITHIN)
+        assert time.monotonic() - signalled < STOP_WITHIN
+    finally:
+        if child.alive():
+            child.kill()
+            child.wait(30)
+        if lock is not None:
+            lock.release()
+    text = log.read_text(errors="replace")
+    assert "Traceback" not in text
+    assert status == (0 if daemon else 143), text
+    if state == "saving the cache":  # the save in progress was finished, not abandoned
+        from photocluster.cache import FingerprintCache
+
+        assert len(FingerprintCache.load(world.out / "fingerprints.pk").entries) == 16
+
+
+def test_sigterm_while_tensorflow_loads_stops_within_seconds(tmp_path, squeezenet_weights):
+    """The real model: importing TensorFlow and building SqueezeNet take seconds and cannot poll a flag."""
+    from .conftest import save, scene
+
+    lib = tmp_path / "lib"
+    for i in range(4):
+        save(scene(i), lib / f"p{i}.jpg")
+    log = tmp_path / "stderr.log"
+    with open(log, "wb") as stderr:
+        child = subprocess.Popen([sys.executable, "-m", "photocluster", str(lib), "--model", "squeezenet",
+                                  "--out", str(tmp_path / "out")], stderr=stderr, stdout=subprocess.DEVNULL)
+    try:
+        _await_log(log, "fingerprinting 4 new or changed photos")  # logged just before the model is loaded
+        signalled = time.monotonic()
+        child.send_signal(signal.SIGTERM)
+        status = child.wait(STOP_WITHIN)
+        assert time.monotonic() - signalled < STOP_WITHIN
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    text = log.read_text(errors="replace")
+    assert status == 143 and "Traceback" not in text, text
+    assert "photocluster: interrupted by SIGTERM" in text
