@@ -442,11 +442,10 @@ class Daemon:
 
     def _load_failed(self, library: Library, exc: WorkerLoadError) -> None:
         """The worker could not load the model. Missing weights stay missing: no retrying until a reload."""
-        problem = self._weights_problem(library.settings)
-        if problem is None:
-            self._failed(library, exc)  # the weights are there: something passing (memory?), so retry
-            return
-        self._mark_failed(library, problem)
+        if exc.missing_weights:
+            self._mark_failed(library, str(exc))
+        else:
+            self._failed(library, exc)  # something that may pass (memory?): retry with backoff
 
     def _mark_failed(self, library: Library, problem: str) -> None:
         library.failed = problem

@@ -14,7 +14,7 @@ forking a process with threads (or with TensorFlow loaded) is unsafe. It is driv
                                                              the photos' fault)
                        ("photo", rel, vector, labels, None)  one fingerprint, sent as soon as it is computed
                        ("photo", rel, None, (), reason)      a photo that could not be decoded
-                       ("done", None) | ("load_error", msg)
+                       ("done", None) | ("load_error", msg, missing_weights)
 
 concurrent.futures.ProcessPoolExecutor would hide what is needed here (results streamed per photo, the exit
 signal of a crash, an idle exit), which is why this small protocol is written out by hand.
@@ -40,6 +40,7 @@ from .cache import FingerprintCache, Labels
 from .fingerprint import FingerprintReport
 from .library import PhotoFile, printable_path
 from .settings import LibrarySettings
+from .weights import WeightsUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,14 @@ class Job:
 
 
 class WorkerLoadError(RuntimeError):
-    """The worker could not load its model (missing weights...). The message is one line."""
+    """The worker could not load its model (missing weights...). The message is one line.
+
+    `missing_weights`: the model's weights are missing or unusable, which no retry can fix.
+    """
+
+    def __init__(self, message: str, missing_weights: bool = False):
+        super().__init__(message)
+        self.missing_weights = missing_weights
 
 
 # --- the worker process ---------------------------------------------------------------------------------------
@@ -100,7 +108,7 @@ def worker_main(conn: Connection, log_level: int) -> None:
             try:
                 model, model_key = _make_model(job), job.model_key
             except Exception as exc:  # noqa: BLE001 - any failure to load is reported as one line
-                conn.send(("load_error", str(exc) or type(exc).__name__))
+                conn.send(("load_error", str(exc) or type(exc).__name__, isinstance(exc, WeightsUnavailable)))
                 continue
         conn.send(("ready", model.model_id))
         try:
@@ -232,7 +240,7 @@ class FingerprintWorker:
             outcome.finished = True
         elif kind == "load_error":
             self._model_key = None
-            raise WorkerLoadError(message[1])
+            raise WorkerLoadError(message[1], missing_weights=message[2])
 
     def _receive(self, timeout: float) -> tuple | None:
         try:
