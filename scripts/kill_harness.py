@@ -17,6 +17,11 @@ tests/standin.py). After every kill it checks:
     python scripts/kill_harness.py --iterations 50 --daemon    # photocluster watch
 
 It prints one result line: `kill harness: N iterations (K killed: ...), 0 failures, data lost: none`.
+
+    python scripts/kill_harness.py --work-lost                 # work lost per kill, CLI and daemon
+
+stops a first run of 40 photos with SIGINT, SIGTERM and SIGKILL after a known number of photos, and prints how
+many the next run recomputes against how many were done before the signal (see stop_first_run).
 """
 from __future__ import annotations
 
