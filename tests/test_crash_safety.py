@@ -4,6 +4,9 @@ The harness kills photocluster (the one-shot CLI, and the daemon) at random mome
 inside the fingerprinting, the cache save and the layout swap, and after every kill checks that the originals are
 byte-identical, clusters/ is the previous or the new complete tree, the cache loads, and the next run gives the
 clusters of an uninterrupted run. Any broken invariant raises HarnessFailure with what broke.
+
+Below: interrupts keep the work (a first run stopped by SIGINT, SIGTERM or SIGKILL after a known number of photos,
+and what the next run recomputes), and SIGTERM stops the CLI and the daemon within seconds in every state.
 """
 from __future__ import annotations
 
@@ -240,3 +243,24 @@ def test_sigterm_while_tensorflow_loads_stops_within_seconds(tmp_path, squeezene
     text = log.read_text(errors="replace")
     assert status == 143 and "Traceback" not in text, text
     assert "photocluster: interrupted by SIGTERM" in text
+
+
+def test_a_second_ctrl_c_stops_at_once_even_while_saving(harness, tmp_path, monkeypatch):
+    """The first SIGINT waits for the save of the work done; a user who presses Ctrl-C again is not kept waiting."""
+    from tests.standin import install
+
+    install(monkeypatch)
+    world = harness.World(tmp_path, scenes=4, stash_scenes=0, copies=4)
+    child = harness.Child(world.argv(False), {"PHOTOCLUSTER_TEST_SAVE_DELAY": SLOW}, tmp_path / "child.log", True)
+    try:
+        assert child.wait_phase("save", timeout=60)
+        os.kill(child.pid, signal.SIGINT)
+        time.sleep(0.5)
+        assert child.alive()  # saving: the first Ctrl-C waits for it
+        os.kill(child.pid, signal.SIGINT)
+        assert child.wait(STOP_WITHIN) == 130
+    finally:
+        if child.alive():
+            child.kill()
+            child.wait(30)
+    assert "Traceback" not in (tmp_path / "child.log").read_text(errors="replace")
