@@ -449,8 +449,7 @@ class Daemon:
 
     def _mark_failed(self, library: Library, problem: str) -> None:
         library.failed = problem
-        log.error("%s: cannot run: %s; fix it and reload (SIGHUP) or restart; the other libraries go on",
-                  library.root, problem)
+        log.error("%s: cannot run: %s; not retried until a reload (SIGHUP) or a restart", library.root, problem)
         self.notifier.status(self.status_line())
 
     def _weights_problem(self, settings: LibrarySettings) -> str | None:
