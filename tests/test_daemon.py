@@ -467,3 +467,33 @@ def test_a_single_library_without_weights_exits_2_with_one_line(tmp_path, lib):
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "SqueezeNet weights are missing" in result.stderr, result.stderr
     assert not (lib / "photocluster").exists()
+
+
+def test_a_reload_tries_a_failed_library_again(tmp_path, stand_in, monkeypatch, squeezenet_weights):
+    from photocluster.config import load_config
+
+    weights_dir = tmp_path / "weights"
+    monkeypatch.setenv("PHOTOCLUSTER_WEIGHTS_DIR", str(weights_dir))
+    without, other = tmp_path / "without", tmp_path / "other"
+    for root in (without, other):
+        save(scene(1), root / "a.jpg")
+        save(scene(1).resize((200, 150)), root / "b.jpg")
+    config_file = tmp_path / "config.toml"
+    config_file.write_text("".join(f'[[library]]\npath = "{root}"\nmodel = "squeezenet"\nweights = "{weights}"\n'
+                                   for root, weights in ((without, "imagenet"), (other, "random"))))
+    config = load_config(config_file)
+    config.timings = FAST
+    daemon = Daemon(config, model_factory=STAND_IN, check_weights=True)
+    thread = threading.Thread(target=daemon.run, kwargs={"handle_signals": False}, daemon=True)
+    thread.start()
+    try:
+        wait_for(daemon.ready.is_set, what="the first reconcile")
+        assert daemon.libraries[0].failed and not (without / "photocluster").exists()
+        weights_dir.mkdir()
+        shutil.copy(squeezenet_weights, weights_dir)  # the user fetched the weights, then reloads
+        daemon.request_reload()
+        wait_for(lambda: set(links(without / "photocluster")) == {"a.jpg", "b.jpg"}, what="the library, now run")
+        assert daemon.libraries[0].failed is None
+    finally:
+        daemon.request_stop()
+        thread.join(15)
