@@ -19,14 +19,16 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .fsutil import atomic_writer
+from .fsutil import ForeignEntry, atomic_writer, kind_of
 from .library import PhotoFile
+from .wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -208,22 +210,30 @@ class FingerprintCache:
         return cache
 
 
-def load_or_new(path: Path, model_id: str, dim: int) -> FingerprintCache:
+def load_or_new(path: Path, model_id: str, dim: int, move_aside: bool = True) -> FingerprintCache:
     """Load the cache for `model_id`; a missing, bad or other-model cache gives an empty one.
 
-    A bad file is moved aside (never deleted) with a warning, so nothing in it is lost or executed.
+    A bad file is moved aside (never deleted) with a warning, so nothing in it is lost or executed; with
+    move_aside=False (a dry run) it is left where it is. Anything but a regular file at `path` (a symlink, a
+    folder) is not photocluster's: ForeignEntry, and it is left alone.
     """
-    if not path.exists():
+    if not os.path.lexists(path):
         return FingerprintCache(model_id, dim)
+    if not stat.S_ISREG(os.lstat(path).st_mode):
+        raise ForeignEntry(path, kind_of(os.lstat(path).st_mode))
     try:
         cache = FingerprintCache.load(path)
     except CacheError as exc:
+        if not move_aside:
+            log.warning("cache %s refused: %s; a dry run leaves it there", path, exc)
+            return FingerprintCache(model_id, dim)
         aside = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
         os.replace(path, aside)
         log.warning("cache %s refused: %s; moved it to %s and rebuilding", path, exc, aside.name)
         return FingerprintCache(model_id, dim)
     if cache.model_id != model_id or cache.dim != dim:
-        log.info("cache was made by %s; fingerprinting again with %s", cache.model_id, model_id)
+        log.info("%s made by %s will be recomputed with %s", plural(len(cache.fingerprinted()), "fingerprint"),
+                 cache.model_id, model_id)
         return FingerprintCache(model_id, dim)
     return cache
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .lastrun import adopt_recorded_model
 from .settings import LibrarySettings, PatternOptions, SettingsError
 
 SYSTEM_CONFIG = Path("/etc/photocluster/config.toml")
@@ -147,6 +148,8 @@ def _library(table: Any, path: Path, where: str) -> LibrarySettings:
     if settings.weights is not None:
         settings.weights = str(settings.weights)
     _settings_errors(settings.validate, path, where)
+    if "model" not in table:  # the model of the library's last run, else the default (lastrun.py)
+        _settings_errors(lambda: adopt_recorded_model(settings), path, where)
     return settings
 
 

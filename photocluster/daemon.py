@@ -29,7 +29,6 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from filelock import FileLock, Timeout
 from watchdog.events import (
     DirCreatedEvent,
     DirDeletedEvent,
@@ -46,13 +45,16 @@ from watchdog.observers.api import DEFAULT_OBSERVER_TIMEOUT, BaseObserver, Obser
 from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
 from watchdog.observers.inotify_c import InotifyFD
 
+from . import config as config_file
 from . import interrupts
-from .config import Config, DaemonTimings, default_config_path, load_config
+from .config import Config, ConfigError, DaemonTimings, default_config_path, load_config
+from .fsutil import open_lock, try_lock
 from .library import SKIPPED_FOLDERS, is_photo_name
 from .notify import ServiceNotifier
 from .pipeline import LOCK_NAME, LibraryPipeline, RunReport
 from .settings import LibrarySettings, SettingsError
 from .weights import WeightsUnavailable, missing_weights
+from .wording import plural
 from .worker import DEFAULT_FACTORY, FingerprintWorker, WorkerFingerprinter, WorkerLoadError
 
 log = logging.getLogger(__name__)
@@ -470,8 +472,8 @@ class Daemon:
 
     def _log_run(self, library: Library, report: RunReport, seconds: float) -> None:
         if self._stop.is_set():
-            log.info("%s: stopped mid-update; %d photos fingerprinted are saved", library.root,
-                     report.fingerprinted.computed)
+            log.info("%s: stopped mid-update; %s fingerprinted are saved", library.root,
+                     plural(report.fingerprinted.computed, "photo"))
             return
         stages = ", ".join(f"{name} {secs:.2f} s" for name, secs in report.seconds.items())
         log.debug("%s: stages: %s", library.root, stages)
@@ -479,8 +481,8 @@ class Daemon:
         changed = fp.computed or fp.failed or report.moved or report.removed or report.layout_changed
         log.log(logging.INFO if changed else logging.DEBUG,
                 "%s: %s: %d fingerprinted, %d unreadable, %d moved, %d removed; %s (%.1f s)",
-                library.root, _count(report.photos, "photo"), fp.computed, len(fp.failed), report.moved,
-                report.removed, _count(report.clusters, "cluster"), seconds)
+                library.root, plural(report.photos, "photo"), fp.computed, len(fp.failed), report.moved,
+                report.removed, plural(report.clusters, "cluster"), seconds)
 
     def _fingerprint_progress(self, done: int, total: int) -> None:
         now = time.monotonic()
@@ -496,7 +498,7 @@ class Daemon:
         clusters = sum(r.clusters for r in reports)
         missing = [lib.root for lib in self.libraries if lib.root_id is None]
         failed = [lib.root for lib in self.libraries if lib.failed is not None]
-        line = f"{_count(photos, 'photo')}, {_count(clusters, 'cluster')}, {self._doing}"
+        line = f"{plural(photos, 'photo')}, {plural(clusters, 'cluster')}, {self._doing}"
         line += f"; missing: {', '.join(missing)}" if missing else ""
         return line + (f"; failed (weights missing): {', '.join(failed)}" if failed else "")
 
@@ -592,10 +594,6 @@ class Daemon:
         self.fingerprinter.retry_max_seconds = timings.retry_max_seconds
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
-
-
 def _stat(path: str) -> tuple[int, int] | None:
     try:
         st = os.stat(path, follow_symlinks=False)
@@ -620,15 +618,16 @@ def _output_in_use(library: Library) -> bool:
     takes its own.
     """
     lock_path = os.path.join(library.settings.out_dir, LOCK_NAME)
-    if not os.path.exists(lock_path):
+    if not os.path.lexists(lock_path):
         return False
-    lock = FileLock(lock_path)
     try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        return True
-    lock.release()
-    return False
+        fd = open_lock(lock_path)  # never through a symlink; the pipeline reports one planted there
+    except OSError:
+        return False
+    try:
+        return not try_lock(fd)
+    finally:
+        os.close(fd)
 
 
 def _looks_unmounted(library: Library) -> bool:
@@ -645,6 +644,20 @@ def _looks_unmounted(library: Library) -> bool:
 
 
 # --- command line ---------------------------------------------------------------------------------------------
+
+# --help of each DaemonTimings field (tests/test_cli.py checks that none is missing).
+TIMING_HELP = {
+    "quiet_seconds": "run once no event came for this long...",
+    "max_delay_seconds": "...or once this long has passed since the first unprocessed event",
+    "settle_seconds": "a file must keep its size and mtime this long before it is read",
+    "rescan_seconds": "a full rescan this often, the safety net for lost events (0: never)",
+    "root_check_seconds": "how often to check that each library root is still there (unmounts)",
+    "worker_idle_seconds": "the fingerprint worker, and its model, exits after this long unused",
+    "retry_seconds": "first wait after a worker crash or a failed run; doubles on each repeat",
+    "retry_max_seconds": "the longest that wait grows to",
+    "batch_timeout_seconds": "a worker silent this long is taken as hung, and killed",
+}
+
 
 def build_parser() -> argparse.ArgumentParser:
     from .cli import _add_pattern_options, _add_verbosity, _number, _Parser
@@ -668,7 +681,8 @@ def build_parser() -> argparse.ArgumentParser:
     library.add_argument("--cut", type=_number(float, "--cut"), default=None, metavar="COSINE",
                          help="the raw cosine-similarity cut, overriding --sim")
     library.add_argument("--min-size", type=_number(int, "--min-size"), default=2, help="smallest cluster shown")
-    library.add_argument("--model", choices=MODEL_NAMES, default="vgg16", help="fingerprint model")
+    library.add_argument("--model", choices=MODEL_NAMES, default=None,
+                         help="fingerprint model (default: the model of the library's last run, else vgg16)")
     library.add_argument("--weights", default=None, metavar="FILE", help="a local weights file for the model")
     library.add_argument("--batch-size", type=_number(int, "--batch-size"), default=16, metavar="N")
     _add_pattern_options(library)
@@ -676,7 +690,8 @@ def build_parser() -> argparse.ArgumentParser:
     timing = p.add_argument_group("daemon timings (with PATHs; in seconds)")
     for f in DaemonTimings.__dataclass_fields__.values():
         flag = "--" + f.name.replace("_", "-")
-        timing.add_argument(flag, dest=f.name, type=_number(float, flag), default=f.default, metavar="S")
+        timing.add_argument(flag, dest=f.name, type=_number(float, flag), default=f.default, metavar="S",
+                            help=f"{TIMING_HELP[f.name]} (default: {f.default:g})")
     _add_verbosity(p)
     return p
 
@@ -685,7 +700,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
     from .cli import UsageError, settings_from_args
 
     if not args.paths:
-        return load_config(args.config or default_config_path())
+        return load_config(args.config or _existing_default_config())
     if args.config is not None:
         raise UsageError("give either PATHs or --config, not both")
     if args.out is not None and len(args.paths) > 1:
@@ -710,6 +725,14 @@ def check_weights(config: Config) -> None:
         raise WeightsUnavailable("; ".join(problems))
 
 
+def _existing_default_config() -> Path:
+    path = default_config_path()
+    if not path.exists():
+        raise ConfigError(f"no config file: looked for {config_file.user_config_path()} and "
+                          f"{config_file.SYSTEM_CONFIG}; write one, or give PATHs to watch")
+    return path
+
+
 def main(argv: list[str]) -> int:
     """`photocluster watch ...`: run in the foreground until stopped. Errors raise (cli prints one line)."""
     from .cli import setup_logging
@@ -721,7 +744,7 @@ def main(argv: list[str]) -> int:
     if args.check:
         check_weights(config)
         where = config.source or "the command line"
-        print(f"{where}: OK, {len(config.libraries)} libraries: "
+        print(f"{where}: OK, {plural(len(config.libraries), 'library', 'libraries')}: "
               + ", ".join(os.fspath(s.library) for s in config.libraries))
         return 0
     return Daemon(config).run()

@@ -41,6 +41,7 @@ from .fingerprint import FingerprintReport
 from .library import PhotoFile, printable_path
 from .settings import LibrarySettings
 from .weights import WeightsUnavailable
+from .wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ class WorkerLoadError(RuntimeError):
 
 def worker_main(conn: Connection, log_level: int) -> None:
     """The worker process: answer jobs until told to exit or until the daemon is gone."""
-    from .cli import setup_logging
+    from .logs import setup_logging
     from .fingerprint import fingerprint_photos
 
     # Ctrl-C in a terminal reaches the whole process group; the daemon decides when the worker stops.
@@ -336,7 +337,8 @@ class WorkerFingerprinter:
 
     def __call__(self, settings: LibrarySettings, cache: FingerprintCache, todo: list[PhotoFile], progress,
                  should_stop: Callable[[], bool]) -> FingerprintReport:
-        log.info("%s: fingerprinting %d new or changed photos with %s", settings.library, len(todo), settings.model)
+        log.info("%s: fingerprinting %s with %s", settings.library, plural(len(todo), "new or changed photo"),
+                 settings.model)
         report = FingerprintReport()
         started = time.monotonic()
         by_rel = {p.rel: p for p in todo}
@@ -375,8 +377,8 @@ class WorkerFingerprinter:
                 pause = self._after_crash(cache, outcome.crash, unanswered, pending, report)
             if pending and (load_failures >= MAX_START_FAILURES or crashes >= MAX_CRASHES_PER_UPDATE):
                 left = sum(len(g) for g in pending)
-                log.error("giving up fingerprinting for now after %d worker crashes; %d photos left for a later run",
-                          crashes, left)
+                log.error("giving up fingerprinting for now after %s; %s left for a later run",
+                          plural(crashes, "worker crash", "worker crashes"), plural(left, "photo"))
                 self.gave_up = True
                 break
             self._pause(min(pause, self.retry_max_seconds), should_stop)
@@ -386,8 +388,8 @@ class WorkerFingerprinter:
     def _after_crash(self, cache: FingerprintCache, reason: str, unanswered: list[PhotoFile],
                      pending: deque, report: FingerprintReport) -> float:
         """Queue the retries of a crashed job; return how long to wait before the next one."""
-        log.error("fingerprint worker crashed (%s) with %d photo%s unanswered; retrying %s", reason,
-                  len(unanswered), "" if len(unanswered) == 1 else "s", "it" if len(unanswered) == 1 else "them")
+        log.error("fingerprint worker crashed (%s) with %s unanswered; retrying %s", reason,
+                  plural(len(unanswered), "photo"), "it" if len(unanswered) == 1 else "them")
         if len(unanswered) > 1:
             half = len(unanswered) // 2
             pending.appendleft(unanswered[half:])

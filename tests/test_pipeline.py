@@ -116,7 +116,8 @@ def test_out_elsewhere_and_originals_untouched(tmp_path, stand_in):
     finally:
         os.chmod(lib, 0o755)
     assert sha256_tree(lib) == before
-    assert sorted(os.listdir(tmp_path / "out")) == sorted([".lock", ".cluster-input", "clusters", "fingerprints.pk",
+    assert sorted(os.listdir(tmp_path / "out")) == sorted([".photocluster", ".lock", ".cluster-input", "clusters",
+                                                           "fingerprints.pk", "last-run.json",
                                                            os.readlink(tmp_path / "out/clusters")])
 
 
