@@ -5,7 +5,7 @@ Exit status:
   1  an unexpected internal error (a bug: run again with -v and report the message)
   2  bad usage or settings, or no model weights available
   3  the output cannot be written (read-only, disk full, permission denied) or is in use by another run
-  130 interrupted (Ctrl-C)
+  130 interrupted by SIGINT (Ctrl-C), 143 by SIGTERM; the fingerprints computed so far are saved first
 """
 from __future__ import annotations
 
@@ -33,10 +33,18 @@ class UsageError(Exception):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .interrupts import Interrupted, stop_signals
+
     argv = sys.argv[1:] if argv is None else argv
     try:
-        return _dispatch(argv)
-    except KeyboardInterrupt:
+        # SIGINT and SIGTERM stop a run between fingerprint batches, after saving (see interrupts.py).
+        with stop_signals():
+            return _dispatch(argv)
+    except Interrupted as stop:
+        saved = f"; {stop.saved} new fingerprints saved, the next run does the rest" if stop.saved else ""
+        print(f"photocluster: interrupted by {stop}{saved}", file=sys.stderr)
+        return stop.exit_status
+    except KeyboardInterrupt:  # only where no handler could be set (not the main thread)
         print("photocluster: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 
@@ -99,7 +107,7 @@ def build_run_parser() -> argparse.ArgumentParser:
         description="Group a photo library into folders of similar photos, and summarise which objects occur "
         "together in each folder. Other commands: photocluster fetch-weights|patterns|watch --help",
         epilog="Exit status: 0 success, 1 internal error, 2 bad usage or no model weights, "
-        "3 output not writable or in use, 130 interrupted.",
+        "3 output not writable or in use, 130 interrupted (Ctrl-C), 143 stopped by SIGTERM.",
     )
     p.add_argument("path", type=Path, help="the photo library (a folder; searched recursively)")
     p.add_argument("--sim", type=_number(float, "--sim"), default=0.5,

@@ -26,7 +26,6 @@ from .library import PhotoFile, UnsafePhoto, open_photo, printable_path
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 16
-CHECKPOINT_SECONDS = 60.0
 # The most one photo may take to decode once its checks have passed. The checks in images.py refuse what would
 # take long (too many pixels, too many scans): a photo at the limits decodes in a few seconds on a slow CPU.
 PHOTO_DECODE_SECONDS = 60.0
@@ -63,20 +62,19 @@ def fingerprint_photos(
     model,
     cache: FingerprintCache,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    checkpoint: Callable[[], None] | None = None,
     progress: bool | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> FingerprintReport:
     """Fingerprint `photos` into `cache`. A photo that fails to decode is logged once and remembered as failed.
 
-    `checkpoint` is called about once a minute so a long first run keeps its work if it is interrupted.
-    `should_stop` lets a daemon abandon the run between batches (on SIGTERM).
+    `cache` may be the pipeline's CheckpointingCache, which saves the results as they come about once a minute.
+    `should_stop` ends the run between batches (on SIGINT or SIGTERM); the batch in progress is finished.
     """
     from .models import top_labels  # TensorFlow loads only when there is work for it
 
     report = FingerprintReport()
     show = sys.stderr.isatty() if progress is None else progress
-    started = last_checkpoint = time.monotonic()
+    started = time.monotonic()
     with tqdm(total=len(photos), unit="photo", disable=not show or not photos, desc="fingerprinting") as bar:
         for batch in _decoded_batches(photos, library_root, model.input_size, batch_size, should_stop):
             if should_stop():
@@ -93,9 +91,6 @@ def fingerprint_photos(
                     cache.put(photo, vector, top_labels(row))
                 report.computed += len(decoded)
             bar.update(len(batch))
-            if checkpoint and time.monotonic() - last_checkpoint > CHECKPOINT_SECONDS:
-                checkpoint()
-                last_checkpoint = time.monotonic()
     if report.deferred:
         log.warning("%d photos were not fingerprinted after a photo hung the decoder; the next run does them",
                     report.deferred)

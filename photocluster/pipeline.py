@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import lastrun, models
-from .cache import FingerprintCache, load_or_new
+from . import interrupts, lastrun, models
+from .cache import FingerprintCache, Labels, load_or_new
 from .cluster import IncrementalClusterer, cluster, cut_for_sim
 from .fingerprint import FingerprintReport, fingerprint_photos
 from .fsutil import (FILE, ForeignEntry, open_dir, open_lock, read_regular, remove_made, try_lock,
@@ -31,6 +31,8 @@ from .wording import plural
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".lock"
+CHECKPOINT_SECONDS = 60.0  # the most fingerprinting time a SIGKILL, an OOM kill or a power cut can lose
+CHECKPOINT_ENV = "PHOTOCLUSTER_CHECKPOINT_SECONDS"  # for tests only: a shorter interval
 
 
 class OutputBusy(Exception):
@@ -132,10 +134,70 @@ def fingerprint_in_process(
         model,
         cache,
         batch_size=settings.batch_size,
-        checkpoint=lambda: cache.save(settings.cache_path),
         progress=progress,
         should_stop=should_stop,
     )
+
+
+class CheckpointingCache:
+    """What the fingerprint steps write their results through, in the CLI and in the daemon alike.
+
+    It passes each result on to the cache and saves the cache once `interval` seconds have passed since the
+    last save, so a process killed while fingerprinting (SIGKILL, the OOM killer, a power cut) loses at most
+    about that much work. The cache's other methods pass through.
+    """
+
+    def __init__(self, cache: FingerprintCache, save: Callable[[], None], interval: float | None = None):
+        self.cache = cache
+        self._save = save
+        self.interval = checkpoint_seconds() if interval is None else interval
+        self.unsaved = 0  # results since the last save
+        self._last_save = time.monotonic()
+
+    def put(self, photo: PhotoFile, vector: np.ndarray, labels: Labels) -> None:
+        self.cache.put(photo, vector, labels)
+        self._added()
+
+    def put_failure(self, photo: PhotoFile, reason: str) -> None:
+        self.cache.put_failure(photo, reason)
+        self._added()
+
+    def __getattr__(self, name: str):
+        return getattr(self.cache, name)
+
+    def _added(self) -> None:
+        self.unsaved += 1
+        if time.monotonic() - self._last_save >= self.interval:
+            self.save()
+
+    def save(self) -> None:
+        self._save()
+        self.unsaved, self._last_save = 0, time.monotonic()
+
+
+@contextlib.contextmanager
+def checkpointing(cache: FingerprintCache, save: Callable[[], None]) -> Iterator[CheckpointingCache]:
+    """A CheckpointingCache whose results are all saved on the way out, also when a bug ends the block.
+
+    While it holds unsaved results, a stop signal waits for them: the fingerprint step polls should_stop,
+    returns, and the results are saved here (see interrupts).
+    """
+    writer = CheckpointingCache(cache, save)
+    with interrupts.keeping_work(lambda: writer.unsaved > 0):
+        try:
+            yield writer
+        except Exception:
+            if writer.unsaved:
+                writer.save()
+            raise
+        if writer.unsaved:
+            writer.save()
+
+
+def checkpoint_seconds() -> float:
+    """CHECKPOINT_SECONDS, or the test suite's shorter interval from the environment."""
+    value = os.environ.get(CHECKPOINT_ENV)
+    return float(value) if value else CHECKPOINT_SECONDS
 
 
 class LibraryPipeline:
@@ -212,8 +274,8 @@ class LibraryPipeline:
             report.would_fingerprint = len(todo)
             report.estimated_seconds = self._estimate_seconds(len(todo))
         elif todo:
-            with timer("fingerprint"):
-                report.fingerprinted = self.fingerprint(self.settings, cache, todo, progress, should_stop)
+            with timer("fingerprint"), checkpointing(cache, lambda: self._save_cache(cache)) as writer:
+                report.fingerprinted = self.fingerprint(self.settings, writer, todo, progress, should_stop)
         if cache.dirty and not dry_run:
             with timer("cache_save"):
                 self._save_cache(cache)
@@ -273,10 +335,16 @@ def run_once(
     settings: LibrarySettings,
     dry_run: bool = False,
     progress: bool | None = None,
-    should_stop: Callable[[], bool] = lambda: False,
+    should_stop: Callable[[], bool] | None = None,
 ) -> RunReport:
-    """One-shot: bring the output of one library up to date with its photos."""
-    return LibraryPipeline(settings).update(dry_run, progress, should_stop)
+    """One-shot: bring the output of one library up to date with its photos.
+
+    Without `should_stop`, it stops on SIGINT or SIGTERM (when interrupts.stop_signals handles them): the
+    fingerprints computed so far are saved, then Interrupted is raised.
+    """
+    report = LibraryPipeline(settings).update(dry_run, progress, should_stop or interrupts.stop_requested)
+    interrupts.raise_if_stopped(saved=report.fingerprinted.computed)
+    return report
 
 
 def _file_stamp(path: Path) -> tuple | None:

@@ -14,7 +14,7 @@ forking a process with threads (or with TensorFlow loaded) is unsafe. It is driv
                                                              the photos' fault)
                        ("photo", rel, vector, labels, None)  one fingerprint, sent as soon as it is computed
                        ("photo", rel, None, (), reason)      a photo that could not be decoded
-                       ("done", None) | ("load_error", msg)
+                       ("done", None) | ("load_error", msg, missing_weights)
 
 concurrent.futures.ProcessPoolExecutor would hide what is needed here (results streamed per photo, the exit
 signal of a crash, an idle exit), which is why this small protocol is written out by hand.
@@ -40,6 +40,7 @@ from .cache import FingerprintCache, Labels
 from .fingerprint import FingerprintReport
 from .library import PhotoFile, printable_path
 from .settings import LibrarySettings
+from .weights import WeightsUnavailable
 from .wording import plural
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,14 @@ class Job:
 
 
 class WorkerLoadError(RuntimeError):
-    """The worker could not load its model (missing weights...). The message is one line."""
+    """The worker could not load its model (missing weights...). The message is one line.
+
+    `missing_weights`: the model's weights are missing or unusable, which no retry can fix.
+    """
+
+    def __init__(self, message: str, missing_weights: bool = False):
+        super().__init__(message)
+        self.missing_weights = missing_weights
 
 
 # --- the worker process ---------------------------------------------------------------------------------------
@@ -101,7 +109,7 @@ def worker_main(conn: Connection, log_level: int) -> None:
             try:
                 model, model_key = _make_model(job), job.model_key
             except Exception as exc:  # noqa: BLE001 - any failure to load is reported as one line
-                conn.send(("load_error", str(exc) or type(exc).__name__))
+                conn.send(("load_error", str(exc) or type(exc).__name__, isinstance(exc, WeightsUnavailable)))
                 continue
         conn.send(("ready", model.model_id))
         try:
@@ -184,19 +192,30 @@ class FingerprintWorker:
             outcome.crash = self._reap()
             return outcome
         self._model_key = job.model_key
+        try:
+            self._follow(outcome, on_result, should_stop, heartbeat)
+        except WorkerLoadError:
+            raise  # the worker lives on, without a model
+        except BaseException:  # a stop signal (interrupts.Interrupted) or a bug: never leave the worker running
+            self.stop(abandon=True)
+            raise
+        self._last_used = time.monotonic()
+        return outcome
+
+    def _follow(self, outcome: JobOutcome, on_result, should_stop, heartbeat) -> None:
+        """Pass on the worker's answers until the job is done, the worker dies or hangs, or should_stop()."""
         last_heard = time.monotonic()
         while not outcome.finished:
             heartbeat()
             if should_stop():
                 outcome.stopped = True
+                self._drain(outcome, on_result)  # keep the results already sent
                 self.stop(abandon=True)
                 break
             message = self._receive(POLL_SECONDS)
             if message is None:
                 if not self.alive:
-                    # it may have answered before dying: read what is left in the pipe first
-                    while (message := self._receive(0)) is not None:
-                        self._handle(message, outcome, on_result)
+                    self._drain(outcome, on_result)  # it may have answered before dying
                     outcome.crash = self._reap()
                     if should_stop():  # under systemd the worker may get the same SIGTERM as the daemon
                         outcome.stopped, outcome.crash = True, None
@@ -208,8 +227,11 @@ class FingerprintWorker:
                 continue
             last_heard = time.monotonic()
             self._handle(message, outcome, on_result)
-        self._last_used = time.monotonic()
-        return outcome
+
+    def _drain(self, outcome: JobOutcome, on_result) -> None:
+        """Handle the answers waiting in the pipe."""
+        while not outcome.finished and (message := self._receive(0)) is not None:
+            self._handle(message, outcome, on_result)
 
     def _handle(self, message: tuple, outcome: JobOutcome, on_result) -> None:
         kind = message[0]
@@ -223,7 +245,7 @@ class FingerprintWorker:
             outcome.finished = True
         elif kind == "load_error":
             self._model_key = None
-            raise WorkerLoadError(message[1])
+            raise WorkerLoadError(message[1], missing_weights=message[2])
 
     def _receive(self, timeout: float) -> tuple | None:
         try:

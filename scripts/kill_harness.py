@@ -22,6 +22,11 @@ tests/standin.py). After every kill it checks:
 
 It prints one result line: `kill harness: N iterations (K killed: ...), 0 failures, data lost: none, foreign
 entries unchanged: F`.
+
+    python scripts/kill_harness.py --work-lost                 # work lost per kill, CLI and daemon
+
+stops a first run of 40 photos with SIGINT, SIGTERM and SIGKILL after a known number of photos, and prints how
+many the next run recomputes against how many were done before the signal (see stop_first_run).
 """
 from __future__ import annotations
 
@@ -517,6 +522,124 @@ def run_harness(iterations: int, seed: int = 0, daemon: bool = False, fork: bool
         shutil.rmtree(root, ignore_errors=True)
 
 
+# --- work lost per kill: stop a first run after a known number of photos, count what the next run redoes ---------
+
+LOSS_BATCH = 4  # photos per model call: World.argv's --batch-size
+LOSS_PHOTOS = 40  # 10 scenes x 4 copies: 10 model calls of LOSS_BATCH
+
+
+@dataclass
+class WorkLost:
+    """One first run stopped by a signal, and what the next run had to fingerprint again.
+
+    `started` counts the photos whose model call had begun before the child ended (each call announces itself
+    with phase:fingerprint): the work done, or in flight, when the signal came. `saved` is what the next run did
+    not have to redo; `lost` = started - saved is the work thrown away.
+    """
+
+    driver: str
+    signal: str
+    photos: int
+    started: int
+    recomputed: int
+    status: int | None
+    stop_seconds: float  # from the signal to the child's exit
+
+    @property
+    def saved(self) -> int:
+        return self.photos - self.recomputed
+
+    @property
+    def lost(self) -> int:
+        return self.started - self.saved
+
+    def line(self) -> str:
+        return (f"{self.driver:8} {self.signal:7}: {self.started:2} of {self.photos} photos started before the kill, "
+                f"{self.saved:2} saved, next run recomputed {self.recomputed:2}: work lost {self.lost:2} photos "
+                f"(exit {self.status}, stopped {self.stop_seconds:.1f} s after the signal)")
+
+
+def count_model_calls(child: Child, until: int | None, timeout: float) -> int:
+    """Read the child's phase lines: wait for `until` model calls (None: until it ends); return how many came."""
+    calls, deadline = 0, time.monotonic() + timeout
+    while (until is None or calls < until) and time.monotonic() < deadline:
+        try:
+            line = child.lines.get(timeout=0.05)
+        except queue.Empty:
+            continue
+        if line == "<eof>":
+            child.lines.put(line)
+            break
+        calls += line == "phase:fingerprint"
+    return calls
+
+
+def stop_first_run(root: Path, daemon: bool, signum: int, after_calls: int, predict_delay: float,
+                   checkpoint_seconds: float | None = None, fork: bool = True) -> WorkLost:
+    """Start a first run of LOSS_PHOTOS photos, send `signum` after `after_calls` model calls, run again.
+
+    SIGINT and SIGTERM go to the main process only (as a terminal's kill, or systemd's KillMode=mixed); SIGKILL
+    goes to the whole process group (an OOM kill or a power cut takes the daemon's worker too).
+    """
+    from photocluster.pipeline import CHECKPOINT_ENV, run_once
+
+    world = World(root, scenes=LOSS_PHOTOS // 4, stash_scenes=0, copies=4)
+    env = {"PHOTOCLUSTER_TEST_PREDICT_DELAY": str(predict_delay), "PHOTOCLUSTER_TEST_SAVE_DELAY": "0",
+           "PHOTOCLUSTER_TEST_LAYOUT_DELAY": "0", CHECKPOINT_ENV: "" if checkpoint_seconds is None
+           else str(checkpoint_seconds)}
+    child = Child(world.argv(daemon), env, root / "child.log", fork)
+    calls = 0
+    try:
+        calls = count_model_calls(child, after_calls, timeout=120)
+        if calls < after_calls:
+            raise HarnessFailure(f"the child ended after {calls} model calls:\n{(root / 'child.log').read_text()}")
+        signalled = time.monotonic()
+        if signum == signal.SIGKILL:
+            child.kill()
+        else:
+            os.kill(child.pid, signum)
+        status = child.wait(60)
+        stop_seconds = time.monotonic() - signalled
+    finally:
+        if child.alive():
+            child.kill()
+            child.wait(60)
+    calls += count_model_calls(child, None, timeout=10)  # the calls that began after the signal, if any
+    log = (root / "child.log").read_text(errors="replace")
+    if "Traceback" in log:
+        raise HarnessFailure(f"the child printed a traceback:\n{log}")
+    world.check_originals()
+    check_cache(world)
+    recomputed = run_once(world.settings()).fingerprinted.computed
+    return WorkLost("daemon" if daemon else "one-shot", signal.Signals(signum).name, LOSS_PHOTOS,
+                    min(calls * LOSS_BATCH, LOSS_PHOTOS), recomputed, status, stop_seconds)
+
+
+def work_lost_per_kill(workdir: Path | None = None, monkeypatch=None, fork: bool = True,
+                       predict_delay: float = 0.25, checkpoint_seconds: float = 1.0,
+                       after_calls: int = 6) -> list[WorkLost]:
+    """Every driver and signal once: what a stop after `after_calls` model calls costs the next run.
+
+    With the checkpoint interval shortened to `checkpoint_seconds` (60 s in real use), a SIGKILL may lose the
+    photos of the last interval and the call in flight; SIGINT and SIGTERM lose nothing in the one-shot CLI
+    (its call in flight finishes first), and at most the call in flight in the daemon (its worker is stopped).
+    """
+    from tests.standin import install
+
+    install(monkeypatch)
+    logging.getLogger().setLevel(logging.ERROR)
+    results = []
+    for daemon in (False, True):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+            root = Path(tempfile.mkdtemp(prefix="work-lost-", dir=workdir))
+            try:
+                results.append(stop_first_run(root, daemon, signum, after_calls, predict_delay,
+                                              checkpoint_seconds, fork))
+            finally:
+                shutil.rmtree(root, ignore_errors=True)
+    return results
+
+
 def summary(iterations: int, tried: Counter, killed: Counter, driver: str, foreign_checked: int = 0) -> str:
     by_phase = ", ".join(f"{p} {killed[p]}/{tried[p]}" for p in PHASES)
     return (f"kill harness ({driver}): {iterations} iterations, {sum(killed.values())} killed mid-run "
@@ -531,7 +654,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--daemon", action="store_true", help="kill `photocluster watch` instead of the one-shot CLI")
     p.add_argument("--exec", action="store_true",
                    help="start each child with a fresh interpreter (python -m tests.standin) instead of fork")
+    p.add_argument("--work-lost", action="store_true",
+                   help="instead: stop a first run of each driver with SIGINT, SIGTERM and SIGKILL after a known "
+                   "number of photos, and report how many the next run recomputes")
     args = p.parse_args(argv)
+    if args.work_lost:
+        for result in work_lost_per_kill(fork=not args.exec):
+            print(result.line())
+        return 0
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     started = time.monotonic()
 

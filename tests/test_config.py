@@ -112,7 +112,12 @@ def test_the_daemon_refuses_to_start_on_a_bad_config(place, capsys):
     assert err == f"photocluster: error: {path}: [[library]] #1: sim must be a number, got 'high' (a string)\n"
 
 
-def test_check_validates_without_starting(place, capsys):
+def test_check_validates_without_starting(place, capsys, monkeypatch, squeezenet_weights):
+    # --check also looks for each library's weights file (never loading it): SqueezeNet's, and VGG16's (the second
+    # library's default model) in a Keras cache made for this test.
+    (place / "keras" / "models").mkdir(parents=True)
+    (place / "keras" / "models" / "vgg16_weights_tf_dim_ordering_tf_kernels.h5").write_bytes(b"")
+    monkeypatch.setenv("KERAS_HOME", str(place / "keras"))
     path = write(place, GOOD)
     assert cli.main(["watch", "--check", "--config", str(path)]) == 0
     assert capsys.readouterr().out.startswith(f"{path}: OK, 2 libraries: ")
