@@ -11,15 +11,8 @@ from hypothesis import strategies as st
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import pdist
 
-from photocluster.cluster import (
-    ZERO_DISTANCE,
-    ClusterError,
-    ClusterParams,
-    IncrementalClusterer,
-    _similar_pairs,
-    cluster,
-    cut_for_sim,
-)
+from photocluster.cluster import ZERO_DISTANCE, ClusterError, ClusterParams, IncrementalClusterer, cluster, cut_for_sim
+from photocluster.cluster.search import similar_pairs
 
 # Every path forced on small data: the approximate search (made exhaustive: every cell probed, so it must be
 # exact), and the sparse linkage for every component of three or more.
@@ -94,13 +87,13 @@ def test_approximate_search_reports_only_true_pairs():
     x = structured(seed=7, groups=40, background=200)
     inv = 1 / np.linalg.norm(x, axis=1).astype(np.float32)
     members = np.arange(len(x))
-    exact = set(zip(*(a.tolist() for a in _similar_pairs(x, inv, members, 0.8, ClusterParams()))))
+    exact = set(zip(*(a.tolist() for a in similar_pairs(x, inv, members, 0.8, ClusterParams()))))
     probed = ClusterParams(exact_search_max=0, cells=8, nprobe=2, block=32)
-    approximate = set(zip(*(a.tolist() for a in _similar_pairs(x, inv, members, 0.8, probed))))
+    approximate = set(zip(*(a.tolist() for a in similar_pairs(x, inv, members, 0.8, probed))))
     assert approximate <= exact
     assert len(approximate) >= 0.5 * len(exact) > 0
     exhaustive = ClusterParams(exact_search_max=0, cells=8, nprobe=8, block=32)
-    assert set(zip(*(a.tolist() for a in _similar_pairs(x, inv, members, 0.8, exhaustive)))) == exact
+    assert set(zip(*(a.tolist() for a in similar_pairs(x, inv, members, 0.8, exhaustive)))) == exact
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
