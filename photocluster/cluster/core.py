@@ -111,5 +111,10 @@ def distances_from_sums(sums: np.ndarray, size: np.ndarray, cluster: int, others
 
 
 def merged_distance(size_keep, distance_keep, size_gone, distance_gone):
-    """Average linkage's update (Lance-Williams): the union's distance to a third cluster, scalars or arrays."""
-    return (size_keep * distance_keep + size_gone * distance_gone) / (size_keep + size_gone)
+    """Average linkage's update (Lance-Williams): the union's distance to a third cluster, scalars or arrays.
+
+    Written as a step from one distance towards the other rather than scipy's (n1 d1 + n2 d2) / (n1 + n2): in
+    floating point the result then always lies between the two (so a union is never closer than both parts,
+    which the linkage relies on), and two equal distances give exactly that distance, so ties survive a merge.
+    """
+    return distance_keep + (distance_gone - distance_keep) * (size_gone / (size_keep + size_gone))

@@ -32,6 +32,8 @@ class IncrementalClusterer:
     Memory: the fingerprints (float32), the pairs within the cut with their distances, and a few ints per photo.
     """
 
+    BULK_MIN = 256  # an update adding more photos than this and than a quarter of all searches everything at once
+
     def __init__(self, cut: float, params: ClusterParams | None = None):
         self.cut = check_cut(cut)
         self.params = params or ClusterParams()
@@ -69,7 +71,7 @@ class IncrementalClusterer:
             self._forget(path)
         new_slots = [self._store(path, row) for path, row in zip(added, new_rows)]
         try:
-            if self.cut <= 0 or len(new_slots) > max(256, len(self._slot) // 4):
+            if self.cut <= 0 or len(new_slots) > max(self.BULK_MIN, len(self._slot) // 4):
                 touched = self._rebuild_graph()  # a bulk change: one search over everything is cheaper
             else:
                 touched = self._link(np.array(new_slots, np.int64), dirty)
