@@ -287,9 +287,8 @@ def measure_approximation(x, cut, sizes) -> None:
         approx_seconds = time.perf_counter() - started
         approx = api.number_groups(linkage.cluster_pairs(x, inv, members, approx_first, approx_second, 1 - cut,
                                                          params), n, 1)
-        unit = core.unit64(x, inv, members)
-        true = set(zip(*linkage.pairs_within(unit, first[keep], second[keep], 1 - cut)[:2]))
-        got = set(zip(*linkage.pairs_within(unit, approx_first, approx_second, 1 - cut)[:2]))
+        true = set(zip(*linkage.pairs_within(x, inv, first[keep], second[keep], 1 - cut)[:2]))
+        got = set(zip(*linkage.pairs_within(x, inv, approx_first, approx_second, 1 - cut)[:2]))
         print(f"   {n:,} photos: ARI {adjusted_rand_index(exact, approx):.5f}; photos in a different cluster "
               f"{moved_share(exact, approx):.3%}; pairs within the cut missed {len(true - got):,} of {len(true):,}"
               f"; clusters of 2+ exact {np.sum(np.bincount(exact) >= 2):,}, approximate "

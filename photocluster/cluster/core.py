@@ -87,16 +87,17 @@ def snap(distances: np.ndarray) -> np.ndarray:
     return distances
 
 
-def paired_distances(unit: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """Cosine distance of each pair (unit[first[k]], unit[second[k]]).
+def paired_distances(rows: np.ndarray, inv: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Cosine distance of each pair of rows (first[k], second[k]), from their float64 unit vectors.
 
     Elementwise products summed per row: the result for a pair does not depend on which other pairs are
-    computed with it (a BLAS matrix product's could), so every path gets the same bits.
+    computed with it (a BLAS matrix product's could), so every path gets the same bits. Unit vectors are made
+    a chunk at a time, so memory stays small whatever the number of photos.
     """
     out = np.empty(len(first))
     for start in range(0, len(first), _PAIRS_PER_CHUNK):
         a, b = first[start:start + _PAIRS_PER_CHUNK], second[start:start + _PAIRS_PER_CHUNK]
-        out[start:start + len(a)] = 1.0 - (unit[a] * unit[b]).sum(axis=1)
+        out[start:start + len(a)] = 1.0 - (unit64(rows, inv, a) * unit64(rows, inv, b)).sum(axis=1)
     return snap(out)
 
 

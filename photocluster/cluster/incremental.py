@@ -192,8 +192,7 @@ class IncrementalClusterer:
         them; return the slots they touch."""
         keep = first != second
         first, second = first[keep], second[keep]
-        slots, local = np.unique(np.concatenate([first, second]), return_inverse=True)
-        distance = paired_distances(unit64(self._rows, self._inv, slots), local[:len(first)], local[len(first):])
+        distance = paired_distances(self._rows, self._inv, first, second)
         within = distance <= 1.0 - self.cut
         first, second, distance = first[within].tolist(), second[within].tolist(), distance[within].tolist()
         for i, j, d in zip(first, second, distance):

@@ -23,9 +23,9 @@ from .sparse import sparse_merges
 log = logging.getLogger(__name__)
 
 
-def pairs_within(unit: np.ndarray, first: np.ndarray, second: np.ndarray, t: float):
-    """The pairs (rows of `unit`) whose float64 distance is <= t, with that distance."""
-    distance = paired_distances(unit, first, second)
+def pairs_within(rows, inv, first: np.ndarray, second: np.ndarray, t: float):
+    """The pairs of rows whose float64 distance is <= t, with that distance."""
+    distance = paired_distances(rows, inv, first, second)
     within = distance <= t
     return first[within], second[within], distance[within]
 
@@ -33,8 +33,9 @@ def pairs_within(unit: np.ndarray, first: np.ndarray, second: np.ndarray, t: flo
 def cluster_pairs(rows, inv, members, first, second, t, params: ClusterParams) -> list[np.ndarray]:
     """Clusters (arrays of row indices, two or more) of the `members` rows, given every pair of them within t
     (and possibly more: `first`, `second` index into `members`)."""
-    unit = unit64(rows, inv, members)
-    first, second, distance = pairs_within(unit, first, second, t)
+    distance = paired_distances(rows, inv, members[first], members[second])
+    within = distance <= t
+    first, second, distance = first[within], second[within], distance[within]
     n = len(members)
     graph = coo_matrix((np.ones(len(first), np.int8), (first, second)), shape=(n, n)).tocsr()
     n_components, component = connected_components(graph, directed=False)
@@ -50,7 +51,8 @@ def cluster_pairs(rows, inv, members, first, second, t, params: ClusterParams) -
             continue
         sizes.append(len(photos))
         local[photos] = np.arange(len(photos))
-        roots = component_roots(unit[photos], local[first[edges]], local[second[edges]], distance[edges], t, params)
+        unit = unit64(rows, inv, members[photos])
+        roots = component_roots(unit, local[first[edges]], local[second[edges]], distance[edges], t, params)
         groups.extend(split_by(members[photos], roots))
     log.debug("%d photos: %d pairs within the cut, %d components, the largest %d", n, len(first), n_components,
               max(sizes, default=1))
