@@ -35,9 +35,9 @@ class TooManyEdges(Exception):
 class ClusterParams:
     """Knobs of the scalable path. The defaults suit a 2-core, 24 GB machine; tests shrink them to force paths."""
 
-    # Photos up to which the pair search is exact. It costs N^2 x dim: about 5 minutes for 100,000 4096-d
-    # fingerprints on 2 quiet cores, where the approximate search would put 0.2% of the photos in another
-    # cluster (scripts/bench_cluster.py, measurement 6).
+    # Photos up to which the pair search is exact. It costs N^2 x dim: for 100,000 4096-d fingerprints 25 x the
+    # 12 s measured at 20,000 on 2 quiet cores (9 min measured on 2 shared cores), where the approximate search
+    # puts 0.2% of the photos in another cluster (scripts/bench_cluster.py, measurement 6).
     exact_search_max: int = 100_000
     dense_min: int = 48  # components from this size run the dense (numpy) linkage; smaller ones the sparse one
     dense_max: int = 10_000  # components up to this size run the dense linkage (memory ~8 x size^2 bytes)
