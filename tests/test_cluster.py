@@ -253,9 +253,10 @@ def test_float16_fingerprints_cluster_as_their_exact_values():
 
 
 def test_tiny_and_huge_norms_keep_their_pairs():
-    # norms of 1e-24 (whose float32 products underflow to 0) and 1e30 (whose float32 products overflow)
+    # norms of 1e-24 (whose float32 squares underflow to 0), 1e-40 (subnormal in float32: 1/norm overflows) and
+    # 1e30 (whose float32 squares overflow)
     direction = np.array([[3.0, 4.0, 0.0], [3.0, 4.1, 0.0], [0.0, 0.0, 1.0]])
-    for scale in (1e-24, 1e30):
+    for scale in (1e-24, 1e-40, 1e30):
         x = (direction * scale).astype(np.float32)
         assert partition_of(cluster(x, 0.9)) == {frozenset({0, 1}), frozenset({2})}
         inc = IncrementalClusterer(0.9)

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 # k-means of the approximate search: the cells only need to be roughly right, so training is kept cheap
 _TRAINING_PER_CELL = 24
 _KMEANS_ITERATIONS = 8
+_SAFE_SCALE = 1e30  # 1/norm within 1e-30..1e30: a raw float32 product with a unit vector neither under- nor overflows
 
 
 def similar_pairs(rows, inv, members, threshold, params: ClusterParams) -> tuple[np.ndarray, np.ndarray]:
@@ -79,15 +80,25 @@ def pairs_exact(rows, inv, members, threshold, params: ClusterParams) -> tuple[n
 
 def pairs_between(rows, inv, queries: np.ndarray, stored: int, threshold, block: int):
     """All (position in `queries`, row) pairs with cosine >= threshold between the rows `queries` and the rows
-    0..stored-1, exhaustively. Rows with inv 0 never pair."""
+    0..stored-1, exhaustively. Rows with inv 0 never pair.
+
+    The queries are normalised; the stored rows are used as they are and their products scaled afterwards, which
+    spares normalising the whole library for each arrival. That is safe in float32 for norms from 1e-30 to 1e30;
+    the rare rows outside are normalised first.
+    """
     hits_q, hits_r = [], []
     asking = unit32(rows, inv, queries)
-    usable = inv > 0
     for start in range(0, stored, 4 * block):
         stop = min(start + 4 * block, stored)
-        q, r = np.nonzero(asking @ unit32(rows, inv, slice(start, stop)).T >= threshold)
+        scale = inv[start:stop]
+        sims = asking @ rows[start:stop].T
+        sims *= scale.astype(np.float32)
+        extreme = np.flatnonzero((scale > _SAFE_SCALE) | ((scale > 0) & (scale < 1 / _SAFE_SCALE)))
+        if len(extreme):
+            sims[:, extreme] = asking @ unit32(rows, inv, start + extreme).T
+        q, r = np.nonzero(sims >= threshold)
         r += start
-        keep = usable[r]
+        keep = inv[r] > 0
         hits_q.append(q[keep])
         hits_r.append(r[keep])
     if not hits_q:
