@@ -92,7 +92,7 @@ def pairs_between(rows, inv, queries: np.ndarray, stored: int, threshold, block:
         stop = min(start + 4 * block, stored)
         scale = inv[start:stop]
         sims = asking @ rows[start:stop].T
-        sims *= scale.astype(np.float32)
+        sims *= np.minimum(scale, _SAFE_SCALE).astype(np.float32)  # the extreme ones are redone below
         extreme = np.flatnonzero((scale > _SAFE_SCALE) | ((scale > 0) & (scale < 1 / _SAFE_SCALE)))
         if len(extreme):
             sims[:, extreme] = asking @ unit32(rows, inv, start + extreme).T
