@@ -22,7 +22,10 @@ from collections.abc import Iterator
 
 log = logging.getLogger(__name__)
 
-NOISY_LOGGERS = ("tensorflow", "absl", "h5py", "PIL", "filelock", "watchdog")
+NOISY_LOGGERS = ("tensorflow", "absl", "h5py", "filelock", "watchdog")
+# Pillow logs decode errors without naming the file ("More samples per pixel than can be decoded: 7680");
+# photocluster reports each photo it could not decode itself, naming it, so Pillow speaks only with -v.
+SILENT_UNLESS_VERBOSE = ("PIL",)
 
 
 class _CurrentStderrHandler(logging.StreamHandler):
@@ -56,6 +59,8 @@ def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
     root.setLevel(level)
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    for silent in SILENT_UNLESS_VERBOSE:
+        logging.getLogger(silent).setLevel(logging.DEBUG if verbose else logging.CRITICAL)
 
 
 _holding = threading.Lock()  # one hold at a time: file descriptor 2 is the whole process's

@@ -21,11 +21,16 @@ from .standin import StandInModel, install as install_stand_in  # noqa: E402,F40
 @pytest.fixture(autouse=True)
 def _restore_logging():
     """The CLI installs its own log handler on stderr; take it away again so tests stay independent."""
+    from photocluster.logs import NOISY_LOGGERS, SILENT_UNLESS_VERBOSE
+
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    others = {name: logging.getLogger(name).level for name in NOISY_LOGGERS + SILENT_UNLESS_VERBOSE}
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+    for name, other_level in others.items():
+        logging.getLogger(name).setLevel(other_level)
 
 
 @pytest.fixture

@@ -128,3 +128,22 @@ def test_libraries_speak_only_from_warning_up_unless_verbose(capsys):
     setup_logging(verbose=True)
     font_log.info("generated new fontManager")
     assert capsys.readouterr().err == "photocluster: INFO: generated new fontManager\n"
+
+
+def test_pillows_own_error_lines_stay_off_the_terminal_after_setup(tmp_path, stand_in, capfd):
+    """Pillow logs some refusals at ERROR, naming no file; the run's own skip line names the photo instead."""
+    from photocluster.cli import main
+
+    from .conftest import save, scene
+    from .hostile import tiff_many_samples
+
+    lib = tmp_path / "lib"
+    for i in range(2):
+        save(scene(i), lib / f"p{i}.jpg")
+    (lib / "samples.tif").write_bytes(tiff_many_samples())
+    assert main([str(lib), "--model", "squeezenet", "--out", str(tmp_path / "out")]) == 0
+    err = capfd.readouterr().err
+    assert "More samples per pixel" not in err
+    assert [line for line in err.splitlines() if "samples.tif" in line] == [
+        line for line in err.splitlines() if line.startswith("photocluster: WARNING: skipping samples.tif")]
+    assert "samples.tif" in err
