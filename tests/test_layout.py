@@ -216,7 +216,7 @@ def test_an_extension_longer_than_any_room_is_cut_too():
 
 
 def test_the_file_system_accepts_every_link_name(tmp_path):
-    members = [f"{folder}/{'ü' * 127}.jpg" for folder in ("a", "b", "c" * 255, "d/" + "\udcff" * 200)]
+    members = [f"{folder}/{'ü' * 125}.jpg" for folder in ("a", "b", "c" * 255, "d/" + "\udcff" * 200)]
     for name in _assert_good_names(members):
         os.symlink("target", tmp_path / name)
     assert len(os.listdir(tmp_path)) == len(members)
@@ -225,4 +225,4 @@ def test_the_file_system_accepts_every_link_name(tmp_path):
 def test_a_name_that_fits_is_kept_whole():
     name = "a." + "e" * 253
     assert link_names(["f/" + name]) == {name: "f/" + name}
-    assert link_names(["f/" + "ü" * 127 + ".jpg"]) == {"ü" * 127 + ".jpg": "f/" + "ü" * 127 + ".jpg"}
+    assert link_names(["f/" + "ü" * 125 + ".jpg"]) == {"ü" * 125 + ".jpg": "f/" + "ü" * 125 + ".jpg"}
