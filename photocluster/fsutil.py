@@ -76,3 +76,29 @@ def remove_tree_we_made(path: str | Path, ours: Callable[[os.DirEntry], bool]) -
     if complete:
         os.rmdir(path)
     return complete
+
+
+class NotAFileError(OSError):
+    """A path that should hold one of photocluster's files holds something else (FIFO, device, folder, link)."""
+
+
+def open_regular(path: str | Path, follow_symlinks: bool = False) -> IO[bytes]:
+    """Open a file for reading (binary) only if it is a regular file: never blocks, never follows a link unless asked.
+
+    A FIFO at the path would block open() and then read() until a writer comes (a hang SIGTERM cannot end), and
+    opening a device can have side effects, so the type is checked before opening (lstat, or stat with
+    `follow_symlinks`) and again on the opened descriptor (fstat), in case the path was swapped in between.
+    O_NONBLOCK makes even a FIFO swapped in at that moment open at once; on a regular file it changes nothing.
+    Raises NotAFileError (an OSError) for anything but a regular file.
+    """
+    if not stat.S_ISREG(os.stat(path, follow_symlinks=follow_symlinks).st_mode):
+        raise NotAFileError(f"{os.fspath(path)} is not a regular file")
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_symlinks else os.O_NOFOLLOW)
+    fd = os.open(path, flags)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotAFileError(f"{os.fspath(path)} is not a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise

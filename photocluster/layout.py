@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from .fsutil import fsync_dir, remove_tree_we_made, write_text_atomic
+from .fsutil import fsync_dir, open_regular, remove_tree_we_made, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,8 @@ def read_layout(out_dir: Path) -> Layout | None:
     """The layout shown now, or None when there is none (or its state is unreadable)."""
     state = out_dir / CLUSTERS / STATE_FILE
     try:
-        data = json.loads(state.read_text(encoding="utf-8", errors="surrogateescape"))
+        with open_regular(state) as fh:  # never blocks on a FIFO, never follows a link planted there
+            data = json.loads(fh.read().decode("utf-8", errors="surrogateescape"))
         clusters = {int(m): [str(r) for r in members] for m, members in data["clusters"].items()}
         return Layout(clusters, int(data["next_id"]))
     except FileNotFoundError:

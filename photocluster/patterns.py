@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .fsutil import write_text_atomic
+from .fsutil import open_regular, write_text_atomic
 from .labels import LEVELS, class_labels
 
 log = logging.getLogger(__name__)
@@ -458,8 +458,8 @@ def _digest(context: list, photos: list[_Photo]) -> str:
 def _load_state(patterns_dir: str) -> dict[str, dict]:
     """The previous run's state entries; {} (everything is rewritten) when missing, stale or damaged."""
     try:
-        with open(os.path.join(patterns_dir, STATE_NAME), encoding="utf-8") as handle:
-            state = json.load(handle)
+        with open_regular(os.path.join(patterns_dir, STATE_NAME)) as handle:  # no FIFO hang, no planted link
+            state = json.loads(handle.read().decode("utf-8"))
         folders = state["folders"] if state.get("version") == FORMAT_VERSION else {}
         if all(isinstance(entry, dict) and set(entry) == {"digest", "title", "photos", "top"}
                for entry in folders.values()):

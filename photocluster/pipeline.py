@@ -21,7 +21,7 @@ from . import models
 from .cache import FingerprintCache, load_or_new
 from .cluster import IncrementalClusterer, cluster, cut_for_sim
 from .fingerprint import FingerprintReport, fingerprint_photos
-from .fsutil import write_text_atomic
+from .fsutil import open_regular, write_text_atomic
 from .layout import Layout, number_clusters, read_layout, remove_stale_generations, write_layout
 from .library import PhotoFile, scan_library
 from .settings import LibrarySettings
@@ -260,7 +260,8 @@ def cluster_input_key(cache: FingerprintCache, cut: float, min_size: int, photos
 
 def _read_key(out_dir: Path) -> str | None:
     try:
-        return (out_dir / CLUSTER_KEY_NAME).read_text(encoding="ascii").strip()
+        with open_regular(out_dir / CLUSTER_KEY_NAME) as fh:  # no FIFO hang, no planted link
+            return fh.read(4096).decode("ascii").strip()
     except (OSError, ValueError):
         return None
 
