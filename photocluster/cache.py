@@ -27,7 +27,7 @@ from typing import IO
 
 import numpy as np
 
-from .fsutil import atomic_writer, open_regular
+from .fsutil import NotAFileError, atomic_writer, open_regular
 from .library import PhotoFile
 
 log = logging.getLogger(__name__)
@@ -178,6 +178,8 @@ class FingerprintCache:
             return cls._from_columns(data)
         except CacheError:
             raise
+        except NotAFileError as exc:
+            raise CacheError(f"{exc.kind} is there, not a file") from None
         except Exception as exc:  # noqa: BLE001 - any failure of a foreign file is just "not a cache"
             raise CacheError(f"unreadable ({type(exc).__name__}: {_short(str(exc))})") from None
 

@@ -81,6 +81,12 @@ def remove_tree_we_made(path: str | Path, ours: Callable[[os.DirEntry], bool]) -
 class NotAFileError(OSError):
     """A path that should hold one of photocluster's files holds something else (FIFO, device, folder, link)."""
 
+    def __init__(self, path: str | Path, mode: int):
+        kinds = {stat.S_IFIFO: "a FIFO", stat.S_IFDIR: "a folder", stat.S_IFLNK: "a symbolic link",
+                 stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device"}
+        self.kind = kinds.get(stat.S_IFMT(mode), "not a regular file")
+        super().__init__(f"{os.fspath(path)} is {self.kind}, not a regular file")
+
 
 def open_regular(path: str | Path, follow_symlinks: bool = False) -> IO[bytes]:
     """Open a file for reading (binary) only if it is a regular file: never blocks, never follows a link unless asked.
@@ -91,13 +97,15 @@ def open_regular(path: str | Path, follow_symlinks: bool = False) -> IO[bytes]:
     O_NONBLOCK makes even a FIFO swapped in at that moment open at once; on a regular file it changes nothing.
     Raises NotAFileError (an OSError) for anything but a regular file.
     """
-    if not stat.S_ISREG(os.stat(path, follow_symlinks=follow_symlinks).st_mode):
-        raise NotAFileError(f"{os.fspath(path)} is not a regular file")
+    mode = os.stat(path, follow_symlinks=follow_symlinks).st_mode
+    if not stat.S_ISREG(mode):
+        raise NotAFileError(path, mode)
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_symlinks else os.O_NOFOLLOW)
     fd = os.open(path, flags)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise NotAFileError(f"{os.fspath(path)} is not a regular file")
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotAFileError(path, mode)
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
