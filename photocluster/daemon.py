@@ -45,7 +45,7 @@ from watchdog.observers.api import DEFAULT_OBSERVER_TIMEOUT, BaseObserver, Obser
 from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
 from watchdog.observers.inotify_c import InotifyFD
 
-from .config import Config, DaemonTimings, default_config_path, load_config
+from .config import Config, ConfigError, DaemonTimings, default_config_path, load_config
 from .library import SKIPPED_FOLDERS, is_photo_name
 from .notify import ServiceNotifier
 from .pipeline import LOCK_NAME, LibraryPipeline, RunReport
@@ -653,12 +653,17 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 def main(argv: list[str]) -> int:
     """`photocluster watch ...`: run in the foreground until stopped. Errors raise (cli prints one line)."""
-    from .cli import setup_logging
+    from .cli import EXIT_USAGE, _fail, setup_logging
 
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose, args.quiet)
     logging.captureWarnings(True)  # a library's warnings.warn() becomes one log line, fit for the journal
-    config = config_from_args(args)
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:  # every problem of the file, one line each, not only the first
+        for problem in exc.problems:
+            _fail(problem, EXIT_USAGE)
+        return EXIT_USAGE
     if args.check:
         where = config.source or "the command line"
         print(f"{where}: OK, {len(config.libraries)} libraries: "
