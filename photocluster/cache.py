@@ -20,6 +20,7 @@ import logging
 import os
 import pickle
 import pickletools
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +28,9 @@ from typing import IO
 
 import numpy as np
 
-from .fsutil import NotAFileError, atomic_writer, open_regular
+from .fsutil import ForeignEntry, NotAFileError, atomic_writer, kind_of, open_regular
 from .library import PhotoFile
+from .wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -221,17 +223,23 @@ class FingerprintCache:
         return cache
 
 
-def load_or_new(path: Path, model_id: str, dim: int) -> FingerprintCache:
+def load_or_new(path: Path, model_id: str, dim: int, move_aside: bool = True) -> FingerprintCache:
     """Load the cache for `model_id`; a missing, bad or other-model cache gives an empty one.
 
-    A bad file (or a FIFO, folder or link at its path) is moved aside, never deleted, with one short warning, so
-    nothing in it is lost or executed and the run goes on.
+    A bad file is moved aside (never deleted) with one short warning, so nothing in it is lost or executed and the
+    run goes on; with move_aside=False (a dry run) it is left where it is. Anything but a regular file at `path` (a
+    symlink, a folder, a FIFO) is not photocluster's: ForeignEntry, and it is left alone.
     """
     if not os.path.lexists(path):
         return FingerprintCache(model_id, dim)
+    if not stat.S_ISREG(os.lstat(path).st_mode):
+        raise ForeignEntry(path, kind_of(os.lstat(path).st_mode))
     try:
         cache = FingerprintCache.load(path)
     except CacheError as exc:
+        if not move_aside:
+            log.warning("cache %s refused: %s; a dry run leaves it there", path, exc)
+            return FingerprintCache(model_id, dim)
         aside = _aside_path(path)
         try:
             os.replace(path, aside)
@@ -241,7 +249,8 @@ def load_or_new(path: Path, model_id: str, dim: int) -> FingerprintCache:
         log.warning("cache %s refused: %s; moved it to %s and rebuilding", path, exc, aside.name)
         return FingerprintCache(model_id, dim)
     if cache.model_id != model_id or cache.dim != dim:
-        log.info("cache was made by %s; fingerprinting again with %s", cache.model_id, model_id)
+        log.info("%s made by %s will be recomputed with %s", plural(len(cache.fingerprinted()), "fingerprint"),
+                 cache.model_id, model_id)
         return FingerprintCache(model_id, dim)
     return cache
 

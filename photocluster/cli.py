@@ -5,11 +5,12 @@ Exit status:
   1  an unexpected internal error (a bug: run again with -v and report the message)
   2  bad usage or settings, or no model weights available
   3  the output cannot be written (read-only, disk full, permission denied) or is in use by another run
-  130 interrupted (Ctrl-C)
+  130 interrupted by SIGINT (Ctrl-C), 143 by SIGTERM; the fingerprints computed so far are saved first
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -17,7 +18,9 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .logs import setup_logging  # its home is logs.py; cli.setup_logging stays importable
 from .settings import LABEL_LEVELS, MODEL_NAMES, LibrarySettings, PatternOptions, SettingsError
+from .wording import duration, plural
 
 log = logging.getLogger("photocluster")
 
@@ -30,10 +33,18 @@ class UsageError(Exception):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .interrupts import Interrupted, stop_signals
+
     argv = sys.argv[1:] if argv is None else argv
     try:
-        return _dispatch(argv)
-    except KeyboardInterrupt:
+        # SIGINT and SIGTERM stop a run between fingerprint batches, after saving (see interrupts.py).
+        with stop_signals():
+            return _dispatch(argv)
+    except Interrupted as stop:
+        saved = f"; {stop.saved} new fingerprints saved, the next run does the rest" if stop.saved else ""
+        print(f"photocluster: interrupted by {stop}{saved}", file=sys.stderr)
+        return stop.exit_status
+    except KeyboardInterrupt:  # only where no handler could be set (not the main thread)
         print("photocluster: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 
@@ -96,7 +107,7 @@ def build_run_parser() -> argparse.ArgumentParser:
         description="Group a photo library into folders of similar photos, and summarise which objects occur "
         "together in each folder. Other commands: photocluster fetch-weights|patterns|watch --help",
         epilog="Exit status: 0 success, 1 internal error, 2 bad usage or no model weights, "
-        "3 output not writable or in use, 130 interrupted.",
+        "3 output not writable or in use, 130 interrupted (Ctrl-C), 143 stopped by SIGTERM.",
     )
     p.add_argument("path", type=Path, help="the photo library (a folder; searched recursively)")
     p.add_argument("--sim", type=_number(float, "--sim"), default=0.5,
@@ -106,9 +117,10 @@ def build_run_parser() -> argparse.ArgumentParser:
                    help="for experts: the raw cosine-similarity cut, overriding --sim")
     p.add_argument("--min-size", type=_number(int, "--min-size"), default=2,
                    help="smallest cluster to show as a folder (default: 2)")
-    p.add_argument("--model", choices=MODEL_NAMES, default="vgg16",
+    p.add_argument("--model", choices=MODEL_NAMES, default=None,
                    help="fingerprint model: vgg16 (best, needs ImageNet weights) or squeezenet "
-                   "(about 25x faster, offline via 'photocluster fetch-weights squeezenet') (default: vgg16)")
+                   "(about 25x faster, offline via 'photocluster fetch-weights squeezenet') (default: the model "
+                   "of the library's last run, else vgg16; changing it fingerprints every photo again)")
     p.add_argument("--weights", default=None, metavar="FILE",
                    help="a local weights file for the model (also: $PHOTOCLUSTER_WEIGHTS)")
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
@@ -142,33 +154,24 @@ def _add_verbosity(p: argparse.ArgumentParser) -> None:
     p.add_argument("--version", action="version", version=f"photocluster {__version__}")
 
 
-def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
-    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO
-    under_systemd = "JOURNAL_STREAM" in os.environ or "INVOCATION_ID" in os.environ
-    # The journal stamps each line itself; on a terminal a short prefix is enough.
-    fmt = "%(levelname)s %(name)s: %(message)s" if under_systemd else "photocluster: %(levelname)s: %(message)s"
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(fmt))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    for noisy in ("tensorflow", "absl", "h5py", "PIL", "filelock", "watchdog"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
-
-
 def settings_from_args(args: argparse.Namespace) -> LibrarySettings:
+    from .lastrun import adopt_recorded_model
+
     settings = LibrarySettings(
         library=args.path,
         out=args.out,
         sim=args.sim,
         cut=args.cut,
         min_size=args.min_size,
-        model=args.model,
         weights=args.weights or os.environ.get("PHOTOCLUSTER_WEIGHTS") or None,
         batch_size=args.batch_size,
         patterns=PatternOptions(not args.no_patterns, args.threshold, args.min_support, args.labels),
     )
+    if args.model is not None:
+        settings.model = args.model
     settings.validate()
+    if args.model is None:
+        adopt_recorded_model(settings)
     return settings
 
 
@@ -178,7 +181,14 @@ def cmd_run(argv: list[str]) -> int:
     args = build_run_parser().parse_args(argv)
     setup_logging(args.verbose, args.quiet or args.json)
     settings = settings_from_args(args)
-    report = run_once(settings, dry_run=args.dry_run)
+    try:
+        report = run_once(settings, dry_run=args.dry_run)
+    except OSError as exc:
+        read_only = exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) and not os.access(settings.library, os.W_OK)
+        if settings.out is None and read_only:
+            return _fail(f"the library is read-only ({exc.strerror}); use --out DIR to write the output elsewhere",
+                         EXIT_OUTPUT)
+        raise
     if args.json:
         json.dump(report.as_dict(), sys.stdout, indent=1, ensure_ascii=True)
         print()
@@ -188,14 +198,39 @@ def cmd_run(argv: list[str]) -> int:
 
 
 def _print_summary(settings: LibrarySettings, report, dry_run: bool) -> None:
+    if report.photos == 0:
+        print(f"no photos found in {settings.library}")
+        return
     fp = report.fingerprinted
-    rate = f" ({fp.images_per_second:.1f}/s)" if fp.computed else ""
-    print(f"{report.photos} photos: {fp.computed} fingerprinted{rate}, {len(fp.failed)} skipped now, "
-          f"{report.failed_total} unreadable in all, {report.removed} gone")
+    if dry_run:
+        print(f"dry run, nothing is written: {plural(report.photos, 'photo')}, {report.removed} gone")
+        if report.would_fingerprint:
+            _print_estimate(report)
+            return
+    else:
+        rate = f" ({fp.images_per_second:.1f}/s)" if fp.computed else ""
+        print(f"{plural(report.photos, 'photo')}: {fp.computed} fingerprinted{rate}, {len(fp.failed)} skipped now, "
+              f"{report.failed_total} unreadable in all, {report.removed} gone")
+    if report.layout is None:
+        return
     for line in report.layout.summary_lines():
         print(line)
     where = "would be written to" if dry_run else "in"
-    print(f"{report.clusters} clusters at cosine cut {report.cut:.3f} {where} {settings.out_dir / 'clusters'}")
+    print(f"{plural(report.clusters, 'cluster')} at cosine cut {report.cut:.3f} ({report.model}) {where} "
+          f"{settings.out_dir / 'clusters'}")
+    lower = "a lower --cut" if settings.cut is not None else "a lower --sim"
+    hint = f" (--json lists them; {lower} groups more)" if report.unclustered else ""
+    print(f"{plural(report.in_clusters, 'photo')} in clusters, {len(report.unclustered)} in none{hint}")
+
+
+def _print_estimate(report) -> None:
+    """A dry run cannot know the clusters of photos not yet fingerprinted; say so, and how long that would take."""
+    if report.estimated_seconds is None:
+        when = "no speed measured on this machine yet"
+    else:
+        when = f"about {duration(report.estimated_seconds)} at the speed measured on this machine"
+    print(f"{plural(report.would_fingerprint, 'photo')} would be fingerprinted ({when}); "
+          "clusters are known after that")
 
 
 def cmd_fetch_weights(argv: list[str]) -> int:
@@ -215,32 +250,54 @@ def cmd_fetch_weights(argv: list[str]) -> int:
 
 
 def cmd_patterns(argv: list[str]) -> int:
-    from .cache import load_or_new
     from .pipeline import output_lock, write_patterns
-    from . import models
 
     p = _Parser(prog="photocluster patterns",
-                description="Regenerate only the per-folder object summaries, from the fingerprint cache.")
+                description="Regenerate only the per-folder object summaries, from the fingerprint cache "
+                "(whichever model made it).")
     p.add_argument("path", type=Path, help="the photo library")
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help="output folder (default: PATH/photocluster)")
-    p.add_argument("--model", choices=MODEL_NAMES, default="vgg16", help="the model whose cache to read")
-    p.add_argument("--weights", default=None, metavar="FILE", help="the weights file the cache was made with")
+    p.add_argument("--model", choices=MODEL_NAMES, default=None,
+                   help="refuse unless the cache holds this model's fingerprints")
+    p.add_argument("--weights", default=None, metavar="FILE",
+                   help="refuse unless the cache was made with this weights file")
     _add_pattern_options(p)
     _add_verbosity(p)
     args = p.parse_args(argv)
     setup_logging(args.verbose, args.quiet)
-    settings = LibrarySettings(library=args.path, out=args.out, model=args.model, weights=args.weights,
+    settings = LibrarySettings(library=args.path, out=args.out, weights=args.weights,
                                patterns=PatternOptions(True, args.threshold, args.min_support, args.labels))
     settings.validate()
     if not settings.cache_path.exists():
         raise UsageError(f"no fingerprint cache at {settings.cache_path}; run 'photocluster {args.path}' first")
-    spec = models.model_spec(settings.model, settings.weights)
     with output_lock(settings.out_dir):
-        cache = load_or_new(settings.cache_path, spec.model_id, spec.dim)
+        cache = _cache_of_model(settings, args.model)
         written = write_patterns(settings, cache, cache.fingerprinted())
     if not args.quiet:
         print(f"summaries of {written} folders written to {settings.out_dir / 'patterns'}")
     return EXIT_OK
+
+
+def _cache_of_model(settings: LibrarySettings, model: str | None):
+    """The library's cache as it is. A --model or --weights that names other fingerprints is refused: summaries
+    made from an empty cache would delete every summary there is."""
+    from . import models
+    from .cache import CacheError, FingerprintCache
+
+    try:
+        cache = FingerprintCache.load(settings.cache_path)
+    except CacheError as exc:
+        raise UsageError(f"cannot read the fingerprint cache {settings.cache_path}: {exc}; "
+                         f"'photocluster {settings.library}' rebuilds it") from None
+    if model is None and settings.weights is None:
+        return cache
+    name = model or models.name_of(cache.model_id)[0] or "vgg16"
+    wanted = models.model_spec(name, settings.weights).model_id
+    if cache.model_id != wanted:
+        raise UsageError(f"the cache {settings.cache_path} holds fingerprints of {cache.model_id}, not {wanted}; "
+                         f"leave out --model and --weights to use them, or run 'photocluster {settings.library} "
+                         f"--model {name}' to fingerprint again")
+    return cache
 
 
 def cmd_watch(argv: list[str]) -> int:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .fsutil import NotAFileError, open_regular
+from .lastrun import adopt_recorded_model
 from .settings import LibrarySettings, PatternOptions, SettingsError
 
 SYSTEM_CONFIG = Path("/etc/photocluster/config.toml")
@@ -193,7 +194,8 @@ def _timings(values: dict[str, Any], problems: _Problems) -> DaemonTimings:
 
 
 def _library(table: Any, problems: _Problems, where: str) -> LibrarySettings | None:
-    """The settings of one [[library]] table, or None when it is too broken to check further."""
+    """The settings of one [[library]] table, or None when it has no usable root. Problems are reported, not raised,
+    so settings with bad values still come back, to be checked for overlaps."""
     if not isinstance(table, dict):
         problems.add(where.rstrip(": "), " must be a table")
         return None
@@ -218,7 +220,15 @@ def _library(table: Any, problems: _Problems, where: str) -> LibrarySettings | N
         settings.out = Path(settings.out)
     if settings.weights is not None:
         settings.weights = str(settings.weights)
-    return settings if _settings_valid(settings, problems, where) else None
+    if not _settings_valid(settings, problems, where):
+        return settings  # reported; still checked for overlaps with the others
+    if "model" not in table:  # the model of the library's last run, else the default (lastrun.py)
+        try:
+            adopt_recorded_model(settings)
+        except SettingsError as exc:
+            problems.add(where, str(exc))
+            return None
+    return settings
 
 
 def _settings_valid(settings: LibrarySettings, problems: _Problems, where: str) -> bool:

@@ -19,6 +19,7 @@ model. systemd is told READY=1 after the first reconcile, STATUS= lines, WATCHDO
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -28,7 +29,6 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from filelock import FileLock, Timeout
 from watchdog.events import (
     DirCreatedEvent,
     DirDeletedEvent,
@@ -45,12 +45,17 @@ from watchdog.observers.api import DEFAULT_OBSERVER_TIMEOUT, BaseObserver, Obser
 from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
 from watchdog.observers.inotify_c import InotifyFD
 
+from . import config as config_file
+from . import interrupts
 from .config import Config, ConfigError, DaemonTimings, default_config_path, load_config
+from .fsutil import open_lock, try_lock
 from .library import SKIPPED_FOLDERS, is_photo_name
 from .notify import ServiceNotifier
 from .pipeline import LOCK_NAME, LibraryPipeline, RunReport
 from .settings import LibrarySettings, SettingsError
-from .worker import DEFAULT_FACTORY, FingerprintWorker, WorkerFingerprinter
+from .weights import WeightsUnavailable, missing_weights
+from .wording import plural
+from .worker import DEFAULT_FACTORY, FingerprintWorker, WorkerFingerprinter, WorkerLoadError
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +88,7 @@ class Library:
     last_report: RunReport | None = None
     empty_warned: bool = False  # said once that the root is empty
     busy_warned: bool = False  # said once that another run holds the output
+    failed: str | None = None  # why it cannot run until the config is reloaded (its weights are missing)
 
     @property
     def root(self) -> str:
@@ -176,8 +182,9 @@ class Daemon:
     """Watch the configured libraries and keep their output current until stopped."""
 
     def __init__(self, config: Config, model_factory: str = DEFAULT_FACTORY,
-                 notifier: ServiceNotifier | None = None):
+                 notifier: ServiceNotifier | None = None, check_weights: bool | None = None):
         self.config = config
+        self.check_weights = model_factory == DEFAULT_FACTORY if check_weights is None else check_weights
         self.timings = config.timings
         self.notifier = notifier or ServiceNotifier()
         self.worker = FingerprintWorker(self.timings.worker_idle_seconds, self.timings.batch_timeout_seconds)
@@ -210,8 +217,23 @@ class Daemon:
 
     # --- the main loop ----------------------------------------------------------------------------------------
     def run(self, handle_signals: bool = True) -> int:
-        """Run until SIGTERM/SIGINT (or request_stop()); return the exit status, 0."""
-        previous = self._install_signals() if handle_signals else {}
+        """Run until SIGTERM/SIGINT (or request_stop()); return the exit status, 0.
+
+        Raises WeightsUnavailable when no library can run because its model's weights are missing.
+        """
+        self._check_weights_at_start()
+        with contextlib.ExitStack() as signals:
+            if handle_signals:
+                signals.enter_context(interrupts.stop_signals(on_stop=self.request_stop))
+                previous = signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
+                signals.callback(signal.signal, signal.SIGHUP, previous)
+            try:
+                self._run_until_stopped()
+            except interrupts.Interrupted:
+                pass  # a stop signal in a step that cannot poll; nothing unsaved was lost (interrupts.py)
+        return 0
+
+    def _run_until_stopped(self) -> None:
         watchdog_loggers = [logging.getLogger(WATCHDOG_INOTIFY_LOGGER), logging.getLogger(WATCHDOG_WATCH_LOGGER)]
         levels = [logger.level for logger in watchdog_loggers]
         for logger in watchdog_loggers:
@@ -240,9 +262,6 @@ class Daemon:
             for logger, level in zip(watchdog_loggers, levels):
                 logger.removeFilter(self._overflow_listener)
                 logger.setLevel(level)
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-        return 0
 
     def _tick_seconds(self) -> float:
         return max(0.02, min(0.25, self.timings.quiet_seconds / 4, self.timings.settle_seconds / 2))
@@ -252,7 +271,7 @@ class Daemon:
         for library in self.libraries:
             if self._stop.is_set():
                 return
-            if library.root_id is not None:
+            if library.root_id is not None and library.failed is None:
                 self._run(library, hold_back=())
 
     def _tick(self) -> None:
@@ -322,7 +341,7 @@ class Daemon:
 
     def _due(self, library: Library, now: float) -> set[str] | None:
         """None when `library` should not run now; else the photos to hold back (still being written)."""
-        if library.root_id is None or now < library.next_check:
+        if library.root_id is None or library.failed is not None or now < library.next_check:
             return None
         with self._lock:
             if library.first_event is None:
@@ -391,6 +410,9 @@ class Daemon:
         started = time.monotonic()
         try:
             report = library.pipeline.update(progress=False, should_stop=self.should_stop, hold_back=hold_back)
+        except WorkerLoadError as exc:
+            self._load_failed(library, exc)
+            return
         except (SettingsError, OSError, RuntimeError, ValueError) as exc:
             self._failed(library, exc)
             return
@@ -420,10 +442,38 @@ class Daemon:
         with self._lock:
             library.mark(time.monotonic())
 
+    def _load_failed(self, library: Library, exc: WorkerLoadError) -> None:
+        """The worker could not load the model. Missing weights stay missing: no retrying until a reload."""
+        if exc.missing_weights:
+            self._mark_failed(library, str(exc))
+        else:
+            self._failed(library, exc)  # something that may pass (memory?): retry with backoff
+
+    def _mark_failed(self, library: Library, problem: str) -> None:
+        library.failed = problem
+        log.error("%s: cannot run: %s; not retried until a reload (SIGHUP) or a restart", library.root, problem)
+        self.notifier.status(self.status_line())
+
+    def _weights_problem(self, settings: LibrarySettings) -> str | None:
+        """Why the library's model weights are missing (None when present); the files only, no TensorFlow.
+
+        A stand-in model factory (tests) finds its own weights, so only the real one is checked, unless the
+        test asks for it (check_weights=True).
+        """
+        if not self.check_weights:
+            return None
+        return missing_weights(settings.model, settings.weights)
+
+    def _check_weights_at_start(self) -> None:
+        """A library whose weights are missing is a configuration error: fatal when no library could run."""
+        problems = [(os.path.abspath(s.library), self._weights_problem(s)) for s in self.config.libraries]
+        if problems and all(problem for _, problem in problems):
+            raise WeightsUnavailable("; ".join(f"{root}: {problem}" for root, problem in problems))
+
     def _log_run(self, library: Library, report: RunReport, seconds: float) -> None:
         if self._stop.is_set():
-            log.info("%s: stopped mid-update; %d photos fingerprinted are saved", library.root,
-                     report.fingerprinted.computed)
+            log.info("%s: stopped mid-update; %s fingerprinted are saved", library.root,
+                     plural(report.fingerprinted.computed, "photo"))
             return
         stages = ", ".join(f"{name} {secs:.2f} s" for name, secs in report.seconds.items())
         log.debug("%s: stages: %s", library.root, stages)
@@ -431,8 +481,8 @@ class Daemon:
         changed = fp.computed or fp.failed or report.moved or report.removed or report.layout_changed
         log.log(logging.INFO if changed else logging.DEBUG,
                 "%s: %s: %d fingerprinted, %d unreadable, %d moved, %d removed; %s (%.1f s)",
-                library.root, _count(report.photos, "photo"), fp.computed, len(fp.failed), report.moved,
-                report.removed, _count(report.clusters, "cluster"), seconds)
+                library.root, plural(report.photos, "photo"), fp.computed, len(fp.failed), report.moved,
+                report.removed, plural(report.clusters, "cluster"), seconds)
 
     def _fingerprint_progress(self, done: int, total: int) -> None:
         now = time.monotonic()
@@ -447,15 +497,20 @@ class Daemon:
         photos = sum(r.photos for r in reports)
         clusters = sum(r.clusters for r in reports)
         missing = [lib.root for lib in self.libraries if lib.root_id is None]
-        line = f"{_count(photos, 'photo')}, {_count(clusters, 'cluster')}, {self._doing}"
-        return line + (f"; missing: {', '.join(missing)}" if missing else "")
+        failed = [lib.root for lib in self.libraries if lib.failed is not None]
+        line = f"{plural(photos, 'photo')}, {plural(clusters, 'cluster')}, {self._doing}"
+        line += f"; missing: {', '.join(missing)}" if missing else ""
+        return line + (f"; failed (weights missing): {', '.join(failed)}" if failed else "")
 
     # --- libraries and their watches ------------------------------------------------------------------------
     def _add_library(self, settings: LibrarySettings) -> Library:
         library = Library(settings, LibraryPipeline(settings, fingerprint=self.fingerprinter, incremental=True))
         self.libraries.append(library)
         library.root_id = _dir_identity(library.root)
-        if library.root_id is None:
+        problem = self._weights_problem(settings)
+        if problem is not None:
+            self._mark_failed(library, problem)
+        elif library.root_id is None:
             log.warning("%s is not there (an unmounted share?); waiting for it", library.root)
         else:
             self._watch(library)
@@ -514,7 +569,7 @@ class Daemon:
         kept: list[Library] = []
         for settings in config.libraries:
             library = old.pop(os.path.realpath(settings.library), None)
-            if library is not None and library.settings == settings:
+            if library is not None and library.settings == settings and library.failed is None:
                 kept.append(library)
                 continue
             if library is not None:
@@ -537,15 +592,6 @@ class Daemon:
         self.worker.batch_timeout = timings.batch_timeout_seconds
         self.fingerprinter.retry_seconds = timings.retry_seconds
         self.fingerprinter.retry_max_seconds = timings.retry_max_seconds
-
-    def _install_signals(self) -> dict:
-        handlers = {signal.SIGTERM: lambda *_: self.request_stop(), signal.SIGINT: lambda *_: self.request_stop(),
-                    signal.SIGHUP: lambda *_: self.request_reload()}
-        return {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def _stat(path: str) -> tuple[int, int] | None:
@@ -572,15 +618,16 @@ def _output_in_use(library: Library) -> bool:
     takes its own.
     """
     lock_path = os.path.join(library.settings.out_dir, LOCK_NAME)
-    if not os.path.exists(lock_path):
+    if not os.path.lexists(lock_path):
         return False
-    lock = FileLock(lock_path)
     try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        return True
-    lock.release()
-    return False
+        fd = open_lock(lock_path)  # never through a symlink; the pipeline reports one planted there
+    except OSError:
+        return False
+    try:
+        return not try_lock(fd)
+    finally:
+        os.close(fd)
 
 
 def _looks_unmounted(library: Library) -> bool:
@@ -597,6 +644,20 @@ def _looks_unmounted(library: Library) -> bool:
 
 
 # --- command line ---------------------------------------------------------------------------------------------
+
+# --help of each DaemonTimings field (tests/test_cli.py checks that none is missing).
+TIMING_HELP = {
+    "quiet_seconds": "run once no event came for this long...",
+    "max_delay_seconds": "...or once this long has passed since the first unprocessed event",
+    "settle_seconds": "a file must keep its size and mtime this long before it is read",
+    "rescan_seconds": "a full rescan this often, the safety net for lost events (0: never)",
+    "root_check_seconds": "how often to check that each library root is still there (unmounts)",
+    "worker_idle_seconds": "the fingerprint worker, and its model, exits after this long unused",
+    "retry_seconds": "first wait after a worker crash or a failed run; doubles on each repeat",
+    "retry_max_seconds": "the longest that wait grows to",
+    "batch_timeout_seconds": "a worker silent this long is taken as hung, and killed",
+}
+
 
 def build_parser() -> argparse.ArgumentParser:
     from .cli import _add_pattern_options, _add_verbosity, _number, _Parser
@@ -620,7 +681,8 @@ def build_parser() -> argparse.ArgumentParser:
     library.add_argument("--cut", type=_number(float, "--cut"), default=None, metavar="COSINE",
                          help="the raw cosine-similarity cut, overriding --sim")
     library.add_argument("--min-size", type=_number(int, "--min-size"), default=2, help="smallest cluster shown")
-    library.add_argument("--model", choices=MODEL_NAMES, default="vgg16", help="fingerprint model")
+    library.add_argument("--model", choices=MODEL_NAMES, default=None,
+                         help="fingerprint model (default: the model of the library's last run, else vgg16)")
     library.add_argument("--weights", default=None, metavar="FILE", help="a local weights file for the model")
     library.add_argument("--batch-size", type=_number(int, "--batch-size"), default=16, metavar="N")
     _add_pattern_options(library)
@@ -628,7 +690,8 @@ def build_parser() -> argparse.ArgumentParser:
     timing = p.add_argument_group("daemon timings (with PATHs; in seconds)")
     for f in DaemonTimings.__dataclass_fields__.values():
         flag = "--" + f.name.replace("_", "-")
-        timing.add_argument(flag, dest=f.name, type=_number(float, flag), default=f.default, metavar="S")
+        timing.add_argument(flag, dest=f.name, type=_number(float, flag), default=f.default, metavar="S",
+                            help=f"{TIMING_HELP[f.name]} (default: {f.default:g})")
     _add_verbosity(p)
     return p
 
@@ -637,7 +700,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
     from .cli import UsageError, settings_from_args
 
     if not args.paths:
-        return load_config(args.config or default_config_path())
+        return load_config(args.config or _existing_default_config())
     if args.config is not None:
         raise UsageError("give either PATHs or --config, not both")
     if args.out is not None and len(args.paths) > 1:
@@ -649,6 +712,25 @@ def config_from_args(args: argparse.Namespace) -> Config:
         args.path = path
         libraries.append(settings_from_args(args))
     return Config(libraries, timings, None)
+
+
+def check_weights(config: Config) -> None:
+    """Raise WeightsUnavailable naming every library whose model weights are not on this machine.
+
+    It only looks for the files, so `watch --check` stays quick and never loads TensorFlow.
+    """
+    problems = [f"{os.path.abspath(s.library)}: {problem}" for s in config.libraries
+                if (problem := missing_weights(s.model, s.weights)) is not None]
+    if problems:
+        raise WeightsUnavailable("; ".join(problems))
+
+
+def _existing_default_config() -> Path:
+    path = default_config_path()
+    if not path.exists():
+        raise ConfigError(f"no config file: looked for {config_file.user_config_path()} and "
+                          f"{config_file.SYSTEM_CONFIG}; write one, or give PATHs to watch")
+    return path
 
 
 def main(argv: list[str]) -> int:
@@ -665,8 +747,9 @@ def main(argv: list[str]) -> int:
             _fail(problem, EXIT_USAGE)
         return EXIT_USAGE
     if args.check:
+        check_weights(config)
         where = config.source or "the command line"
-        print(f"{where}: OK, {len(config.libraries)} libraries: "
+        print(f"{where}: OK, {plural(len(config.libraries), 'library', 'libraries')}: "
               + ", ".join(os.fspath(s.library) for s in config.libraries))
         return 0
     return Daemon(config).run()

@@ -7,30 +7,44 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from . import images
 from .cache import FingerprintCache
-from .images import ImageError, load_image
-from .library import PhotoFile, printable_path
+from .library import PhotoFile, UnsafePhoto, open_photo, printable_path
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 16
-CHECKPOINT_SECONDS = 60.0
+# The most one photo may take to decode once its checks have passed. The checks in images.py refuse what would
+# take long (too many pixels, too many scans): a photo at the limits decodes in a few seconds on a slow CPU.
+PHOTO_DECODE_SECONDS = 60.0
+# The most RSS that fingerprinting adds to a process beyond its model: what decodes may hold together, plus the
+# batches of pixels in flight and the threads' stacks (tests/test_fingerprint.py measures it with huge PNGs).
+PEAK_DECODE_RSS = images.DECODE_MEMORY_BUDGET + 64 * 2**20
+MAX_HUNG_DECODES = 2  # per process; the photos after that are left for the next run
+_hung_decodes = [0]  # decodes given up on in this process (their threads may still be running)
+
+
+def hung_decodes() -> int:
+    return _hung_decodes[0]
 
 
 @dataclass
 class FingerprintReport:
     computed: int = 0
     failed: list[str] = field(default_factory=list)
+    deferred: int = 0  # not decoded in this run through no fault of theirs (a hung decode before them)
     seconds: float = 0.0
 
     @property
@@ -48,25 +62,25 @@ def fingerprint_photos(
     model,
     cache: FingerprintCache,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    checkpoint: Callable[[], None] | None = None,
     progress: bool | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> FingerprintReport:
     """Fingerprint `photos` into `cache`. A photo that fails to decode is logged once and remembered as failed.
 
-    `checkpoint` is called about once a minute so a long first run keeps its work if it is interrupted.
-    `should_stop` lets a daemon abandon the run between batches (on SIGTERM).
+    `cache` may be the pipeline's CheckpointingCache, which saves the results as they come about once a minute.
+    `should_stop` ends the run between batches (on SIGINT or SIGTERM); the batch in progress is finished.
     """
     from .models import top_labels  # TensorFlow loads only when there is work for it
 
     report = FingerprintReport()
     show = sys.stderr.isatty() if progress is None else progress
-    started = last_checkpoint = time.monotonic()
+    started = time.monotonic()
     with tqdm(total=len(photos), unit="photo", disable=not show or not photos, desc="fingerprinting") as bar:
-        for batch in _decoded_batches(photos, library_root, model.input_size, batch_size):
+        for batch in _decoded_batches(photos, library_root, model.input_size, batch_size, should_stop):
             if should_stop():
                 break
-            decoded = [(photo, pixels) for photo, pixels in batch if not isinstance(pixels, str)]
+            decoded = [(photo, pixels) for photo, pixels in batch if isinstance(pixels, np.ndarray)]
+            report.deferred += sum(pixels is None for _, pixels in batch)
             for photo, reason in ((p, r) for p, r in batch if isinstance(r, str)):
                 log.warning("skipping %s: %s", printable_path(photo.rel), reason)
                 cache.put_failure(photo, reason)
@@ -77,37 +91,146 @@ def fingerprint_photos(
                     cache.put(photo, vector, top_labels(row))
                 report.computed += len(decoded)
             bar.update(len(batch))
-            if checkpoint and time.monotonic() - last_checkpoint > CHECKPOINT_SECONDS:
-                checkpoint()
-                last_checkpoint = time.monotonic()
+    if report.deferred:
+        log.warning("%d photos were not fingerprinted after a photo hung the decoder; the next run does them",
+                    report.deferred)
     report.seconds = time.monotonic() - started
     return report
 
 
-Decoded = tuple[PhotoFile, "np.ndarray | str"]  # pixels, or the reason it could not be decoded
+Decoded = tuple[PhotoFile, "np.ndarray | str | None"]  # pixels, why it could not be decoded, or None: not now
+
+
+class _DecodeTask:
+    """One photo's decode, run by a _DecodeThreads thread."""
+
+    def __init__(self, photo: PhotoFile, library_root: Path, size: tuple[int, int]):
+        self.photo, self.library_root, self.size = photo, library_root, size
+        self.result: np.ndarray | str | None = None
+        self.started: float | None = None  # when decoding proper began (checks passed, memory reserved)
+        self.thread_id: int | None = None
+        self.finished = threading.Event()
+        self.given_up = False
+        self.lock = threading.Lock()
+
+    def run(self) -> None:
+        self.thread_id = threading.get_ident()
+        try:
+            result = _decode(self.photo, self.library_root, self.size, self._decoding)
+        except Exception as exc:  # noqa: BLE001 - whatever goes wrong with one photo is that photo's failure
+            result = f"could not be decoded ({type(exc).__name__}: {exc})"
+        with self.lock:
+            self.result = result
+            self.finished.set()
+
+    def _decoding(self) -> None:
+        self.started = time.monotonic()
+
+    def seconds_decoding(self) -> float:
+        return time.monotonic() - self.started if self.started is not None else 0.0
+
+
+class _DecodeThreads:
+    """A few daemon threads that decode photos, and replace one that is stuck in a decode given up on.
+
+    Not a ThreadPoolExecutor: Python waits for its threads at exit, so one decode that never ends (a decoder
+    looping on a malformed file; a thread cannot be stopped inside C code) would hold the process forever,
+    and it would keep its slot in the pool too.
+    """
+
+    def __init__(self, width: int):
+        self._queue: queue.SimpleQueue[_DecodeTask | None] = queue.SimpleQueue()
+        self._threads = 0
+        self._closed = False
+        for _ in range(width):
+            self._start_thread()
+
+    def submit(self, task: _DecodeTask) -> _DecodeTask:
+        self._queue.put(task)
+        return task
+
+    def give_up(self, task: _DecodeTask) -> bool:
+        """Stop waiting for `task` (still running) and start a thread in its place. False if it has just finished."""
+        with task.lock:
+            if task.finished.is_set():
+                return False
+            task.given_up = True
+        images.DECODE_BUDGET.give_up(task.thread_id)
+        self._start_thread()
+        return True
+
+    def close(self) -> None:
+        """Let the threads end; photos still queued are not decoded."""
+        self._closed = True
+        for _ in range(self._threads):
+            self._queue.put(None)
+
+    def _start_thread(self) -> None:
+        self._threads += 1
+        threading.Thread(target=self._work, name="decode", daemon=True).start()
+
+    def _work(self) -> None:
+        while (task := self._queue.get()) is not None and not self._closed:
+            task.run()
+            if task.given_up:
+                return  # a thread has taken this one's place
 
 
 def _decoded_batches(
-    photos: list[PhotoFile], library_root: Path, size: tuple[int, int], batch_size: int
+    photos: list[PhotoFile], library_root: Path, size: tuple[int, int], batch_size: int,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> Iterator[list[Decoded]]:
-    """Yield batches of decoded photos, keeping a few batches of decoding in flight ahead of the consumer."""
-    with ThreadPoolExecutor(decode_threads(), thread_name_prefix="decode") as pool:
-        pending: list[Future] = []
+    """Yield batches of decoded photos, keeping a few batches of decoding in flight ahead of the consumer.
+
+    A decode that runs over PHOTO_DECODE_SECONDS is given up on: the photo fails ("gave up after ...") and the run
+    goes on. After MAX_HUNG_DECODES of them in this process, no decode starts and none is waited for: the photos
+    left are None (not done, for the next run). Each hung decode keeps a thread busy and holds its memory until
+    it ends, which may be never.
+    """
+    threads = _DecodeThreads(decode_threads())
+    try:
+        pending: deque[_DecodeTask] = deque()
         todo = iter(photos)
         in_flight = 3 * batch_size
         while True:
-            pending += [pool.submit(_decode, p, library_root, size) for p in _take(todo, in_flight - len(pending))]
+            if _hung_decodes[0] >= MAX_HUNG_DECODES:
+                pending += [_DecodeTask(p, library_root, size) for p in todo]  # never decoded: left for later
+            else:
+                pending += [threads.submit(_DecodeTask(p, library_root, size))
+                            for p in _take(todo, in_flight - len(pending))]
             if not pending:
                 return
-            batch, pending = pending[:batch_size], pending[batch_size:]
-            yield [future.result() for future in batch]
+            batch = [pending.popleft() for _ in range(min(batch_size, len(pending)))]
+            results = [_wait(task, threads, should_stop) for task in batch]
+            if should_stop():
+                return
+            yield results
+    finally:
+        threads.close()
 
 
-def _decode(photo: PhotoFile, library_root: Path, size: tuple[int, int]) -> Decoded:
+def _wait(task: _DecodeTask, threads: _DecodeThreads, should_stop: Callable[[], bool]) -> Decoded:
+    while not task.finished.wait(0.1):
+        if should_stop() or _hung_decodes[0] >= MAX_HUNG_DECODES:
+            return task.photo, None
+        if task.seconds_decoding() > PHOTO_DECODE_SECONDS and threads.give_up(task):
+            _hung_decodes[0] += 1
+            return task.photo, (f"gave up after {PHOTO_DECODE_SECONDS:.0f} s of decoding (a decoder looping on a "
+                                "malformed file?)")
+    return task.photo, task.result
+
+
+def _decode(photo: PhotoFile, library_root: Path, size: tuple[int, int],
+            on_decode: Callable[[], None] = lambda: None) -> np.ndarray | str | None:
     try:
-        return photo, load_image(os.path.join(library_root, photo.rel), size)
-    except ImageError as exc:
-        return photo, str(exc)
+        with open_photo(library_root, photo.rel) as fh:
+            return images.load_image(fh, size, on_decode=on_decode)
+    except images.DecodeDeferred:
+        return None
+    except (UnsafePhoto, images.ImageError) as exc:
+        return str(exc)
+    except OSError as exc:  # gone since the scan, unreadable
+        return exc.strerror or str(exc)
 
 
 def _take(items: Iterator[PhotoFile], n: int) -> Iterable[PhotoFile]:

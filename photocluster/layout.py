@@ -12,21 +12,28 @@ whose members are the same (or overlap most), so folders do not get renumbered a
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import re
+import stat
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from .fsutil import fsync_dir, open_regular, remove_tree_we_made, write_text_atomic
+from .fsutil import (DIR, FILE, LINK, ForeignEntry, kind_of, lstat_at, make_dir, open_dir, read_regular, remove_made,
+                     write_text_atomic)
+from .library import printable_path
+from .outdir import GENERATION
 
 log = logging.getLogger(__name__)
 
 CLUSTERS = "clusters"
 GENERATION_PREFIX = ".clusters-"
 STATE_FILE = ".photocluster-layout.json"
+SWAP_LINK = re.compile(r"\.clusters\.swap-[0-9]+")
 NAME_MAX = 255
 
 
@@ -71,47 +78,95 @@ def number_clusters(groups: list[list[str]], previous: Layout | None) -> Layout:
 
 
 def read_layout(out_dir: Path) -> Layout | None:
-    """The layout shown now, or None when there is none (or its state is unreadable)."""
-    state = out_dir / CLUSTERS / STATE_FILE
+    """The layout shown now, or None when there is none (or its state is unreadable, or not photocluster's)."""
     try:
-        with open_regular(state) as fh:  # never blocks on a FIFO, never follows a link planted there
-            data = json.loads(fh.read().decode("utf-8", errors="surrogateescape"))
+        with open_dir(out_dir, follow=True) as out_fd:
+            shown = _shown_generation(out_fd, out_dir)
+            if shown is None:
+                return None
+            with open_dir(shown, dir_fd=out_fd) as gen_fd:
+                raw = read_regular(STATE_FILE, gen_fd)
+        if raw is None:
+            return None
+        data = json.loads(raw.decode("utf-8", "surrogateescape"))
         clusters = {int(m): [str(r) for r in members] for m, members in data["clusters"].items()}
         return Layout(clusters, int(data["next_id"]))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        log.warning("ignoring unreadable cluster layout state %s: %s", state, exc)
+        reason = getattr(exc, "strerror", None) or exc
+        log.warning("ignoring unreadable cluster layout state in %s: %s", out_dir, reason)
         return None
 
 
+def _shown_generation(out_fd: int, out_dir: Path) -> str | None:
+    """The generation that `clusters` shows; None when there is no `clusters` yet.
+
+    ForeignEntry when `clusters` is anything but photocluster's own link to one of its generations beside it.
+    """
+    st = lstat_at(CLUSTERS, out_fd)
+    if st is None:
+        return None
+    if stat.S_ISLNK(st.st_mode) and GENERATION.fullmatch(os.readlink(CLUSTERS, dir_fd=out_fd)):
+        return os.readlink(CLUSTERS, dir_fd=out_fd)
+    raise ForeignEntry(os.path.join(out_dir, CLUSTERS), kind_of(st.st_mode))
+
+
 def write_layout(out_dir: Path, library_root: Path, layout: Layout) -> Path:
-    """Build `layout` as a new generation and swap it in atomically. Returns the generation folder."""
+    """Build `layout` as a new generation and swap it in atomically. Returns the generation folder.
+
+    Raises ForeignEntry, before building anything, when `clusters` is not photocluster's.
+    """
     out_dir = Path(os.path.realpath(out_dir))
     library_root = Path(os.path.realpath(library_root))
-    generation = out_dir / f"{GENERATION_PREFIX}{time.time_ns():x}-{os.getpid()}"
-    generation.mkdir()
-    try:
-        _build_generation(generation, library_root, layout)
-    except BaseException:
-        remove_tree_we_made(generation, _is_ours)
-        raise
-    _swap_in(out_dir, generation)
-    remove_stale_generations(out_dir)
+    with open_dir(out_dir, follow=True) as out_fd:
+        _shown_generation(out_fd, out_dir)
+        name = f"{GENERATION_PREFIX}{time.time_ns():x}-{os.getpid()}"
+        os.mkdir(name, dir_fd=out_fd)
+        generation = out_dir / name
+        try:
+            _build_generation(generation, library_root, layout)
+        except BaseException:
+            _remove_generation(out_fd, name, out_dir)
+            raise
+        _swap_in(out_dir, generation)
+        _remove_stale_generations(out_fd, out_dir)
     return generation
 
 
 def _build_generation(generation: Path, library_root: Path, layout: Layout) -> None:
-    for m, members in layout.clusters.items():
-        folder = generation / f"cluster_with_{len(members)}" / f"cluster_{m}"
-        folder.mkdir(parents=True)
-        for name, rel in link_names(members).items():
-            target = os.path.relpath(library_root / rel, folder)
-            os.symlink(target, folder / name)
-    state = {"clusters": {str(m): members for m, members in layout.clusters.items()}, "next_id": layout.next_id}
-    text = json.dumps(state, ensure_ascii=True, indent=0)  # ascii: undecodable names survive as \udcxx escapes
-    write_text_atomic(generation / STATE_FILE, text)
-    fsync_dir(generation)
+    names = {m: link_names(members) for m, members in layout.clusters.items()}
+    with open_dir(generation.parent, follow=True) as out_fd, open_dir(generation.name, dir_fd=out_fd) as gen_fd:
+        # The state goes in first: it records every entry the generation will hold, so whatever a crash leaves
+        # is removed by name, and nothing that photocluster did not make ever is.
+        write_text_atomic(STATE_FILE, _state_text(layout, names), dir_fd=gen_fd)
+        for m, members in layout.clusters.items():
+            size_dir, cluster_dir = f"cluster_with_{len(members)}", f"cluster_{m}"
+            make_dir(size_dir, gen_fd)
+            with open_dir(size_dir, dir_fd=gen_fd) as size_fd:
+                os.mkdir(cluster_dir, dir_fd=size_fd)
+                with open_dir(cluster_dir, dir_fd=size_fd) as fd:
+                    folder = generation / size_dir / cluster_dir
+                    for name, rel in names[m].items():
+                        _link(fd, name, os.path.relpath(library_root / rel, folder), rel)
+        os.fsync(gen_fd)
+
+
+def _state_text(layout: Layout, names: dict[int, dict[str, str]]) -> str:
+    state = {"clusters": {str(m): members for m, members in layout.clusters.items()}, "next_id": layout.next_id,
+             "links": {str(m): sorted(names[m]) for m in layout.clusters}}
+    return json.dumps(state, ensure_ascii=True, indent=0)  # ascii: undecodable names survive as \udcxx escapes
+
+
+def _link(folder_fd: int, name: str, target: str, rel: str) -> None:
+    """One relative link; skipped with a warning when its target is longer than a symlink can hold (PATH_MAX)."""
+    try:
+        os.symlink(target, name, dir_fd=folder_fd)
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        log.warning("no link made to %s: the path from the output folder to it is too long for a symlink",
+                    printable_path(rel))
 
 
 def link_names(members: list[str]) -> dict[str, str]:
@@ -171,39 +226,89 @@ def _cut(text: str, limit: int) -> str:
 
 
 def _swap_in(out_dir: Path, generation: Path) -> None:
-    link = out_dir / CLUSTERS
-    if link.is_dir() and not link.is_symlink():
-        _retire_plain_folder(link)
-    tmp = out_dir / f".{CLUSTERS}.swap-{os.getpid()}"
-    if tmp.is_symlink():
-        tmp.unlink()
-    os.symlink(generation.name, tmp)
-    os.replace(tmp, link)  # atomic: the old symlink is replaced, never followed
-    fsync_dir(out_dir)
-
-
-def _retire_plain_folder(folder: Path) -> None:
-    """A plain `clusters/` folder (from an older tool): remove its symlinks, or refuse if it holds real files."""
-    if not remove_tree_we_made(folder, _is_ours):
-        raise OSError(f"{folder} holds files that photocluster did not make; move them away and run again")
+    with open_dir(out_dir, follow=True) as out_fd:
+        _shown_generation(out_fd, out_dir)  # ForeignEntry: a `clusters` that is not ours is never replaced
+        tmp = f".{CLUSTERS}.swap-{os.getpid()}"
+        if lstat_at(tmp, out_fd) is not None:
+            if not _is_our_swap_link(out_fd, tmp):
+                raise ForeignEntry(out_dir / tmp, kind_of(lstat_at(tmp, out_fd).st_mode))
+            os.unlink(tmp, dir_fd=out_fd)
+        os.symlink(generation.name, tmp, dir_fd=out_fd)
+        # atomic: the old link is replaced, never followed
+        os.replace(tmp, CLUSTERS, src_dir_fd=out_fd, dst_dir_fd=out_fd)
+        os.fsync(out_fd)
 
 
 def remove_stale_generations(out_dir: Path) -> None:
     """Remove every generation but the one shown (left over from earlier runs or from a crash)."""
+    with open_dir(out_dir, follow=True) as out_fd:
+        _remove_stale_generations(out_fd, out_dir)
+
+
+def _remove_stale_generations(out_fd: int, out_dir: Path) -> None:
     try:
-        shown = os.readlink(out_dir / CLUSTERS)
-    except OSError:
+        shown = _shown_generation(out_fd, out_dir)
+    except ForeignEntry:
         shown = None
-    for entry in os.scandir(out_dir):
-        if entry.name.startswith(GENERATION_PREFIX) and entry.name != shown:
+    with os.scandir(out_fd) as it:
+        entries = list(it)
+    for entry in entries:
+        if GENERATION.fullmatch(entry.name) and entry.name != shown:
             if entry.is_dir(follow_symlinks=False):
-                remove_tree_we_made(entry.path, _is_ours)
-    tmp_links = [e for e in os.scandir(out_dir) if e.name.startswith(f".{CLUSTERS}.swap-") and e.is_symlink()]
-    for entry in tmp_links:
-        os.unlink(entry.path)
+                _remove_generation(out_fd, entry.name, out_dir)
+            else:
+                log.warning("left %s in place: photocluster did not make it", os.path.join(out_dir, entry.name))
+        elif SWAP_LINK.fullmatch(entry.name) and _is_our_swap_link(out_fd, entry.name):
+            os.unlink(entry.name, dir_fd=out_fd)
 
 
-def _is_ours(entry: os.DirEntry) -> bool:
-    """Inside a generation, photocluster makes only symlinks and its state file (and its temporary)."""
-    return entry.is_symlink() or entry.name == STATE_FILE or entry.name.startswith(f".{STATE_FILE}.")
+def _is_our_swap_link(out_fd: int, name: str) -> bool:
+    st = lstat_at(name, out_fd)
+    return st is not None and stat.S_ISLNK(st.st_mode) and bool(GENERATION.fullmatch(os.readlink(name, dir_fd=out_fd)))
 
+
+def _remove_generation(out_fd: int, name: str, out_dir: Path) -> bool:
+    """Remove one generation: exactly the entries its state records, then the state, then the folder."""
+    where = os.path.join(out_dir, name)
+    try:
+        with open_dir(name, dir_fd=out_fd) as gen_fd:
+            made = _recorded_entries(gen_fd)
+            if made is None:
+                log.warning("left %s in place: its state is unreadable, so what photocluster made there is unknown",
+                            where)
+                return False
+            if not remove_made(gen_fd, made, where):
+                return False
+            with os.scandir(gen_fd) as it:
+                temps = {e.name: FILE for e in it if e.name.startswith(f".{STATE_FILE}.") and e.name.endswith(".tmp")}
+            if not remove_made(gen_fd, temps | {STATE_FILE: FILE}, where):
+                return False
+        os.rmdir(name, dir_fd=out_fd)
+        return True
+    except OSError as exc:
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            log.warning("left %s in place: it holds entries that photocluster did not make", where)
+        else:
+            log.warning("left %s in place: %s", where, exc.strerror or exc)
+        return False
+
+
+def _recorded_entries(gen_fd: int) -> dict[str, str] | None:
+    """What the generation's state says photocluster made in it ({} without a state: a crash came first)."""
+    try:
+        raw = read_regular(STATE_FILE, gen_fd)
+        if raw is None:
+            return {}
+        data = json.loads(raw.decode("utf-8", "surrogateescape"))
+        made = {}
+        for m, members in data["clusters"].items():
+            names = data["links"][m] if "links" in data else list(link_names(members))  # older states: recompute
+            size_dir, cluster_dir = f"cluster_with_{len(members)}", f"cluster_{int(m)}"
+            made[size_dir] = made[f"{size_dir}/{cluster_dir}"] = DIR
+            for name in names:
+                if not isinstance(name, str) or "/" in name or name in ("", ".", ".."):
+                    return None
+                made[f"{size_dir}/{cluster_dir}/{name}"] = LINK
+        return made
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None

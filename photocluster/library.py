@@ -5,11 +5,13 @@ photocluster's own output folder, and reports unreadable folders as one warning 
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,70 @@ def scan_library(root: Path, skip: tuple[Path, ...] = ()) -> dict[str, PhotoFile
             elif stat.S_ISREG(st.st_mode) and is_photo_name(entry.name):
                 photos[rel] = PhotoFile(rel, st.st_size, st.st_mtime_ns)
     return photos
+
+
+class UnsafePhoto(Exception):
+    """A photo that is no longer a regular file inside the library. The message is one line, fit for a warning."""
+
+
+_FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: a FIFO swapped in after the scan opens at once instead of waiting forever for a writer.
+_PHOTO_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
+
+def open_photo(root: str | Path, rel: str) -> BinaryIO:
+    """Open the photo `rel` (as the scan named it) for reading, refusing anything but a regular file inside `root`.
+
+    The scan saw a regular file, but it may have been swapped since for a symlink to a file outside the library,
+    a FIFO or a device. So every folder from the root down is opened with O_NOFOLLOW through the previous one's
+    descriptor, the file is checked with lstat before it is opened (opening a device can have side effects) and
+    with fstat after (it may be swapped in between). Raises UnsafePhoto, or OSError (gone, unreadable).
+    """
+    *folders, name = rel.split("/")
+    if any(part in ("", ".", "..") for part in rel.split("/")):
+        raise UnsafePhoto("not a path inside the library")
+    dir_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # the root itself is the user's choice
+    try:
+        for folder in folders:
+            parent = dir_fd
+            dir_fd = _open_folder(folder, parent)  # if it raises, dir_fd is still the parent, closed below
+            os.close(parent)
+        before = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        _check_regular_file(before)
+        try:
+            fd = os.open(name, _PHOTO_FLAGS, dir_fd=dir_fd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnsafePhoto("is a symlink") from None
+            raise
+    finally:
+        os.close(dir_fd)
+    try:
+        after = os.fstat(fd)
+        _check_regular_file(after)
+        if (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino):
+            raise UnsafePhoto("was replaced while it was being opened")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _open_folder(name: str, dir_fd: int) -> int:
+    """Open the folder `name` inside `dir_fd` without following a symlink."""
+    try:
+        return os.open(name, _FOLDER_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise UnsafePhoto("a folder on its path is no longer a folder (a symlink or a file)") from None
+        raise
+
+
+def _check_regular_file(st: os.stat_result) -> None:
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafePhoto("is a symlink")
+    if not stat.S_ISREG(st.st_mode):
+        raise UnsafePhoto("not a regular file")
 
 
 def _skipped_folder(name: str) -> bool:

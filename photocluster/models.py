@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import random
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from photocluster import logs
 from photocluster import weights as weights_store
 from photocluster.weights import WeightsUnavailable
 
@@ -117,6 +119,13 @@ def calibration(name: str) -> tuple[tuple[float, float], ...]:
     return CALIBRATION[name]
 
 
+def name_of(model_id: str) -> tuple[str | None, str]:
+    """(model name, weights origin) of a model_id, as a cache records it; the name is None for an unknown id."""
+    prefix, _, origin = model_id.partition("/")
+    names = [name for name, arch in _ARCHITECTURES.items() if arch.id_prefix == prefix]
+    return (names[0] if names else None), origin
+
+
 def model_spec(name: str, weights: str | None = None) -> ModelSpec:
     """Resolve the weights and the model_id without loading TensorFlow.
 
@@ -143,9 +152,9 @@ def load_fingerprinter(name: str, weights: str | None = None) -> Fingerprinter:
     cannot be found, fetched or loaded.
     """
     spec = model_spec(name, weights)
-    _quiet_tensorflow()
     builder = _load_vgg16 if name == "vgg16" else _load_squeezenet
-    return Fingerprinter(spec, builder(spec))
+    with _quiet_start_up():
+        return Fingerprinter(spec, builder(spec))
 
 
 def top_labels(probs_row: np.ndarray, k: int = 10) -> tuple[tuple[int, float], ...]:
@@ -401,6 +410,29 @@ def _one_line(error: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def _quiet_tensorflow() -> None:
-    """Silence TensorFlow's C++ start-up chatter; must run before TensorFlow is imported."""
+@contextlib.contextmanager
+def _quiet_start_up() -> Iterator[None]:
+    """TensorFlow and Keras start without a word on the terminal (-v shows TensorFlow's lines, as DEBUG).
+
+    TF_CPP_MIN_LOG_LEVEL still quiets part of TensorFlow's C++ logging; the lines it no longer reaches go to file
+    descriptor 2 directly, which hold_native_stderr() takes. Keras imports matplotlib.pyplot for plot helpers
+    photocluster never uses, whenever matplotlib is installed (mlxtend depends on it), and pyplot's first
+    import builds a font cache in the user's home and logs "generated new fontManager".
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with logs.hold_native_stderr(), _matplotlib_hidden():
+        yield
+
+
+@contextlib.contextmanager
+def _matplotlib_hidden() -> Iterator[None]:
+    """`import matplotlib` fails inside the block; Keras catches the ImportError and goes without its plots."""
+    if "matplotlib" in sys.modules:  # imported already by the program that uses photocluster: its business
+        yield
+        return
+    sys.modules["matplotlib"] = None  # the import system's "known to be missing" mark
+    try:
+        yield
+    finally:
+        if "matplotlib" in sys.modules and sys.modules["matplotlib"] is None:
+            del sys.modules["matplotlib"]

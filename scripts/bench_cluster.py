@@ -16,7 +16,11 @@ It prints, from one run:
   3. the time of scipy's naive pdist + linkage + fcluster on that subset;
   4. the largest N that scipy's naive path survives in --naive-memory-gb (measured in a child process with an
      address-space limit, so the machine is never at risk), and the memory formula extended to 24 GB;
-  5. the time of IncrementalClusterer.update() for one new photo in a --library-photo library (target <= 1 s).
+  5. the time of IncrementalClusterer.update() for one new photo in a --library-photo library (target <= 1 s);
+  6. the approximate search against the exact one at each of --approx-sizes (prefixes of one data set): the
+     adjusted Rand index of the two partitions, the share of photos whose cluster differs, the pairs within the
+     cut that were missed, and the time of each search (the exact ones are computed incrementally, prefix by
+     prefix, so the largest size costs one exhaustive search in all).
 
 Usage: python scripts/bench_cluster.py [--n 250000] [--subset 20000] [--cut 0.82] [--quick] [--seed 0]
 --quick: n=30,000, subset 3,000, library 20,000: a few minutes. Timings are noisy on a shared machine.
@@ -36,8 +40,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import photocluster.cluster as clustering  # noqa: E402
-from photocluster.cluster import ClusterParams, IncrementalClusterer, cluster  # noqa: E402
+from photocluster.cluster import ClusterParams, IncrementalClusterer, api, core, linkage, search  # noqa: E402
+from photocluster.cluster import cluster  # noqa: E402
 
 DIM = 4096
 LATENT = 512  # rank of the content part
@@ -124,18 +128,18 @@ class PairSpy:
 
     def __init__(self):
         self.pairs = None
-        self.original = clustering._similar_pairs
+        self.original = search.similar_pairs
 
     def __enter__(self):
         def spy(rows, inv_norm, members, threshold, params):
             found = self.original(rows, inv_norm, members, threshold, params)
             self.pairs = (members[found[0]], members[found[1]])
             return found
-        clustering._similar_pairs = spy
+        search.similar_pairs = spy
         return self
 
     def __exit__(self, *exc):
-        clustering._similar_pairs = self.original
+        search.similar_pairs = self.original
 
 
 def pair_recall(x: np.ndarray, pairs, cut: float, rng: np.random.Generator, sample: int):
@@ -227,6 +231,71 @@ def measure_exactness_and_naive(x, cut, subset, rng) -> None:
           f"(pdist alone {pdist_seconds:.1f} s); cluster() default path is above")
 
 
+def adjusted_rand_index(a: np.ndarray, b: np.ndarray) -> float:
+    """Hubert and Arabie's ARI of two labelings, from their contingency table (pairs counted in int64)."""
+    def pairs(counts):
+        counts = counts.astype(np.int64)
+        return int((counts * (counts - 1) // 2).sum())
+
+    _, a = np.unique(a, return_inverse=True)
+    _, b = np.unique(b, return_inverse=True)
+    together = pairs(np.unique(a.astype(np.int64) * (b.max() + 1) + b, return_counts=True)[1])
+    in_a, in_b = pairs(np.bincount(a)), pairs(np.bincount(b))
+    expected = in_a * in_b / (len(a) * (len(a) - 1) / 2)
+    best = (in_a + in_b) / 2
+    return 1.0 if best == expected else (together - expected) / (best - expected)
+
+
+def moved_share(a: np.ndarray, b: np.ndarray) -> float:
+    """The share of photos whose cluster (as a set of photos) is not the same in `a` and `b`."""
+    same = partition(a) & partition(b)
+    return 1.0 - sum(len(g) for g in same) / len(a)
+
+
+def exact_pairs_extended(x, inv, old_n, new_n, threshold, params, found):
+    """Add to `found` (lists of pair arrays) the exact pairs of x[:new_n] that involve a row >= old_n."""
+    members = np.arange(old_n, new_n)
+    first, second = search.pairs_exact(x, inv, members, threshold, params)
+    found[0].append(first + old_n)
+    found[1].append(second + old_n)
+    for start in range(old_n, new_n, 8192):  # new rows against the old ones, a query chunk at a time
+        queries = np.arange(start, min(start + 8192, new_n))
+        q, r = search.pairs_between(x, inv, queries, old_n, threshold, params.block)
+        found[0].append(r)
+        found[1].append(queries[q])
+
+
+def measure_approximation(x, cut, sizes) -> None:
+    print(f"\n6. approximate pair search (default cells) against the exact one, cut {cut}")
+    params = ClusterParams()
+    threshold = cut - core.GRAPH_MARGIN
+    inv = core.inverse_norms(x)
+    found: tuple[list, list] = ([], [])
+    done = 0
+    for n in sorted(sizes):
+        members = np.arange(n)
+        started = time.perf_counter()
+        exact_pairs_extended(x, inv, done, n, threshold, params, found)
+        exact_seconds = time.perf_counter() - started
+        done = n
+        first, second = np.concatenate(found[0]), np.concatenate(found[1])
+        keep = (first < n) & (second < n)
+        exact = api.number_groups(linkage.cluster_pairs(x, inv, members, first[keep], second[keep], 1 - cut,
+                                                        params), n, 1)
+        started = time.perf_counter()
+        approx_first, approx_second = search.pairs_inverted_file(x, inv, members, threshold, params)
+        approx_seconds = time.perf_counter() - started
+        approx = api.number_groups(linkage.cluster_pairs(x, inv, members, approx_first, approx_second, 1 - cut,
+                                                         params), n, 1)
+        true = set(zip(*linkage.pairs_within(x, inv, first[keep], second[keep], 1 - cut)[:2]))
+        got = set(zip(*linkage.pairs_within(x, inv, approx_first, approx_second, 1 - cut)[:2]))
+        print(f"   {n:,} photos: ARI {adjusted_rand_index(exact, approx):.5f}; photos in a different cluster "
+              f"{moved_share(exact, approx):.3%}; pairs within the cut missed {len(true - got):,} of {len(true):,}"
+              f"; clusters of 2+ exact {np.sum(np.bincount(exact) >= 2):,}, approximate "
+              f"{np.sum(np.bincount(approx) >= 2):,}; exhaustive search of the new rows {exact_seconds:.0f} s, "
+              f"approximate search {approx_seconds:.0f} s", flush=True)
+
+
 def _address_space() -> int:
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
@@ -306,6 +375,7 @@ def main() -> None:
     parser.add_argument("--recall-sample", type=int, default=2000)
     parser.add_argument("--naive-memory-gb", type=float, default=4.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--approx-sizes", default="50000,100000,250000", help="sizes for measurement 6")
     parser.add_argument("--quick", action="store_true", help="n=30,000, subset 3,000, library 20,000")
     parser.add_argument("--skip", default="", help="comma-separated measurements to skip, e.g. 3,4")
     args = parser.parse_args()
@@ -316,7 +386,8 @@ def main() -> None:
     rng = np.random.default_rng(args.seed + 1)
 
     started = time.perf_counter()
-    x, group = synthetic_fingerprints(max(args.n, args.library + 2), args.seed, args.background)
+    sizes = [int(size) for size in args.approx_sizes.split(",")] if "6" not in skip else []
+    x, group = synthetic_fingerprints(max([args.n, args.library + 2] + sizes), args.seed, args.background)
     print(f"{len(x):,} synthetic {DIM}-d fingerprints in {time.perf_counter() - started:.0f} s "
           f"({x.nbytes / 1e9:.1f} GB float32); {cosine_profile(x, group, rng)}")
     if "1" not in skip:
@@ -325,6 +396,8 @@ def main() -> None:
         measure_exactness_and_naive(x, args.cut, args.subset, rng)
     if "5" not in skip:
         measure_incremental(x, args.cut, args.library)
+    if sizes:
+        measure_approximation(x, args.cut, sizes)
     del x
     if "4" not in skip:
         measure_naive_limit(args.naive_memory_gb)

@@ -1,8 +1,7 @@
 #!/usr/bin/env python3
-"""Measure a model's --sim calibration table on a library with ground truth (the shared devset).
+"""Measure a model's --sim calibration table on a library with ground truth (the test photos).
 
-    ../shared/devset/build.sh /tmp/devset
-    .venv/bin/python scripts/calibrate.py /tmp/devset --model squeezenet
+    .venv/bin/python scripts/calibrate.py "$(.venv/bin/python scripts/get_test_photos.py)" --model squeezenet
 
 It copies the library into a temporary folder, leaving out byte-identical duplicates (the devset ships some
 wallpapers as one file under a dozen names, which would swamp the pair counts), and adds two generated variants

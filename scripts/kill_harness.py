@@ -11,12 +11,22 @@ tests/standin.py). After every kill it checks:
   * clusters/ is the previous complete tree or the new complete tree: every link of the cluster tree matches its
     layout state, is relative, and leads to a photo inside the library;
   * the cache loads (it is written atomically, so it must never be torn);
-  * the next, uninterrupted run completes, and gives the same clusters as an uninterrupted run from scratch.
+  * the next, uninterrupted run completes, and gives the same clusters as an uninterrupted run from scratch;
+  * nothing photocluster did not make changed, byte for byte: before the kills the library and the output folder
+    are seeded with foreign files and with symlinks to files and folders outside (which hold files named like
+    photocluster's own), and after every kill and every re-run the sha256 of every regular file and the target of
+    every symlink outside <out>, and of each foreign entry inside it, must be as they were.
 
     python scripts/kill_harness.py --iterations 500            # the one-shot CLI
     python scripts/kill_harness.py --iterations 50 --daemon    # photocluster watch
 
-It prints one result line: `kill harness: N iterations (K killed: ...), 0 failures, data lost: none`.
+It prints one result line: `kill harness: N iterations (K killed: ...), 0 failures, data lost: none, foreign
+entries unchanged: F`.
+
+    python scripts/kill_harness.py --work-lost                 # work lost per kill, CLI and daemon
+
+stops a first run of 40 photos with SIGINT, SIGTERM and SIGKILL after a known number of photos, and prints how
+many the next run recomputes against how many were done before the signal (see stop_first_run).
 """
 from __future__ import annotations
 
@@ -29,6 +39,7 @@ import queue
 import random
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -84,6 +95,7 @@ class World:
         self.present: frozenset[str] = frozenset()
         self.sim = SIMS[0]
         self.references: dict[tuple, list[list[str]]] = {}
+        self.foreign: ForeignEntries | None = None  # seeded by run_harness once the output is photocluster's
 
     @property
     def variant(self) -> tuple:
@@ -103,6 +115,8 @@ class World:
         for home in (self.lib, self.stash):
             for dirpath, dirnames, files in os.walk(home):
                 for f in files:
+                    if f.startswith(FOREIGN_PREFIX):  # the user's own entries: checked by ForeignEntries
+                        continue
                     p = Path(dirpath) / f
                     found[str(p.relative_to(home))] = sha256(p)
         if found != self.digests:
@@ -187,6 +201,102 @@ def check_cache(world: World) -> None:
             FingerprintCache.load(path)
         except Exception as exc:  # noqa: BLE001 - any failure to load is the finding
             raise HarnessFailure(f"the cache does not load after a kill: {exc}") from None
+
+
+# --- foreign entries: the user's own files and links, which photocluster must never touch ----------------------------
+
+FOREIGN_PREFIX = "foreign-"
+OUR_NAMES = ("fingerprints.pk", ".lock", ".cluster-input", ".photocluster", ".photocluster-layout.json",
+             "summary.md", "patterns.txt", ".state.json", "clusters")
+
+
+def entry_digest(path: Path) -> tuple:
+    """A regular file's sha256, a symlink's target text, or the kind of anything else; never following a link."""
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        return ("link", os.readlink(path))
+    if stat.S_ISREG(st.st_mode):
+        return ("file", sha256(path))
+    return ("dir",) if stat.S_ISDIR(st.st_mode) else ("special", stat.S_IFMT(st.st_mode))
+
+
+class ForeignEntries:
+    """A folder outside everything (files named like photocluster's, and photos), and foreign files and symlinks
+    to it seeded into the library and into <out>. `check` compares all of them, byte for byte, with the seeding."""
+
+    def __init__(self, world: World):
+        self.world, self.outside = world, world.root / "outside"
+        self.before: dict[Path, tuple] = {}
+
+    def seed_outside(self) -> None:
+        from tests.conftest import save, scene
+
+        for folder in (self.outside / "notes", self.outside / "notes" / "deeper"):
+            folder.mkdir(parents=True, exist_ok=True)
+            for name in OUR_NAMES:
+                (folder / name).write_text(f"the user's own {name}\n")
+        save(scene(99), self.outside / "photos" / "outside.jpg")
+        (self.outside / "file.txt").write_text("a file outside the library and the output\n")
+
+    def seed_library(self) -> None:
+        """Symlinks from the library to photos, files and folders outside, and foreign files (never photos)."""
+        lib, outside = self.world.lib, self.outside
+        self._link(lib / f"{FOREIGN_PREFIX}photos", outside / "photos")
+        self._link(lib / "scene0" / f"{FOREIGN_PREFIX}outside.jpg", outside / "photos" / "outside.jpg")
+        self._link(lib / f"{FOREIGN_PREFIX}file.txt", outside / "file.txt")
+        self._file(lib / f"{FOREIGN_PREFIX}notes.txt")
+        self._file(lib / "scene1" / f"{FOREIGN_PREFIX}caption.txt")
+
+    def seed_output(self) -> None:
+        """Into a folder photocluster has made its own: foreign files, folders and symlinks to the outside."""
+        out, outside = self.world.out, self.outside
+        self._file(out / f"{FOREIGN_PREFIX}notes.txt")
+        self._file(out / f"{FOREIGN_PREFIX}folder" / f"{FOREIGN_PREFIX}a.txt")
+        self._link(out / f"{FOREIGN_PREFIX}link-to-folder", outside / "notes")
+        self._link(out / f"{FOREIGN_PREFIX}link-to-file", outside / "file.txt")
+        self._link(out / ".clusters.swap-1", outside / "notes")  # a name like our temporary link's, not ours
+
+    def _link(self, path: Path, target: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(target, path)
+        self.before[path] = entry_digest(path)
+
+    def _file(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"the user's {path.name}\n")
+        self.before[path] = entry_digest(path)
+        self.before[path.parent] = entry_digest(path.parent)
+
+    def snapshot_outside(self) -> None:
+        for dirpath, dirnames, files in os.walk(self.outside):
+            for name in dirnames + files:
+                path = Path(dirpath) / name
+                self.before[path] = entry_digest(path)
+
+    def check(self) -> int:
+        """Raise HarnessFailure when a foreign entry changed; return how many were checked."""
+        changed = []
+        for path, digest in self.before.items():
+            try:
+                now = entry_digest(path)
+            except FileNotFoundError:
+                now = ("missing",)
+            if now != digest:
+                changed.append(f"{path} ({digest[0]} -> {now[0]})")
+        if changed:
+            raise HarnessFailure(f"entries photocluster did not make changed: {changed}")
+        return len(self.before)
+
+
+def seed_foreign(world: World) -> ForeignEntries:
+    """Seed the library and the output (after photocluster has made it its own) and record everything."""
+    foreign = ForeignEntries(world)
+    foreign.seed_outside()
+    foreign.seed_library()
+    foreign.seed_output()
+    foreign.snapshot_outside()
+    foreign.check()
+    return foreign
 
 
 # --- the child ---------------------------------------------------------------------------------------------------
@@ -324,6 +434,7 @@ def one_iteration(world: World, rng: random.Random, phase: str, daemon: bool, fo
     killed = killed and status == -signal.SIGKILL
     # --- the invariants, right after the kill ---
     world.check_originals()
+    world.foreign.check()
     now = shown_clusters(world)
     expected = world.reference()
     if previous is not None and now is None:
@@ -336,6 +447,7 @@ def one_iteration(world: World, rng: random.Random, phase: str, daemon: bool, fo
     if shown_clusters(world) != expected:
         raise HarnessFailure("after the next run the clusters differ from an uninterrupted run's")
     world.check_originals()
+    world.foreign.check()
     return Outcome(phase, killed, time.monotonic() - child.started)
 
 
@@ -372,8 +484,10 @@ def measure_full_run(world: World, daemon: bool, fork: bool) -> float:
 
 def run_harness(iterations: int, seed: int = 0, daemon: bool = False, fork: bool = True,
                 workdir: Path | None = None, progress=None, monkeypatch=None,
-                phases: tuple[str, ...] = PHASES) -> tuple[Counter, Counter]:
+                phases: tuple[str, ...] = PHASES, checks: dict[str, int] | None = None) -> tuple[Counter, Counter]:
     """Run `iterations` kills; raise HarnessFailure on the first broken invariant. Returns (tried, killed) by phase.
+
+    `checks`, when given, receives how many foreign entries were checked (after every kill and re-run).
 
     `monkeypatch` (pytest's) scopes the stand-in model of the harness's own runs to one test.
     """
@@ -388,6 +502,7 @@ def run_harness(iterations: int, seed: int = 0, daemon: bool = False, fork: bool
         world.check_originals()
         full = measure_full_run(world, daemon, fork)
         recover(world)
+        world.foreign = seed_foreign(world)
         tried, killed = Counter(), Counter()
         for i in range(iterations):
             phase = phases[i % len(phases)]
@@ -400,15 +515,136 @@ def run_harness(iterations: int, seed: int = 0, daemon: bool = False, fork: bool
             killed[phase] += outcome.killed
             if progress:
                 progress(i + 1, outcome)
+        if checks is not None:
+            checks["foreign entries"] = world.foreign.check()
         return tried, killed
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def summary(iterations: int, tried: Counter, killed: Counter, driver: str) -> str:
+# --- work lost per kill: stop a first run after a known number of photos, count what the next run redoes ---------
+
+LOSS_BATCH = 4  # photos per model call: World.argv's --batch-size
+LOSS_PHOTOS = 40  # 10 scenes x 4 copies: 10 model calls of LOSS_BATCH
+
+
+@dataclass
+class WorkLost:
+    """One first run stopped by a signal, and what the next run had to fingerprint again.
+
+    `started` counts the photos whose model call had begun before the child ended (each call announces itself
+    with phase:fingerprint): the work done, or in flight, when the signal came. `saved` is what the next run did
+    not have to redo; `lost` = started - saved is the work thrown away.
+    """
+
+    driver: str
+    signal: str
+    photos: int
+    started: int
+    recomputed: int
+    status: int | None
+    stop_seconds: float  # from the signal to the child's exit
+
+    @property
+    def saved(self) -> int:
+        return self.photos - self.recomputed
+
+    @property
+    def lost(self) -> int:
+        return self.started - self.saved
+
+    def line(self) -> str:
+        return (f"{self.driver:8} {self.signal:7}: {self.started:2} of {self.photos} photos started before the kill, "
+                f"{self.saved:2} saved, next run recomputed {self.recomputed:2}: work lost {self.lost:2} photos "
+                f"(exit {self.status}, stopped {self.stop_seconds:.1f} s after the signal)")
+
+
+def count_model_calls(child: Child, until: int | None, timeout: float) -> int:
+    """Read the child's phase lines: wait for `until` model calls (None: until it ends); return how many came."""
+    calls, deadline = 0, time.monotonic() + timeout
+    while (until is None or calls < until) and time.monotonic() < deadline:
+        try:
+            line = child.lines.get(timeout=0.05)
+        except queue.Empty:
+            continue
+        if line == "<eof>":
+            child.lines.put(line)
+            break
+        calls += line == "phase:fingerprint"
+    return calls
+
+
+def stop_first_run(root: Path, daemon: bool, signum: int, after_calls: int, predict_delay: float,
+                   checkpoint_seconds: float | None = None, fork: bool = True) -> WorkLost:
+    """Start a first run of LOSS_PHOTOS photos, send `signum` after `after_calls` model calls, run again.
+
+    SIGINT and SIGTERM go to the main process only (as a terminal's kill, or systemd's KillMode=mixed); SIGKILL
+    goes to the whole process group (an OOM kill or a power cut takes the daemon's worker too).
+    """
+    from photocluster.pipeline import CHECKPOINT_ENV, run_once
+
+    world = World(root, scenes=LOSS_PHOTOS // 4, stash_scenes=0, copies=4)
+    env = {"PHOTOCLUSTER_TEST_PREDICT_DELAY": str(predict_delay), "PHOTOCLUSTER_TEST_SAVE_DELAY": "0",
+           "PHOTOCLUSTER_TEST_LAYOUT_DELAY": "0", CHECKPOINT_ENV: "" if checkpoint_seconds is None
+           else str(checkpoint_seconds)}
+    child = Child(world.argv(daemon), env, root / "child.log", fork)
+    calls = 0
+    try:
+        calls = count_model_calls(child, after_calls, timeout=120)
+        if calls < after_calls:
+            raise HarnessFailure(f"the child ended after {calls} model calls:\n{(root / 'child.log').read_text()}")
+        signalled = time.monotonic()
+        if signum == signal.SIGKILL:
+            child.kill()
+        else:
+            os.kill(child.pid, signum)
+        status = child.wait(60)
+        stop_seconds = time.monotonic() - signalled
+    finally:
+        if child.alive():
+            child.kill()
+            child.wait(60)
+    calls += count_model_calls(child, None, timeout=10)  # the calls that began after the signal, if any
+    log = (root / "child.log").read_text(errors="replace")
+    if "Traceback" in log:
+        raise HarnessFailure(f"the child printed a traceback:\n{log}")
+    world.check_originals()
+    check_cache(world)
+    recomputed = run_once(world.settings()).fingerprinted.computed
+    return WorkLost("daemon" if daemon else "one-shot", signal.Signals(signum).name, LOSS_PHOTOS,
+                    min(calls * LOSS_BATCH, LOSS_PHOTOS), recomputed, status, stop_seconds)
+
+
+def work_lost_per_kill(workdir: Path | None = None, monkeypatch=None, fork: bool = True,
+                       predict_delay: float = 0.25, checkpoint_seconds: float = 1.0,
+                       after_calls: int = 6) -> list[WorkLost]:
+    """Every driver and signal once: what a stop after `after_calls` model calls costs the next run.
+
+    With the checkpoint interval shortened to `checkpoint_seconds` (60 s in real use), a SIGKILL may lose the
+    photos of the last interval and the call in flight; SIGINT and SIGTERM lose nothing in the one-shot CLI
+    (its call in flight finishes first), and at most the call in flight in the daemon (its worker is stopped).
+    """
+    from tests.standin import install
+
+    install(monkeypatch)
+    logging.getLogger().setLevel(logging.ERROR)
+    results = []
+    for daemon in (False, True):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+            root = Path(tempfile.mkdtemp(prefix="work-lost-", dir=workdir))
+            try:
+                results.append(stop_first_run(root, daemon, signum, after_calls, predict_delay,
+                                              checkpoint_seconds, fork))
+            finally:
+                shutil.rmtree(root, ignore_errors=True)
+    return results
+
+
+def summary(iterations: int, tried: Counter, killed: Counter, driver: str, foreign_checked: int = 0) -> str:
     by_phase = ", ".join(f"{p} {killed[p]}/{tried[p]}" for p in PHASES)
     return (f"kill harness ({driver}): {iterations} iterations, {sum(killed.values())} killed mid-run "
-            f"(killed/tried by phase: {by_phase}), 0 failures, data lost: none")
+            f"(killed/tried by phase: {by_phase}), 0 failures, data lost: none, "
+            f"foreign entries unchanged: {foreign_checked}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -418,7 +654,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--daemon", action="store_true", help="kill `photocluster watch` instead of the one-shot CLI")
     p.add_argument("--exec", action="store_true",
                    help="start each child with a fresh interpreter (python -m tests.standin) instead of fork")
+    p.add_argument("--work-lost", action="store_true",
+                   help="instead: stop a first run of each driver with SIGINT, SIGTERM and SIGKILL after a known "
+                   "number of photos, and report how many the next run recomputes")
     args = p.parse_args(argv)
+    if args.work_lost:
+        for result in work_lost_per_kill(fork=not args.exec):
+            print(result.line())
+        return 0
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     started = time.monotonic()
 
@@ -428,11 +671,14 @@ def main(argv: list[str] | None = None) -> int:
 
     driver = ("daemon" if args.daemon else "one-shot") + (", exec" if args.exec else ", fork")
     try:
-        tried, killed = run_harness(args.iterations, seed, args.daemon, not args.exec, progress=progress)
+        checks: dict[str, int] = {}
+        tried, killed = run_harness(args.iterations, seed, args.daemon, not args.exec, progress=progress,
+                                    checks=checks)
     except HarnessFailure as exc:
         print(f"kill harness ({driver}): FAILED (seed {seed}): {exc}")
         return 1
-    print(summary(args.iterations, tried, killed, driver) + f"; seed {seed}, {time.monotonic() - started:.0f} s")
+    print(summary(args.iterations, tried, killed, driver, checks["foreign entries"])
+          + f"; seed {seed}, {time.monotonic() - started:.0f} s")
     return 0
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -55,6 +57,22 @@ def squeezenet_weights():
 def squeezenet():
     weights.fetch_weights("squeezenet")
     return models.load_fingerprinter("squeezenet")
+
+
+GET_TEST_PHOTOS = Path(__file__).resolve().parents[1] / "scripts" / "get_test_photos.py"
+PHOTO_SOURCE_UNREACHABLE = 3  # get_test_photos.py's exit status when no package source can be reached
+
+
+@pytest.fixture(scope="session")
+def devset():
+    """A library of real photographs with ground truth in manifest.csv, from Debian packages (downloaded once,
+    then cached: see scripts/get_test_photos.py)."""
+    done = subprocess.run([sys.executable, str(GET_TEST_PHOTOS)], capture_output=True, text=True)
+    if done.returncode == PHOTO_SOURCE_UNREACHABLE:
+        pytest.skip(f"no real test photos: {done.stderr.strip().splitlines()[-1]}")
+    if done.returncode != 0:
+        pytest.fail(f"scripts/get_test_photos.py failed:\n{done.stderr}")
+    return Path(done.stdout.strip())
 
 
 def sha256_tree(root: Path) -> dict[str, str]:

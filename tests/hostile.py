@@ -103,6 +103,7 @@ def make_corpus(root: Path, outside: Path, big_folder_entries: int = 10_000) -> 
     plant("truncated GIF", "bad", "cut.gif", b"GIF89a\x10\x00\x10\x00")
     plant("HEIC that is not one", "bad", "phone.heic", b"\x00\x00\x00\x18ftypheic" + b"\x00" * 64)
     plant("executable named .jpg", "bad", "run-me.jpg", b"#!/bin/sh\ntouch /tmp/photocluster-pwned\n")
+    plant_decode_hostiles(plant)
 
     # --- valid but odd: each must be fingerprinted without a word --------------------------------------------
     tall = _odd_image(1, (1, 30000))
@@ -190,3 +191,76 @@ def race_hooks(corpus: Corpus) -> dict[str, callable]:
             fh.write(full[len(full) // 2:])
 
     return {"delete": delete, "finish_writing": finish_writing}
+
+
+# --- decode: files that make a decoder raise, refuse, loop or balloon (helper "decode", issue 9) -----------------
+# Each returns bytes to plant under a photo's name. What photocluster must do with every one: skip it with one
+# line naming the file, remember the failure, go on.
+
+def dds_unsupported() -> bytes:
+    """A DDS header with a FourCC Pillow does not implement: its DDS plugin raises NotImplementedError."""
+    pixel_format = struct.pack("<II4s5I", 32, 0x4, b"ZZZZ", 0, 0, 0, 0, 0)
+    header = struct.pack("<7I", 124, 0x1007, 64, 64, 0, 0, 0) + b"\x00" * 44 + pixel_format + b"\x00" * 20
+    return b"DDS " + header + b"\x00" * 256
+
+
+def blp_bad_encoding() -> bytes:
+    """A BLP2 file whose encoding byte is unknown: BLPFormatError (a NotImplementedError) when loaded."""
+    return b"BLP2" + struct.pack("<ibbbb", 1, 9, 0, 0, 0) + struct.pack("<II", 64, 64) + b"\x00" * 2048
+
+
+def heic_garbage() -> bytes:
+    """A real HEIC header (ftyp heic) over garbage: pillow-heif raises as it parses or decodes it."""
+    ftyp = struct.pack(">I", 24) + b"ftypheic" + b"\x00\x00\x00\x00" + b"mif1heic"
+    return ftyp + struct.pack(">I", 64) + b"meta" + np.random.default_rng(7).bytes(4096)
+
+
+def tiff_many_samples(samples: int = 7680) -> bytes:
+    """A TIFF that claims `samples` samples per pixel (Pillow logs 'More samples per pixel than can be decoded')."""
+    entries = [(256, 3, 1, 8), (257, 3, 1, 8), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 2),
+               (273, 4, 1, 200), (277, 3, 1, samples), (278, 3, 1, 8), (279, 4, 1, 64)]
+    def entry(tag: int, kind: int, count: int, value: int) -> bytes:
+        packed = struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value)  # SHORT or LONG
+        return struct.pack("<HHI", tag, kind, count) + packed
+
+    ifd = struct.pack("<H", len(entries)) + b"".join(entry(*e) for e in entries) + b"\x00\x00\x00\x00"
+    data = b"II*\x00" + struct.pack("<I", 8) + ifd
+    return data + b"\x00" * (264 - len(data))
+
+
+def jpeg_segments(data: bytes) -> list[tuple[int, bytes]]:
+    """Split a JPEG into (marker, bytes) segments, a scan's entropy-coded data kept with its SOS segment."""
+    import re
+
+    segments, i = [], 2
+    while i < len(data) - 1:
+        marker = data[i + 1]
+        if marker == 0xD9:
+            break
+        end = i + 2 + int.from_bytes(data[i + 2:i + 4], "big")
+        if marker == 0xDA:
+            end = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]").search(data, end).start()
+        segments.append((marker, data[i:end]))
+        i = end
+    return segments
+
+
+def progressive_scan_bomb(extra_scans: int, size: tuple[int, int] = (1024, 1024)) -> bytes:
+    """A valid progressive greyscale JPEG (libjpeg writes 6 scans) followed by `extra_scans` repeats of its last
+    refinement scan with the Huffman table before it: every scan is a pass over the whole image."""
+    data = _jpeg_bytes(Image.new("L", size, 128), progressive=True, quality=90)
+    segments = jpeg_segments(data)
+    last_scan = max(i for i, (marker, _) in enumerate(segments) if marker == 0xDA)
+    repeat = segments[last_scan - 1][1] + segments[last_scan][1]
+    assert segments[last_scan - 1][0] == 0xC4  # the DHT the scan was coded with
+    return data[:-2] + repeat * extra_scans + b"\xff\xd9"
+
+
+def plant_decode_hostiles(plant) -> None:
+    """The files of issue 9's classes 3-5 that a decoder chokes on, planted with make_corpus's `plant`."""
+    plant("DDS with an unimplemented pixel format, named .jpg", "bad", "texture.jpg", dds_unsupported())
+    plant("BLP with an unknown encoding, named .png", "bad", "game.png", blp_bad_encoding())
+    plant("HEIC header over garbage", "bad", "garbage.heic", heic_garbage())
+    plant("TIFF with 7680 samples per pixel", "bad", "samples.tif", tiff_many_samples())
+    plant("progressive JPEG with 2000 scans (CPU bomb)", "bad", "scan-bomb.jpg", progressive_scan_bomb(2000))
+    plant("PNG of 65 MP (over the full-decode limit)", "bad", "huge-65mp.png", bomb_png(8100, 8100))

@@ -62,18 +62,19 @@ def test_odd_paths_round_trip(fs):
     assert sorted(FingerprintCache.load("/out/c.pk").entries) == sorted(odd)
 
 
-def test_float16_storage_moves_cosines_by_less_than_1e_3():
+def test_float16_storage_moves_cosines_by_less_than_1e_3(tmp_path):
     rng = np.random.default_rng(1)
     vectors = np.maximum(rng.normal(0.3, 1.0, (200, 4096)), 0).astype(np.float32)  # ReLU-like, as fc2 is
+    cache = FingerprintCache("test-model", 4096)
+    rels = [f"p{i:03d}.jpg" for i in range(len(vectors))]
+    for i, (rel, vector) in enumerate(zip(rels, vectors)):
+        cache.put(PhotoFile(rel, 1, i), vector, ())
+    cache.save(tmp_path / "c.pk")
+    stored = FingerprintCache.load(tmp_path / "c.pk").vectors(rels).astype(np.float64)
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-    half = vectors.astype(np.float16).astype(np.float32)
-    half /= np.linalg.norm(half, axis=1, keepdims=True)
-    assert np.abs(unit @ unit.T - half @ half.T).max() < 1e-3
-
-
-class Payload:
-    def __reduce__(self):
-        return (os.system, ("touch /tmp/photocluster-pwned",))
+    back = stored / np.linalg.norm(stored, axis=1, keepdims=True)
+    assert np.abs(unit @ unit.T - back @ back.T).max() < 1e-3
+    assert (tmp_path / "c.pk").stat().st_size < 3 * vectors.size  # 2 bytes a number (float32 would be 4)
 
 
 def test_pickle_payload_is_refused_and_never_runs(tmp_path):
@@ -358,7 +359,10 @@ def test_random_bytes_are_refused(data, after_a_header):
 
 
 @pytest.mark.parametrize("kind", ["fifo", "dir", "link to a valid cache", "link to /dev/zero", "dangling link"])
-def test_something_else_at_the_cache_path_is_moved_aside_never_opened(tmp_path, kind):
+def test_something_else_at_the_cache_path_is_left_alone_and_never_opened(tmp_path, kind):
+    """Not a file photocluster made: ForeignEntry (see fsutil), at once, and nothing is read, moved or changed."""
+    from photocluster.fsutil import ForeignEntry
+
     out = tmp_path / "out"
     out.mkdir()
     path = out / "fingerprints.pk"
@@ -367,9 +371,11 @@ def test_something_else_at_the_cache_path_is_moved_aside_never_opened(tmp_path, 
     {"fifo": lambda: os.mkfifo(path), "dir": lambda: path.mkdir(),
      "link to a valid cache": lambda: path.symlink_to(elsewhere), "link to /dev/zero": lambda: path.symlink_to("/dev/zero"),
      "dangling link": lambda: path.symlink_to(tmp_path / "nothing")}[kind]()
-    before = elsewhere.read_bytes()
-    assert_refused_and_moved_aside(path)
-    assert elsewhere.read_bytes() == before  # a link's target is never read into the cache nor touched
+    before, target_before = _what_is_at(path), elsewhere.read_bytes()
+    with _fails_after(20), pytest.raises(ForeignEntry):
+        load_or_new(path, "test-model", DIM)
+    assert _what_is_at(path) == before and os.listdir(out) == ["fingerprints.pk"]
+    assert elsewhere.read_bytes() == target_before
 
 
 def test_a_refused_cache_never_overwrites_one_refused_before(tmp_path):
@@ -449,7 +455,7 @@ def test_a_10_mb_tampered_cache_costs_bounded_memory(tmp_path, shape):
     assert not path.exists()  # moved aside
 
 
-@pytest.mark.parametrize("planted", ["fifo", "deeply nested", "10 MB of empty sets"])
+@pytest.mark.parametrize("planted", ["deeply nested", "10 MB of empty sets", "truncated"])
 def test_the_cli_run_goes_on_past_a_hostile_cache(tmp_path, stand_in, capsys, planted):
     from photocluster.cli import main
 
@@ -459,8 +465,8 @@ def test_the_cli_run_goes_on_past_a_hostile_cache(tmp_path, stand_in, capsys, pl
     out = tmp_path / "out"
     out.mkdir()
     cache = out / "fingerprints.pk"
-    {"fifo": lambda: os.mkfifo(cache), "deeply nested": lambda: cache.write_bytes(nested_lists(100_000)),
-     "10 MB of empty sets": lambda: cache.write_bytes(empty_sets(TEN_MB))}[planted]()
+    {"deeply nested": lambda: cache.write_bytes(nested_lists(100_000)), "truncated": lambda: cache.write_bytes(
+        b"\x80\x05}\x94(" + _s("format")), "10 MB of empty sets": lambda: cache.write_bytes(empty_sets(TEN_MB))}[planted]()
     with _fails_after(60):
         status = main([str(lib), "--out", str(out), "--model", "squeezenet", "--no-patterns"])
     printed, err = capsys.readouterr()
@@ -469,3 +475,23 @@ def test_the_cli_run_goes_on_past_a_hostile_cache(tmp_path, stand_in, capsys, pl
     assert len(refusals) == 1 and len(refusals[0]) < 300 and "Traceback" not in err
     assert len(FingerprintCache.load(cache)) > 0  # rebuilt, and the hostile entry kept beside it
     assert len([p for p in out.iterdir() if p.name.startswith("fingerprints.pk.bad-")]) == 1
+
+
+def test_a_fifo_at_the_cache_path_stops_the_cli_at_once_in_one_line(tmp_path, stand_in, capsys):
+    """It once hung the run for good. A FIFO is not photocluster's, so it is left there, and the run says so."""
+    from photocluster.cli import main
+
+    from .test_pipeline import make_library
+
+    lib = make_library(tmp_path / "lib")
+    out = tmp_path / "out"
+    assert main([str(lib), "--out", str(out), "--model", "squeezenet", "--no-patterns"]) == 0  # out is ours now
+    (out / "fingerprints.pk").unlink()
+    os.mkfifo(out / "fingerprints.pk")
+    capsys.readouterr()
+    with _fails_after(60):
+        status = main([str(lib), "--out", str(out), "--model", "squeezenet", "--no-patterns"])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("photocluster: error:")]
+    assert status != 0 and len(errors) == 1 and "fingerprints.pk" in errors[0] and "Traceback" not in err
+    assert stat.S_ISFIFO(os.lstat(out / "fingerprints.pk").st_mode)

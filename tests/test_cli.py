@@ -7,6 +7,7 @@ import pytest
 
 from photocluster.cli import EXIT_OUTPUT, EXIT_USAGE, main
 
+from .conftest import save, scene
 from .test_pipeline import make_library
 
 
@@ -108,3 +109,117 @@ def test_help_and_module_entry_point():
     for option in ["--sim", "--min-size", "--model", "--weights", "--out", "--cut", "--batch-size", "--dry-run",
                    "--json", "--verbose", "--quiet", "Exit status"]:
         assert option in done.stdout
+
+
+# --- what was not grouped (issue 10, point 3) ----------------------------------------------------------------
+
+def test_summary_says_how_many_photos_are_in_clusters_and_in_none(tmp_path, stand_in, capsys):
+    lib = make_library(tmp_path / "lib")  # 3 scenes of 3 variants each, and 3 unrelated single photos
+    status, out, _ = run_cli(capsys, lib, "--model", "squeezenet", "--no-patterns")
+    assert status == 0 and "9 photos in clusters, 3 in none" in out, out
+
+
+def test_json_lists_the_photos_in_no_cluster_with_model_cut_and_output(tmp_path, stand_in, capsys):
+    lib = make_library(tmp_path / "lib")
+    status, out, _ = run_cli(capsys, lib, "--model", "squeezenet", "--no-patterns", "--json")
+    data = json.loads(out)
+    assert status == 0
+    assert data["unclustered"] == ["misc/single0.png", "misc/single1.png", "misc/single2.png"]
+    assert data["in_clusters"] == 9
+    # the stand-in's calibration table maps sim 0.5 to the cosine cut 0.9
+    assert data["model"] == "squeezenet" and data["sim"] == 0.5 and data["cut"] == 0.9
+    assert data["out"] == str(lib / "photocluster")
+
+
+@pytest.mark.parametrize("contents", [[], ["notes.txt", "sub/readme.md", "sub/deeper/.hidden.jpg"]])
+@pytest.mark.parametrize("extra", [[], ["--dry-run"], ["--json"]])
+def test_a_library_without_photos_says_so_writes_nothing_and_exits_0(tmp_path, stand_in, capsys, contents, extra):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for rel in contents:
+        (lib / rel).parent.mkdir(parents=True, exist_ok=True)
+        (lib / rel).write_text("not a photo")
+    before = sorted(p.relative_to(lib) for p in lib.rglob("*"))
+    status, out, err = run_cli(capsys, lib, "--model", "squeezenet", *extra)
+    assert status == 0, err
+    assert sorted(p.relative_to(lib) for p in lib.rglob("*")) == before  # no output folder, nothing at all
+    if "--json" in extra:
+        assert json.loads(out)["photos"] == 0
+    else:
+        assert out == f"no photos found in {lib}\n"
+
+
+# --- smaller things (issue 10, point 7) ----------------------------------------------------------------------
+
+def test_dry_run_without_a_cache_says_what_it_cannot_know(tmp_path, stand_in, capsys):
+    lib = make_library(tmp_path / "lib")
+    status, out, _ = run_cli(capsys, lib, "--model", "squeezenet", "--dry-run")
+    assert status == 0
+    assert ("12 photos would be fingerprinted (no speed measured on this machine yet); "
+            "clusters are known after that") in out, out
+    assert "clusters would be written" not in out
+
+
+def test_dry_run_estimates_the_time_from_the_last_measured_speed(tmp_path, stand_in, capsys):
+    lib = make_library(tmp_path / "lib")
+    assert run_cli(capsys, lib, "--model", "squeezenet", "--no-patterns")[0] == 0
+    record = lib / "photocluster" / "last-run.json"
+    data = json.loads(record.read_text())
+    data["images_per_second"] = 0.05  # as slow as VGG16 on a small NAS
+    record.write_text(json.dumps(data))
+    for i in range(6):
+        save(scene(200 + i), lib / "new" / f"n{i}.jpg")
+    status, out, _ = run_cli(capsys, lib, "--dry-run")
+    # 6 photos at 0.05 photos/s take 120 seconds
+    assert status == 0 and ("6 photos would be fingerprinted (about 2 minutes at the speed measured on this "
+                            "machine); clusters are known after that") in out, out
+
+
+def test_a_read_only_library_without_out_says_use_out(tmp_path, stand_in, capsys):
+    from .test_disk_full import mount, mounted
+
+    lib = make_library(tmp_path / "lib", groups=1, singles=0)
+    with mounted(lib, "--bind", str(lib)) as bound:
+        if bound:
+            assert mount("-o", "remount,ro,bind", str(lib)), "read-only remount failed"
+        else:  # unprivileged: chmod works for a non-root user (root would ignore it)
+            assert os.geteuid() != 0, "bind mount failed although running as root"
+            os.chmod(lib, 0o555)
+        try:
+            status, _, err = run_cli(capsys, lib, "--model", "squeezenet")
+        finally:
+            os.chmod(lib, 0o755) if not bound else None
+    assert status == EXIT_OUTPUT and one_line_error(err), err
+    assert "the library is read-only" in err and "use --out DIR" in err, err
+
+
+def test_watch_without_a_config_names_every_place_it_looked(tmp_path, capsys, monkeypatch):
+    from photocluster import config
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "home-config"))
+    monkeypatch.setattr(config, "SYSTEM_CONFIG", tmp_path / "etc" / "config.toml")
+    status, _, err = run_cli(capsys, "watch")
+    assert status == EXIT_USAGE and one_line_error(err), err
+    assert str(tmp_path / "home-config" / "photocluster" / "config.toml") in err
+    assert str(tmp_path / "etc" / "config.toml") in err
+
+
+def test_counts_of_one_are_singular(tmp_path, stand_in, capsys):
+    lib = tmp_path / "lib"
+    save(scene(1), lib / "only.jpg")
+    status, out, _ = run_cli(capsys, lib, "--model", "squeezenet", "--no-patterns", "--min-size", "1")
+    assert status == 0 and out.startswith("1 photo: 1 fingerprinted") and "1 cluster at" in out, out
+    assert "1 photo in clusters, 0 in none" in out, out
+    status, out, _ = run_cli(capsys, "watch", "--check", lib, "--model", "squeezenet")
+    assert status == 0 and f"OK, 1 library: {lib}" in out, out
+
+
+def test_every_watch_timing_option_has_help():
+    from dataclasses import fields
+
+    from photocluster.config import DaemonTimings
+    from photocluster.daemon import build_parser
+
+    helps = {action.dest: action.help for action in build_parser()._actions}
+    assert {f.name for f in fields(DaemonTimings)} <= helps.keys()
+    assert all(helps[f.name] for f in fields(DaemonTimings)), helps

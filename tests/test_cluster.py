@@ -11,21 +11,15 @@ from hypothesis import strategies as st
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import pdist
 
-from photocluster.cluster import (
-    ZERO_DISTANCE,
-    ClusterError,
-    ClusterParams,
-    IncrementalClusterer,
-    _similar_pairs,
-    cluster,
-    cut_for_sim,
-)
+from photocluster.cluster import ZERO_DISTANCE, ClusterError, ClusterParams, IncrementalClusterer, cluster, cut_for_sim
+from photocluster.cluster.search import similar_pairs
 
 # Every path forced on small data: the approximate search (made exhaustive: every cell probed, so it must be
-# exact), and the sparse linkage for every component of three or more.
+# exact), the sparse engine for every component of three or more, the dense engine for every component.
 LARGE_PATH = ClusterParams(exact_search_max=0, dense_max=2, cells=6, nprobe=6, block=16)
 SPARSE_ONLY = ClusterParams(dense_max=2, block=16)
-PATHS = {"default": ClusterParams(), "large": LARGE_PATH, "sparse": SPARSE_ONLY}
+DENSE_ONLY = ClusterParams(dense_min=0, block=16)
+PATHS = {"default": ClusterParams(), "large": LARGE_PATH, "sparse": SPARSE_ONLY, "dense": DENSE_ONLY}
 
 
 def scipy_partition(vectors: np.ndarray, cut: float) -> set[frozenset[int]]:
@@ -48,6 +42,49 @@ def partition_of(labels) -> set[frozenset[int]]:
     for i, label in enumerate(labels):
         groups.setdefault(label, set()).add(i)
     return {frozenset(g) for g in groups.values()}
+
+
+def rule_partition(vectors, cut: float) -> set[frozenset[int]]:
+    """The merge rule of photocluster.cluster written naively, over all pairs at once (no pair search, no graph,
+    no components, no engines): while some pair of clusters is within t = 1 - cut, merge the closest; among equally
+    close pairs the one with the lowest (first index, second index), a cluster having the index of its first row.
+
+    The arithmetic is the documented one, step by step: rows normalised in float64; a pair's distance is
+    1 - sum(products of the unit vectors); a distance within t is held, and after a merge the union's distance
+    is d_keep + (d_gone - d_keep) * n_gone / (n_keep + n_gone), where a side that is not held is computed from the
+    clusters' unit-vector sums as 1 - sum(products) / (n_a n_b); distances are clipped to [0, 2] and rounding
+    zeros (< ZERO_DISTANCE) snapped to 0.
+    """
+    x = np.asarray(vectors, np.float32).astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        norm = np.sqrt((x * x).sum(axis=1))
+    usable = [i for i in range(len(x)) if np.isfinite(norm[i]) and norm[i] > 0]
+    sums = {i: x[i] * (1.0 / norm[i]) for i in usable}
+    size = {i: 1.0 for i in usable}
+    members = {i: {i} for i in range(len(x))}
+    t = 1.0 - cut
+
+    def distance(a, b):
+        d = min(max(1.0 - float((sums[a] * sums[b]).sum()) / (size[a] * size[b]), 0.0), 2.0)
+        return 0.0 if d < ZERO_DISTANCE else d
+
+    held = {(a, b): d for a in usable for b in usable if a < b and (d := distance(a, b)) <= t}
+    while held:
+        (keep, gone), _ = min(held.items(), key=lambda item: (item[1], item[0]))
+        near_keep = {(set(pair) - {keep}).pop(): d for pair, d in held.items() if keep in pair}
+        near_gone = {(set(pair) - {gone}).pop(): d for pair, d in held.items() if gone in pair}
+        del near_keep[gone], near_gone[keep]
+        merged = {}
+        for k in near_keep.keys() | near_gone.keys():
+            d_keep = near_keep[k] if k in near_keep else distance(keep, k)
+            d_gone = near_gone[k] if k in near_gone else distance(gone, k)
+            merged[k] = d_keep + (d_gone - d_keep) * (size[gone] / (size[keep] + size[gone]))
+        held = {pair: d for pair, d in held.items() if keep not in pair and gone not in pair}
+        held.update({(min(keep, k), max(keep, k)): d for k, d in merged.items() if d <= t})
+        sums[keep] = sums[keep] + sums[gone]
+        size[keep] += size.pop(gone)
+        members[keep] |= members.pop(gone)
+    return {frozenset(g) for g in members.values()}
 
 
 def structured(seed: int, groups: int = 25, background: int = 120, dim: int = 48) -> np.ndarray:
@@ -94,13 +131,13 @@ def test_approximate_search_reports_only_true_pairs():
     x = structured(seed=7, groups=40, background=200)
     inv = 1 / np.linalg.norm(x, axis=1).astype(np.float32)
     members = np.arange(len(x))
-    exact = set(zip(*(a.tolist() for a in _similar_pairs(x, inv, members, 0.8, ClusterParams()))))
+    exact = set(zip(*(a.tolist() for a in similar_pairs(x, inv, members, 0.8, ClusterParams()))))
     probed = ClusterParams(exact_search_max=0, cells=8, nprobe=2, block=32)
-    approximate = set(zip(*(a.tolist() for a in _similar_pairs(x, inv, members, 0.8, probed))))
+    approximate = set(zip(*(a.tolist() for a in similar_pairs(x, inv, members, 0.8, probed))))
     assert approximate <= exact
     assert len(approximate) >= 0.5 * len(exact) > 0
     exhaustive = ClusterParams(exact_search_max=0, cells=8, nprobe=8, block=32)
-    assert set(zip(*(a.tolist() for a in _similar_pairs(x, inv, members, 0.8, exhaustive)))) == exact
+    assert set(zip(*(a.tolist() for a in similar_pairs(x, inv, members, 0.8, exhaustive)))) == exact
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -109,20 +146,57 @@ def test_approximate_search_reports_only_true_pairs():
     dim=st.integers(1, 6),
     seed=st.integers(0, 2**32 - 1),
     cut=st.floats(-0.5, 1.0),
-    copies=st.integers(0, 4),
     zeros=st.integers(0, 2),
     path=st.sampled_from(sorted(PATHS)),
 )
-def test_property_matches_scipy(n, dim, seed, cut, copies, zeros, path):
+def test_property_without_ties_matches_scipy(n, dim, seed, cut, zeros, path):
+    """Continuous random fingerprints (no two distances equal) and zero rows: exactly scipy's partition."""
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, dim)).astype(np.float32)
-    if n:
-        x = np.vstack([x, x[rng.integers(0, n, copies)], np.zeros((zeros, dim), np.float32)])
+    x = np.vstack([rng.standard_normal((n, dim)), np.zeros((zeros, dim))]).astype(np.float32)
     labels = cluster(x, cut, params=PATHS[path])
     assert partition_of(labels) == scipy_partition(x, cut)
     if len(labels):  # numbered by first member: the first row is 0 and each new label is the next number
         first_seen = np.unique(labels, return_index=True)[1]
         assert labels[np.sort(first_seen)].tolist() == list(range(len(first_seen)))
+
+
+@st.composite
+def tie_heavy(draw, max_rows=24):
+    """Small-integer fingerprints: duplicates, parallel rows, zero rows and many exactly equal distances."""
+    n = draw(st.integers(0, max_rows))
+    dim = draw(st.integers(1, 4))
+    values = draw(st.sampled_from([(0, 1), (0, 1, 2), (-1, 0, 1), (-2, -1, 0, 1, 2)]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x = rng.choice(values, (n, dim)).astype(np.float32)
+    x *= rng.choice([1, 1, 1, 2, 4], (n, 1)).astype(np.float32)  # parallel: the same unit vector, bit for bit
+    cut = draw(st.sampled_from([1.0, 0.95, 0.9, 0.8, 0.75, 0.7, 0.6, 0.5, 0.4, 0.2, 0.0, -0.3]) | st.floats(-0.5, 1.0))
+    return x, cut
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=tie_heavy())
+def test_property_ties_break_by_the_one_rule_on_every_path(case):
+    x, cut = case
+    expected = rule_partition(x, cut)
+    for name, params in PATHS.items():
+        assert partition_of(cluster(x, cut, params=params)) == expected, name
+
+
+def test_ties_break_by_row_order_where_scipy_follows_its_chain():
+    # B is as close to A as to C (cos 0.75, exactly the same float), A and C are far apart, and D is far from all
+    # but nearest to C. At cut 0.7 (distance 0.3) one tied pair merges and the third photo stays apart.
+    c, s = 0.75, math.sqrt(1 - 0.75 ** 2)
+    d_, a, b, c_ = [0.0, 1.0, 1.0], [c, -s, 0.0], [1.0, 0.0, 0.0], [c, s, 0.0]
+    x = np.array([d_, a, b, c_])
+    D, A, B, C = range(4)
+    # scipy's chain starts at D, walks to its nearest C, from C to B, and at B prefers the chain's previous
+    # photo C among the tied A and C:
+    assert scipy_partition(x, 0.7) == {frozenset({B, C}), frozenset({A}), frozenset({D})}
+    # the rule takes the tied pair with the lowest indexes, (A, B), on every path:
+    for params in PATHS.values():
+        assert partition_of(cluster(x, 0.7, params=params)) == {frozenset({A, B}), frozenset({C}), frozenset({D})}
+    # and it follows the rows: with C listed before A, (B, C) is the lower pair
+    assert partition_of(cluster(x[[D, C, B, A]], 0.7)) == {frozenset({1, 2}), frozenset({3}), frozenset({0})}
 
 
 # --- the ends of the scale and awkward input ------------------------------------------------------------------
@@ -168,9 +242,26 @@ def test_min_size_labels_small_clusters_minus_one():
     assert cluster(x, 0.9, min_size=3).tolist() == [-1] * 5
 
 
-def test_float16_input_gives_the_float32_answer():
-    x = structured(seed=4).astype(np.float16)
-    assert cluster(x, 0.8).tolist() == cluster(x.astype(np.float32), 0.8).tolist()
+def test_float16_fingerprints_cluster_as_their_exact_values():
+    # The cache stores float16. Values of a few hundred square to more than float16 holds (65504), so any float16
+    # arithmetic on them would overflow; the answer must be scipy's on the float16 values themselves.
+    x16 = (structured(seed=4) * 300).astype(np.float16)
+    assert np.isfinite(x16).all() and np.square(x16.astype(np.float32)).max() > 65504
+    labels = cluster(x16, 0.8)
+    assert partition_of(labels) == scipy_partition(x16.astype(np.float64), 0.8)
+    assert 1 < len(set(labels)) < len(x16)
+
+
+def test_tiny_and_huge_norms_keep_their_pairs():
+    # norms of 1e-24 (whose float32 squares underflow to 0), 1e-40 (subnormal in float32: 1/norm overflows) and
+    # 1e30 (whose float32 squares overflow)
+    direction = np.array([[3.0, 4.0, 0.0], [3.0, 4.1, 0.0], [0.0, 0.0, 1.0]])
+    for scale in (1e-24, 1e-40, 1e30):
+        x = (direction * scale).astype(np.float32)
+        assert partition_of(cluster(x, 0.9)) == {frozenset({0, 1}), frozenset({2})}
+        inc = IncrementalClusterer(0.9)
+        inc.update({"a": x[0], "b": x[1], "c": x[2]})
+        assert inc.clusters() == [["a", "b"], ["c"]]
 
 
 @pytest.mark.parametrize("bad", [np.ones(5), np.ones((2, 2, 2)), np.array([["a", "b"]])])
@@ -248,6 +339,49 @@ def test_incremental_equals_from_scratch(path):
         assert not set(result) & removed
         assert_matches_scratch(inc, current, params)
     assert len(inc) == len(current)
+
+
+class EagerRebuild(IncrementalClusterer):
+    BULK_MIN = 0  # any update adding more than a quarter of the photos searches everything again
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=tie_heavy(max_rows=20), data=st.data())
+def test_property_incremental_equals_batch_whatever_the_history(case, data):
+    """Random arrivals, changes and removals in random batches; the end state must be cluster()'s answer for the
+    photos then present, in sorted path order."""
+    x, cut = case
+    names = [f"album/{i:02d}.jpg" for i in range(len(x) + 3)]
+    kind = data.draw(st.sampled_from([IncrementalClusterer, EagerRebuild]))
+    inc = kind(cut, PATHS[data.draw(st.sampled_from(sorted(PATHS)))])
+    current: dict[str, np.ndarray] = {}
+    for _ in range(data.draw(st.integers(1, 6)) if len(x) else 0):
+        batch = data.draw(st.lists(st.tuples(st.sampled_from(names), st.integers(0, len(x) - 1)), max_size=8))
+        added = {name: x[row] for name, row in batch}
+        removed = data.draw(st.sets(st.sampled_from(sorted(current)), max_size=3)) if current else set()
+        inc.update(added, removed)
+        for name in removed:
+            current.pop(name)
+        current.update(added)
+    paths = sorted(current)
+    expected = cluster(np.array([current[p] for p in paths]).reshape(len(paths), x.shape[1]), cut)
+    assert inc.labels(paths).tolist() == expected.tolist()
+
+
+def test_incremental_never_uses_the_approximate_search():
+    # Parameters whose approximate search misses pairs here: the clusterer must still give the exact answer,
+    # after a bulk start and after single arrivals alike, so its answer never depends on the path taken.
+    x = structured(seed=7, groups=40, background=200)
+    poor = ClusterParams(exact_search_max=0, cells=16, nprobe=1, block=32)
+    exact = cluster(x, 0.8)
+    assert partition_of(cluster(x, 0.8, params=poor)) != partition_of(exact)  # it does miss pairs
+    names = paths_of(len(x))
+    for kind in (IncrementalClusterer, EagerRebuild):
+        inc = kind(0.8, poor)
+        inc.update(dict(zip(names[:300], x[:300])))
+        for name, row in zip(names[300:], x[300:]):
+            inc.update({name: row})
+        assert inc.labels(names).tolist() == exact.tolist()
 
 
 def test_incremental_removal_splits_a_component():

@@ -363,3 +363,137 @@ def test_service_end_to_end_with_squeezenet(tmp_path, squeezenet_weights):
     assert not Path(f"/proc/{worker_pid}").exists()
     assert "stopped mid-update" in log and all(line.split()[0] in {"DEBUG", "INFO", "WARNING", "ERROR"}
                                                for line in log.splitlines() if line)
+
+
+# --- missing model weights: a configuration error, never retried forever -----------------------------------------
+
+def weights_required_factory(name: str, weights: str | None = None):
+    """A stand-in (run in the worker process) that, like the real loader, has no ImageNet weights here."""
+    from photocluster.weights import WeightsUnavailable
+
+    from .conftest import StandInModel
+
+    if weights != "random":
+        raise WeightsUnavailable(f"{name} weights are missing; run `photocluster fetch-weights {name}`")
+    return StandInModel()
+
+
+class _StatusLines:
+    """A ServiceNotifier that keeps the STATUS= lines it is given."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+
+    def status(self, text: str) -> None:
+        self.lines.append(text)
+
+    def __getattr__(self, name):
+        return lambda *args: None
+
+
+def test_a_library_whose_worker_finds_no_weights_is_failed_once_and_the_others_run(tmp_path, stand_in, caplog):
+    caplog.set_level(logging.INFO)
+    without, other = tmp_path / "without", tmp_path / "other"
+    for root in (without, other):
+        save(scene(1), root / "a.jpg")
+        save(scene(1).resize((200, 150)), root / "b.jpg")
+    config = Config([library_settings(without), library_settings(other, weights="random")],
+                    dataclasses.replace(FAST, retry_seconds=0.01, retry_max_seconds=0.02))
+    notifier = _StatusLines()
+    daemon = Daemon(config, model_factory="tests.test_daemon:weights_required_factory", notifier=notifier)
+    thread = threading.Thread(target=daemon.run, kwargs={"handle_signals": False}, daemon=True)
+    thread.start()
+    try:
+        wait_for(daemon.ready.is_set, what="the first reconcile")
+        assert set(links(other / "photocluster")) == {"a.jpg", "b.jpg"}  # the other library runs
+        time.sleep(1.0)  # 50 retry periods: a retrying daemon would try many times meanwhile
+    finally:
+        daemon.request_stop()
+        thread.join(15)
+    assert caplog.text.count("squeezenet weights are missing") == 1, caplog.text
+    assert "update failed" not in caplog.text
+    assert f"{without}: cannot run: squeezenet weights are missing" in caplog.text
+    assert f"failed (weights missing): {without}" in notifier.lines[-1]
+
+
+def test_missing_weights_found_at_start_mark_only_that_library_failed(tmp_path, stand_in, monkeypatch, caplog):
+    monkeypatch.setenv("PHOTOCLUSTER_WEIGHTS_DIR", str(tmp_path / "empty"))
+    without, other = tmp_path / "without", tmp_path / "other"
+    for root in (without, other):
+        save(scene(1), root / "a.jpg")
+        save(scene(1).resize((200, 150)), root / "b.jpg")
+    config = Config([library_settings(without), library_settings(other, weights="random")], FAST)
+    notifier = _StatusLines()
+    daemon = Daemon(config, model_factory=STAND_IN, notifier=notifier, check_weights=True)
+    thread = threading.Thread(target=daemon.run, kwargs={"handle_signals": False}, daemon=True)
+    thread.start()
+    try:
+        wait_for(daemon.ready.is_set, what="the first reconcile")
+        assert set(links(other / "photocluster")) == {"a.jpg", "b.jpg"}
+        assert not (without / "photocluster").exists()  # never run
+    finally:
+        daemon.request_stop()
+        thread.join(15)
+    assert f"{without}: cannot run: SqueezeNet weights are missing from {tmp_path / 'empty'}" in caplog.text
+    assert f"failed (weights missing): {without}" in notifier.lines[-1]
+
+
+def run_photocluster(*args: str, weights_dir: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    code = ("import sys; from photocluster.cli import main; status = main(sys.argv[1:]); "
+            "print('loaded:', sorted(m for m in ('tensorflow', 'keras') if m in sys.modules)); sys.exit(status)")
+    env = {**os.environ, "PHOTOCLUSTER_WEIGHTS_DIR": str(weights_dir), "KERAS_HOME": str(weights_dir / "keras")}
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
+def test_watch_check_finds_missing_weights_without_loading_tensorflow(tmp_path, lib, squeezenet_weights):
+    empty, fetched = tmp_path / "empty", tmp_path / "fetched"
+    fetched.mkdir()
+    shutil.copy(squeezenet_weights, fetched)
+    for model in ("squeezenet", "vgg16"):
+        missing = run_photocluster("watch", "--check", str(lib), "--model", model, weights_dir=empty)
+        assert missing.returncode == 2, missing.stderr
+        assert missing.stderr.count("\n") == 1 and missing.stderr.startswith(f"photocluster: error: {lib}: ")
+        assert "weights are missing" in missing.stderr
+        assert "loaded: []" in missing.stdout
+    present = run_photocluster("watch", "--check", str(lib), "--model", "squeezenet", weights_dir=fetched)
+    assert present.returncode == 0 and "OK" in present.stdout, present.stderr
+    assert "loaded: []" in present.stdout  # the check looked at files only
+
+
+def test_a_single_library_without_weights_exits_2_with_one_line(tmp_path, lib):
+    result = run_photocluster("watch", str(lib), "--model", "squeezenet", weights_dir=tmp_path / "empty",
+                              timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "SqueezeNet weights are missing" in result.stderr, result.stderr
+    assert not (lib / "photocluster").exists()
+
+
+def test_a_reload_tries_a_failed_library_again(tmp_path, stand_in, monkeypatch, squeezenet_weights):
+    from photocluster.config import load_config
+
+    weights_dir = tmp_path / "weights"
+    monkeypatch.setenv("PHOTOCLUSTER_WEIGHTS_DIR", str(weights_dir))
+    without, other = tmp_path / "without", tmp_path / "other"
+    for root in (without, other):
+        save(scene(1), root / "a.jpg")
+        save(scene(1).resize((200, 150)), root / "b.jpg")
+    config_file = tmp_path / "config.toml"
+    config_file.write_text("".join(f'[[library]]\npath = "{root}"\nmodel = "squeezenet"\nweights = "{weights}"\n'
+                                   for root, weights in ((without, "imagenet"), (other, "random"))))
+    config = load_config(config_file)
+    config.timings = FAST
+    daemon = Daemon(config, model_factory=STAND_IN, check_weights=True)
+    thread = threading.Thread(target=daemon.run, kwargs={"handle_signals": False}, daemon=True)
+    thread.start()
+    try:
+        wait_for(daemon.ready.is_set, what="the first reconcile")
+        assert daemon.libraries[0].failed and not (without / "photocluster").exists()
+        weights_dir.mkdir()
+        shutil.copy(squeezenet_weights, weights_dir)  # the user fetched the weights, then reloads
+        daemon.request_reload()
+        wait_for(lambda: set(links(without / "photocluster")) == {"a.jpg", "b.jpg"}, what="the library, now run")
+        assert daemon.libraries[0].failed is None
+    finally:
+        daemon.request_stop()
+        thread.join(15)

@@ -15,9 +15,6 @@ from photocluster.cli import main
 
 from .conftest import sha256_tree
 
-SHARED_DEVSET = Path(__file__).resolve().parents[2] / "shared" / "devset" / "build.sh"
-
-
 def variants(img: Image.Image, folder: Path, stem: str) -> None:
     """The photo plus a resized, a re-compressed and a cropped copy."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -93,18 +90,6 @@ def test_rerun_fingerprints_nothing_and_one_new_photo_costs_one(sample_library, 
     grown = run_json(capsys, lib, "--model", "squeezenet", "--out", out)
     assert grown["fingerprinted"] == 1
     assert any("cats/chelsea-tilted.jpg" in m and "cats/chelsea.jpg" in m for m in grown["clusters"].values())
-
-
-@pytest.fixture(scope="session")
-def devset(tmp_path_factory):
-    """The shared devset of real photographs, built with its own script (it needs apt-get)."""
-    if not SHARED_DEVSET.exists():
-        pytest.fail(f"the shared devset builder is missing at {SHARED_DEVSET}")
-    cached = Path(os.environ.get("PHOTOCLUSTER_DEVSET", Path.home() / ".cache/photocluster-devset"))
-    if not (cached / "manifest.csv").exists():
-        env = dict(os.environ, PYTHON=str(Path(os.sys.executable)))
-        subprocess.run(["bash", str(SHARED_DEVSET), str(cached)], check=True, env=env, capture_output=True)
-    return cached
 
 
 @pytest.fixture(scope="module")

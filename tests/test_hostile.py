@@ -210,8 +210,8 @@ def test_out_that_could_harm_data_is_refused(tmp_path, stand_in, capsys, where, 
     assert not (tmp_path / "proj").exists() and not (lib / "photocluster").exists()
 
 
-def test_stale_generation_with_planted_links_is_removed_without_following_them(tmp_path, stand_in):
-    """Leftovers are unlinked as links: a planted link to a folder of photos never leads the removal there."""
+def test_stale_generation_with_planted_links_is_left_without_following_them(tmp_path, stand_in):
+    """Links planted in a stale generation are not ours (its state does not name them): they stay, unfollowed."""
     lib, outside = tmp_path / "lib", tmp_path / "outside"
     good_photos(lib, scenes=2)
     good_photos(outside, scenes=1)
@@ -227,7 +227,8 @@ def test_stale_generation_with_planted_links_is_removed_without_following_them(t
     run_once(LibrarySettings(library=lib, model="squeezenet", sim=0.0, patterns=PatternOptions(enabled=False)))
     assert digest_tree(outside) == before
     assert (stale / "user-notes.txt").read_text() == "mine"  # not ours: kept
-    assert not (stale / "top-link").is_symlink() and not (stale / "cluster_with_9").exists()
+    assert os.readlink(stale / "top-link") == str(outside / "good")
+    assert os.readlink(stale / "cluster_with_9" / "cluster_9" / "dir-link") == str(outside / "good")
 
 
 # --- a tampered cache, end to end -----------------------------------------------------------------------------

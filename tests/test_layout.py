@@ -1,8 +1,9 @@
+import json
 import os
 
 import pytest
 
-from photocluster.layout import (Layout, link_names, number_clusters, read_layout, remove_stale_generations,
+from photocluster.layout import (STATE_FILE, Layout, link_names, number_clusters, read_layout, remove_stale_generations,
                                  write_layout)
 
 
@@ -114,8 +115,11 @@ def test_leftovers_of_a_crash_are_swept(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     write_layout(out, lib, number_clusters([["a.jpg", "b.jpg"]], None))
+    # A run killed while building: its state (written first) names the links it was about to make.
     half = out / ".clusters-dead-1" / "cluster_with_2" / "cluster_0"
     half.mkdir(parents=True)
+    state = {"clusters": {"0": ["a.jpg", "b.jpg"]}, "next_id": 1, "links": {"0": ["a.jpg", "b.jpg"]}}
+    (out / ".clusters-dead-1" / STATE_FILE).write_text(json.dumps(state))
     os.symlink("../../../../lib/a.jpg", half / "a.jpg")
     os.symlink(".clusters-dead-1", out / ".clusters.swap-999")
     remove_stale_generations(out)

@@ -16,7 +16,7 @@ from PIL import Image, ImageOps
 from photocluster import models
 from photocluster.labels import class_labels
 from photocluster.patterns import (
-    LIBRARY_DIR, OUR_FILES, PATTERNS, PHOTOS, ROOT_DIR, SUMMARY, TRANSACTIONS, PatternSettings, escape_name,
+    FOLDER_MARK, LIBRARY_DIR, OUR_FILES, PATTERNS, PHOTOS, ROOT_DIR, SUMMARY, TRANSACTIONS, PatternSettings, escape_name,
     format_patterns, mine_maximal, mirror_parts, parse_min_support, photo_objects, read_patterns, read_photo_names,
     unescape_name, update_patterns,
 )
@@ -199,7 +199,7 @@ def test_writes_the_four_files_for_each_folder_and_the_library(tmp_path):
     assert report.written == 4 and report.photos == 11
 
     lisbon = out / "patterns" / "2024" / "Lisbon"
-    assert sorted(os.listdir(lisbon)) == sorted(OUR_FILES)
+    assert sorted(os.listdir(lisbon)) == sorted(OUR_FILES + (FOLDER_MARK,))
     names = read_photo_names(lisbon / PHOTOS)
     lines = (lisbon / TRANSACTIONS).read_text(encoding="utf-8").split("\n")[:-1]
     assert names == sorted(rel.rsplit("/", 1)[1] for rel in LISBON)
@@ -329,8 +329,8 @@ def test_a_folder_with_no_photos_left_loses_its_summary(tmp_path, caplog):
     report = update_patterns(out, remaining, PatternSettings(), library)
     assert report.folders_removed == ["2024/Lisbon", "_root", "pets"]
     assert sorted(os.listdir(out / "patterns")) == [".state.json", "2024", "_library", "linked", "pets"]
-    assert os.listdir(out / "patterns" / "2024") == ["Porto"]
-    assert os.listdir(out / "patterns" / "pets") == ["my notes.txt"]
+    assert sorted(os.listdir(out / "patterns" / "2024")) == [FOLDER_MARK, "Porto"]
+    assert sorted(os.listdir(out / "patterns" / "pets")) == [FOLDER_MARK, "my notes.txt"]  # still ours
     assert (outside / SUMMARY).read_text() == "keep me"
 
     assert update_patterns(out, {}, PatternSettings(), library).folders_removed == ["2024/Porto", "_library"]

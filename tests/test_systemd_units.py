@@ -96,5 +96,30 @@ def test_each_unit_writes_only_where_its_output_goes():
     assert template["ExecStart"] == f"{SYSTEM_PROGRAM} watch $PHOTOCLUSTER_OPTIONS %f"
     assert template["ReadWritePaths"] == "%f/photocluster"
     user = directives(UNITS / "user" / "photocluster.service")["Service"]
-    assert user["ExecStart"] == f"{USER_PROGRAM} watch %h/Pictures"
+    assert user["ExecStart"] == f"{USER_PROGRAM} watch --model squeezenet %h/Pictures"
     assert user["ReadWritePaths"] == "%h/Pictures/photocluster"
+
+
+def test_user_unit_agrees_with_the_readme_and_runs_offline_after_fetch_weights(tmp_path, squeezenet_weights):
+    """The README's steps for the user unit fetch one model's weights; the unit must run that model, and its
+    settings must pass `watch --check` with nothing but those weights on the machine."""
+    import re
+    import sys
+
+    readme = (UNITS.parent / "README.rst").read_text()
+    steps = readme.split("**Your own ~/Pictures**")[1].split("Large libraries")[0]
+    fetched = re.findall(r"photocluster fetch-weights (\w+)", steps)
+    command = directives(UNITS / "user" / "photocluster.service")["Service"]["ExecStart"].split()
+    assert command[:2] == [USER_PROGRAM, "watch"]
+    model = command[command.index("--model") + 1] if "--model" in command else "vgg16"  # watch's default
+    assert fetched == [model]
+    home = tmp_path / "home"
+    (home / "Pictures").mkdir(parents=True)
+    weights_dir = tmp_path / "weights"  # as after `photocluster fetch-weights squeezenet`, and nothing else
+    weights_dir.mkdir()
+    shutil.copy(squeezenet_weights, weights_dir)
+    env = {**os.environ, "PHOTOCLUSTER_WEIGHTS_DIR": str(weights_dir), "KERAS_HOME": str(tmp_path / "keras")}
+    args = [arg.replace("%h", str(home)) for arg in command[2:]]
+    result = subprocess.run([sys.executable, "-m", "photocluster", "watch", "--check", *args], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr

@@ -141,3 +141,43 @@ def test_fetch_unknown_model_is_a_value_error():
 def test_fetch_error_is_a_weights_unavailable():
     # The CLI maps WeightsUnavailable to exit status 2; fetch failures must land there too.
     assert issubclass(WeightsFetchError, WeightsUnavailable)
+
+
+# --- missing_weights: is a model's weights file on this machine? (files only, no TensorFlow) ---------------------
+
+@pytest.fixture()
+def keras_home(tmp_path, monkeypatch) -> Path:
+    home = tmp_path / "keras"
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    return home
+
+
+def test_missing_squeezenet_weights_say_how_to_fetch_them(weights_folder, keras_home, squeezenet_bytes):
+    problem = weights.missing_weights("squeezenet")
+    assert problem.startswith(f"SqueezeNet weights are missing from {weights_folder}")
+    assert "photocluster fetch-weights squeezenet" in problem
+    weights_folder.mkdir()
+    (weights_folder / SQUEEZENET.filename).write_bytes(squeezenet_bytes[:-1] + b"x")  # tampered: still missing
+    assert weights.missing_weights("squeezenet", "imagenet") == problem
+    (weights_folder / SQUEEZENET.filename).write_bytes(squeezenet_bytes)
+    assert weights.missing_weights("squeezenet") is None
+
+
+@pytest.mark.parametrize("where", ["weights folder", "keras cache"])
+def test_vgg16_weights_are_found_in_the_weights_folder_or_keras_cache(weights_folder, keras_home, where):
+    problem = weights.missing_weights("vgg16")
+    assert problem.startswith("VGG16 ImageNet weights are missing")
+    assert str(weights_folder / weights.VGG16_FILENAME) in problem and str(keras_home) in problem
+    folder = weights_folder if where == "weights folder" else keras_home / "models"
+    folder.mkdir(parents=True)
+    (folder / weights.VGG16_FILENAME).write_bytes(b"present")  # presence only: the loader checks the contents
+    assert weights.missing_weights("vgg16") is None
+
+
+@pytest.mark.parametrize("model", ["vgg16", "squeezenet"])
+def test_random_weights_are_never_missing_and_a_named_file_must_exist(weights_folder, keras_home, tmp_path, model):
+    assert weights.missing_weights(model, "random") is None and weights.missing_weights(model, "None") is None
+    named = tmp_path / "mine.h5"
+    assert weights.missing_weights(model, str(named)) == f"weights file {named} does not exist or is not a file"
+    named.write_bytes(b"weights")
+    assert weights.missing_weights(model, str(named)) is None

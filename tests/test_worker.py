@@ -183,3 +183,109 @@ def test_a_hung_worker_is_killed_and_reported(lib):
 def test_describe_exit():
     assert describe_exit(-9) == "signal 9 (SIGKILL)"
     assert describe_exit(1) == "exit status 1"
+
+
+# --- issue 9: a Python exception while decoding is that photo's failure, never a worker crash -------------------
+
+class _RaisingDecoderStandIn(StandInModel):
+    pass
+
+
+def raising_decoder_factory(name: str, weights: str | None = None) -> StandInModel:
+    """The stand-in, in a worker whose PNG decoder raises RuntimeError (as pillow-heif's does) on 77x77 photos."""
+    from PIL import PngImagePlugin
+
+    real = PngImagePlugin.PngImageFile.load
+
+    def load(self):
+        if self.size == (77, 77):
+            raise RuntimeError("decoder bug")
+        return real(self)
+
+    PngImagePlugin.PngImageFile.load = load
+    return _RaisingDecoderStandIn()
+
+
+def count_worker_starts(monkeypatch) -> list[int]:
+    starts = []
+    real = FingerprintWorker._start
+
+    def start(self):
+        if not self.alive:
+            starts.append(1)
+        real(self)
+
+    monkeypatch.setattr(FingerprintWorker, "_start", start)
+    return starts
+
+
+@pytest.mark.parametrize("factory,bad", [
+    ("stand_in_factory", {"texture.jpg": "dds", "game.png": "blp"}),  # the issue's files: raised out of Pillow
+    ("raising_decoder_factory", {"odd-0.png": 77, "odd-1.png": 77}),  # a decoder that raises on any photo
+])
+def test_files_that_make_the_decoder_raise_never_restart_the_worker(lib, worker, stand_in, monkeypatch, caplog,
+                                                                    factory, bad):
+    from . import hostile
+
+    for name, kind in bad.items():
+        if kind == "dds":
+            (lib / name).write_bytes(hostile.dds_unsupported())
+        elif kind == "blp":
+            (lib / name).write_bytes(hostile.blp_bad_encoding())
+        else:
+            save(scene(70).resize((kind, kind)), lib / name)
+    starts = count_worker_starts(monkeypatch)
+    cache = FingerprintCache(stand_in.model_id, stand_in.dim)
+    fingerprinter = WorkerFingerprinter(worker, f"{HERE}:{factory}", retry_seconds=0.01)
+    report = fingerprinter(settings(lib), cache, photos_of(lib), False, lambda: False)
+    assert starts == [1] and "crashed" not in caplog.text and not fingerprinter.crashes
+    assert sorted(report.failed) == sorted(bad) and report.computed == 5
+    assert all(cache.entries[name].error and not cache.entries[name].error.startswith("quarantined")
+               for name in bad)
+    assert all(cache.entries[f"p{i}.jpg"].row >= 0 for i in range(5))
+
+
+# --- keeping the work on the daemon's worker path: checkpoints, results already sent, permanent load errors ------
+
+def test_the_worker_path_saves_checkpoints_while_it_fingerprints(tmp_path, lib, worker, stand_in, monkeypatch):
+    from photocluster.pipeline import CHECKPOINT_ENV, LibraryPipeline
+
+    for i in range(5, 10):
+        save(scene(i), lib / f"p{i}.jpg")
+    monkeypatch.setenv(CHECKPOINT_ENV, "0.4")
+    saved_counts = []  # how many fingerprints the cache held at each save
+    real_save = FingerprintCache.save
+    monkeypatch.setattr(FingerprintCache, "save",
+                        lambda cache, path: (saved_counts.append(len(cache.fingerprinted())), real_save(cache, path)))
+    pipeline = LibraryPipeline(settings(lib, out=tmp_path / "out"),
+                               fingerprint=WorkerFingerprinter(worker, f"{HERE}:slow_factory"))
+    report = pipeline.update(progress=False)
+    # 10 photos in calls of 2 that take 0.3 s each: 1.5 s of fingerprinting, so saves at 0.4 s intervals came
+    # while it ran, each holding only what was done by then, and the last one holds all 10.
+    assert report.fingerprinted.computed == 10
+    assert any(0 < n < 10 for n in saved_counts), saved_counts
+    assert saved_counts == sorted(saved_counts) and saved_counts[-1] == 10
+
+
+def test_results_already_sent_are_kept_when_the_job_is_abandoned(lib, worker):
+    got = []
+
+    def slow_to_take(rel, *rest):
+        got.append(rel)
+        time.sleep(0.3 if len(got) == 1 else 0)  # meanwhile the worker sends the rest of its call of 5
+
+    outcome = worker.run(job(lib, batch_size=5), slow_to_take, should_stop=lambda: bool(got))
+    assert outcome.stopped and sorted(got) == [f"p{i}.jpg" for i in range(5)]
+
+
+def memory_error_factory(name: str, weights: str | None = None):
+    raise MemoryError("cannot allocate the model")
+
+
+def test_a_load_error_says_whether_the_weights_are_missing(lib, worker):
+    with pytest.raises(WorkerLoadError) as missing:
+        worker.run(job(lib, factory="missing_weights_factory"), lambda *a: None)
+    assert missing.value.missing_weights  # the daemon does not retry this
+    with pytest.raises(WorkerLoadError) as passing:
+        worker.run(job(lib, factory="memory_error_factory"), lambda *a: None)
+    assert not passing.value.missing_weights  # this may pass: the daemon retries it
