@@ -164,7 +164,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
     top = _checked_keys(data, _TOP_KEYS, problems, "")
     timings = _timings(_checked_keys(top.get("daemon", {}), _DAEMON_KEYS, problems, "[daemon] "), problems)
     tables = top.get("library", [])
-    if not tables and "library" not in problems_keys(problems):
+    if not tables and ("library" in top or "library" not in data):  # (a `library` of the wrong type is reported)
         problems.add("", "no [[library]] tables; add one per library to watch")
     libraries = [(number, _library(table, problems, f"[[library]] #{number}: "))
                  for number, table in enumerate(tables, 1)]
@@ -173,11 +173,6 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
     if problems:
         raise ConfigError(problems)
     return Config([settings for _, settings in libraries], timings, path)
-
-
-def problems_keys(problems: _Problems) -> set[str]:
-    """The top-level keys already reported (a `library` that is not a list of tables needs no second line)."""
-    return {key for key in _TOP_KEYS if any(line.startswith(f"{problems.path}: {key} ") for line in problems)}
 
 
 def _timings(values: dict[str, Any], problems: _Problems) -> DaemonTimings:
@@ -269,7 +264,7 @@ def _resolve(value: str, config_path: Path) -> Path:
 def _checked_keys(table: Any, known: dict[str, str], problems: _Problems, where: str) -> dict[str, Any]:
     """The entries of `table` with a known key and the right type; every other one is reported."""
     if not isinstance(table, dict):
-        problems.add(where, f"{'' if where else 'the file '}must be a table".lstrip())
+        problems.add("", f"{where.strip() or 'the file'} must be a table")
         return {}
     good = {}
     for key, value in table.items():
