@@ -19,14 +19,16 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import pickletools
 import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
-from .fsutil import ForeignEntry, atomic_writer, kind_of
+from .fsutil import ForeignEntry, NotAFileError, atomic_writer, kind_of, open_regular
 from .library import PhotoFile
 from .wording import plural
 
@@ -37,6 +39,7 @@ VERSION = 1
 LABELS_KEPT = 10
 NO_LABEL = 0xFFFF
 N_CLASSES = 1000
+MODEL_ID_MAX = 200  # real ids are "<model>/<weights origin>[/<hash>]"; a longer one is not ours (and is logged)
 PROB_DECIMALS = 3  # float16 keeps about 3 significant digits; rounding makes fresh and reloaded labels equal
 Labels = tuple[tuple[int, float], ...]
 
@@ -164,22 +167,32 @@ class FingerprintCache:
 
     @classmethod
     def load(cls, path: Path) -> FingerprintCache:
-        """Read a cache file. Raises CacheError for anything but a valid cache of this format."""
+        """Read a cache file. Raises CacheError, with a short message, for anything but a valid cache.
+
+        The file is opened only if it is a regular file (a FIFO there would hang the run), and its opcodes are
+        checked before anything is built (see _check_opcodes), so a tampered file costs bounded memory and depth.
+        """
         try:
-            with open(path, "rb") as fh:
+            with open_regular(path) as fh:
+                _check_opcodes(fh)
+                fh.seek(0)
                 data = _RefusingUnpickler(fh).load()
+            return cls._from_columns(data)
         except CacheError:
             raise
+        except NotAFileError as exc:
+            raise CacheError(f"{exc.kind} is there, not a file") from None
         except Exception as exc:  # noqa: BLE001 - any failure of a foreign file is just "not a cache"
-            raise CacheError(f"unreadable ({type(exc).__name__}: {exc})") from None
-        return cls._from_columns(data)
+            raise CacheError(f"unreadable ({type(exc).__name__}: {_short(str(exc))})") from None
 
     @classmethod
     def _from_columns(cls, data: object) -> FingerprintCache:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise CacheError("not a photocluster fingerprint cache")
-        if data.get("version") != VERSION:
-            raise CacheError(f"cache format version {data.get('version')!r}, this photocluster reads {VERSION}")
+        version = data.get("version")
+        if version != VERSION:
+            shown = version if type(version) is int else "unknown"  # never the content: it may be huge
+            raise CacheError(f"cache format version {_short(str(shown))}, this photocluster reads {VERSION}")
         try:
             return cls._build(data)
         except (KeyError, TypeError, ValueError) as exc:
@@ -213,9 +226,9 @@ class FingerprintCache:
 def load_or_new(path: Path, model_id: str, dim: int, move_aside: bool = True) -> FingerprintCache:
     """Load the cache for `model_id`; a missing, bad or other-model cache gives an empty one.
 
-    A bad file is moved aside (never deleted) with a warning, so nothing in it is lost or executed; with
-    move_aside=False (a dry run) it is left where it is. Anything but a regular file at `path` (a symlink, a
-    folder) is not photocluster's: ForeignEntry, and it is left alone.
+    A bad file is moved aside (never deleted) with one short warning, so nothing in it is lost or executed and the
+    run goes on; with move_aside=False (a dry run) it is left where it is. Anything but a regular file at `path` (a
+    symlink, a folder, a FIFO) is not photocluster's: ForeignEntry, and it is left alone.
     """
     if not os.path.lexists(path):
         return FingerprintCache(model_id, dim)
@@ -227,8 +240,12 @@ def load_or_new(path: Path, model_id: str, dim: int, move_aside: bool = True) ->
         if not move_aside:
             log.warning("cache %s refused: %s; a dry run leaves it there", path, exc)
             return FingerprintCache(model_id, dim)
-        aside = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
-        os.replace(path, aside)
+        aside = _aside_path(path)
+        try:
+            os.replace(path, aside)
+        except OSError as move_error:
+            log.warning("cache %s refused: %s; could not move it aside (%s)", path, exc, move_error.strerror)
+            return FingerprintCache(model_id, dim)
         log.warning("cache %s refused: %s; moved it to %s and rebuilding", path, exc, aside.name)
         return FingerprintCache(model_id, dim)
     if cache.model_id != model_id or cache.dim != dim:
@@ -236,6 +253,15 @@ def load_or_new(path: Path, model_id: str, dim: int, move_aside: bool = True) ->
                  cache.model_id, model_id)
         return FingerprintCache(model_id, dim)
     return cache
+
+
+def _aside_path(path: Path) -> Path:
+    """A free name beside `path` for a refused cache: two refused in one second must not overwrite each other."""
+    aside = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
+    n = 2
+    while os.path.lexists(aside):
+        aside, n = aside.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}-{n}"), n + 1
+    return aside
 
 
 class _RefusingUnpickler(pickle.Unpickler):
@@ -259,7 +285,7 @@ def _as_buffer(value: object) -> bytes | bytearray:
 
 
 def _check_types(model_id, dim, paths, sizes, mtimes, errors) -> None:
-    if not isinstance(model_id, str) or not isinstance(dim, int) or dim <= 0:
+    if type(model_id) is not str or len(model_id) > MODEL_ID_MAX or type(dim) is not int or dim <= 0:
         raise TypeError("bad model id or dimension")
     columns = (paths, sizes, mtimes, errors)
     if not all(isinstance(c, list) for c in columns) or len({len(c) for c in columns}) != 1:
@@ -311,3 +337,133 @@ def _rounded_probs(prob: np.ndarray) -> list[list[float]]:
     if not np.all((milli >= 0) & (milli <= _MILLI)):  # out of range or NaN: only a foreign file has these
         return prob.astype(np.float64).round(PROB_DECIMALS).tolist()
     return _PROB_VALUES[milli.astype(np.intp)].tolist()  # an object array: tolist() hands out the shared floats
+
+
+_MESSAGE_MAX = 160
+
+
+def _short(text: str) -> str:
+    """A refusal reason fit for one log line: the content of a hostile file never reaches the terminal."""
+    text = " ".join(text.split())
+    return text if len(text) <= _MESSAGE_MAX else text[: _MESSAGE_MAX - 3] + "..."
+
+
+# --- the opcode check ------------------------------------------------------------------------------------------
+# pickle builds whatever a file describes, and a few bytes can describe a lot: each 1-byte EMPTY_SET or EMPTY_DICT
+# is a new 200-byte object (10 MB of them took 2.5 GB), and nested containers make RecursionError later. The C
+# unpickler cannot be limited from Python, and its pure-Python twin is far too slow for a 250,000-photo cache, so
+# the opcode stream is walked once before unpickling, jumping over string and vector payloads without reading them,
+# and only what pickle.dump(protocol=5) writes for the cache's plain columns is allowed:
+# - no globals, tuples, sets, PUT with a chosen memo index, or text (protocol 0) opcodes;
+# - at most _CONTAINERS_MAX lists and dicts (a cache has 5), so nesting is shallow;
+# - marks at most _MARKS_MAX deep and the stack at most _STACK_MAX items (the pickler writes batches of 1000);
+# - a memo entry only for a new object, and memo references only to entries that exist.
+# What is left costs memory in proportion to the file: every allowed opcode of n bytes builds at most about 16 n
+# bytes (a 2-character string, a list slot and a memo entry from 4 bytes), so a refused file of S bytes peaks
+# below ~16 S. A hand-written walk, since pickletools.genops reads every payload and is ~10x slower.
+_CONTAINERS_MAX = 16
+_MARKS_MAX = 4
+_STACK_MAX = 4096
+_PUSH, _APPEND, _SETITEM, _MARK, _POP_MARK, _MEMOIZE, _GET, _CONTAINER, _NOTHING, _STOP = range(10)
+_EFFECT = {
+    "PROTO": _NOTHING, "FRAME": _NOTHING, "STOP": _STOP, "MARK": _MARK, "APPENDS": _POP_MARK,
+    "SETITEMS": _POP_MARK, "APPEND": _APPEND, "SETITEM": _SETITEM, "MEMOIZE": _MEMOIZE, "BINGET": _GET,
+    "LONG_BINGET": _GET, "EMPTY_DICT": _CONTAINER, "EMPTY_LIST": _CONTAINER,
+    **dict.fromkeys(["SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "SHORT_BINBYTES", "BINBYTES", "BINBYTES8",
+                     "BYTEARRAY8", "BININT", "BININT1", "BININT2", "LONG1", "LONG4", "BINFLOAT", "NONE", "NEWTRUE",
+                     "NEWFALSE"], _PUSH),
+}
+
+
+def _opcode_table() -> list[tuple[int, int, int] | None]:
+    """For each opcode byte: (effect, fixed argument bytes, length-prefix bytes), or None when not allowed."""
+    prefix = {pickletools.TAKEN_FROM_ARGUMENT1: 1, pickletools.TAKEN_FROM_ARGUMENT4: 4,
+              pickletools.TAKEN_FROM_ARGUMENT4U: 4, pickletools.TAKEN_FROM_ARGUMENT8U: 8}
+    table: list[tuple[int, int, int] | None] = [None] * 256
+    for op in pickletools.opcodes:
+        if op.name not in _EFFECT:
+            continue
+        arg = op.arg
+        if arg is None:
+            table[ord(op.code)] = (_EFFECT[op.name], 0, 0)
+        elif arg.n >= 0:
+            table[ord(op.code)] = (_EFFECT[op.name], arg.n, 0)
+        else:  # a counted payload: LONG1/LONG4 and the strings, bytes and bytearrays
+            table[ord(op.code)] = (_EFFECT[op.name], 0, prefix[arg.n])
+    return table
+
+
+_OPCODES = _opcode_table()
+
+
+_WINDOW = 1 << 20  # the opcodes are read a window at a time; payloads are skipped with seek, never read
+_HEADER_MAX = 9  # an opcode byte and at most 8 bytes of argument or length
+
+
+def _check_opcodes(fh: IO[bytes]) -> None:
+    """Raise CacheError unless the pickle in `fh` is made only of what a cache holds, within the bounds above."""
+    end = fh.seek(0, os.SEEK_END)
+    if end == 0:
+        raise CacheError("empty file")
+    table = _OPCODES
+    base, data, at = 0, b"", 0  # data is the window of the file from offset base; at indexes it
+    containers = memo = stack = 0
+    marks: list[int] = []
+    fresh = False  # the top of the stack is an object just built (only those get a memo entry)
+    while base + at < end:
+        if at + _HEADER_MAX > len(data):  # also after a payload skipped past the window
+            base += at
+            fh.seek(base)
+            data, at = fh.read(_WINDOW), 0
+        entry = table[data[at]]
+        if entry is None:
+            raise CacheError(f"refused: opcode {data[at]:#04x} at byte {base + at} is never in a photocluster cache")
+        effect, fixed, prefix = entry
+        at += 1
+        if prefix:
+            at += prefix + int.from_bytes(data[at:at + prefix], "little")
+        elif fixed:
+            arg_at, at = at, at + fixed
+        if base + at > end:
+            break
+        if effect == _PUSH:
+            stack += 1
+            fresh = True
+            if stack > _STACK_MAX:
+                raise CacheError("refused: too many values in a row")
+            continue
+        if effect == _NOTHING:  # PROTO, or FRAME: frames may start between an object and its memo entry
+            continue
+        if effect == _MEMOIZE:
+            if not fresh:
+                raise CacheError("refused: a memo entry for an object already stored")
+            memo += 1
+        elif effect == _GET:
+            if int.from_bytes(data[arg_at:at], "little") >= memo:
+                raise CacheError("refused: a reference to a memo entry that does not exist")
+            stack += 1
+        elif effect == _CONTAINER:
+            containers += 1
+            stack += 1
+            if containers > _CONTAINERS_MAX:
+                raise CacheError("refused: more lists and dicts than a cache has (nested or repeated)")
+        elif effect == _MARK:
+            marks.append(stack)
+            if len(marks) > _MARKS_MAX:
+                raise CacheError("refused: marks nested too deep")
+        elif effect == _POP_MARK:
+            if not marks:
+                raise CacheError("refused: a batch without its mark")
+            stack = marks.pop()
+        elif effect == _APPEND:
+            stack -= 1
+        elif effect == _SETITEM:
+            stack -= 2
+        elif effect == _STOP:
+            if base + at != end:
+                raise CacheError("refused: data after the end of the pickle")
+            return
+        if stack > _STACK_MAX:
+            raise CacheError("refused: too many values in a row")
+        fresh = effect == _CONTAINER
+    raise CacheError("truncated file")

@@ -21,12 +21,14 @@ Relative paths are taken relative to the config file's folder; `~` is expanded.
 """
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .fsutil import NotAFileError, open_regular
 from .lastrun import adopt_recorded_model
 from .settings import LibrarySettings, PatternOptions, SettingsError
 
@@ -34,7 +36,14 @@ SYSTEM_CONFIG = Path("/etc/photocluster/config.toml")
 
 
 class ConfigError(SettingsError):
-    """A bad config file. The message is one line naming the file and the key."""
+    """A bad config file: one line per problem, each naming the file and the key. str() joins them with "; "."""
+
+    def __init__(self, problems: str | list[str]):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+TIMING_MAX = 365 * 24 * 3600.0  # a year: anything longer is a typo, and waits on huge timeouts overflow
 
 
 @dataclass
@@ -52,18 +61,30 @@ class DaemonTimings:
     batch_timeout_seconds: float = 600.0  # a worker silent this long is taken as hung, and killed
 
     def validate(self) -> None:
+        """Raise SettingsError naming the first bad timing."""
+        problems = self.problems()
+        if problems:
+            raise SettingsError(problems[0])
+
+    def problems(self) -> list[str]:
+        """Every bad timing, one line each: each must be finite, above 0 (rescan_seconds may be 0) and at most a
+        year (a NaN compares false with everything, so it would pass a plain `<= 0` check and stall the daemon)."""
+        problems = []
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "rescan_seconds" and value == 0:
-                continue
-            if value <= 0:
-                raise SettingsError(f"{f.name} must be greater than 0, got {value}")
+            if not math.isfinite(value) or value > TIMING_MAX:
+                problems.append(f"{f.name} must be a finite number of seconds up to {TIMING_MAX:.0f}, got {value}")
+            elif value <= 0 and not (f.name == "rescan_seconds" and value == 0):
+                problems.append(f"{f.name} must be greater than 0, got {value}")
+        if problems:
+            return problems  # the pairs below compare only sound values
         if self.max_delay_seconds < self.quiet_seconds:
-            raise SettingsError(f"max_delay_seconds ({self.max_delay_seconds}) must not be less than "
-                                f"quiet_seconds ({self.quiet_seconds})")
+            problems.append(f"max_delay_seconds ({self.max_delay_seconds}) must not be less than "
+                            f"quiet_seconds ({self.quiet_seconds})")
         if self.retry_max_seconds < self.retry_seconds:
-            raise SettingsError(f"retry_max_seconds ({self.retry_max_seconds}) must not be less than "
-                                f"retry_seconds ({self.retry_seconds})")
+            problems.append(f"retry_max_seconds ({self.retry_max_seconds}) must not be less than "
+                            f"retry_seconds ({self.retry_seconds})")
+        return problems
 
 
 @dataclass
@@ -84,18 +105,33 @@ def default_config_path() -> Path:
     return user if user.exists() else SYSTEM_CONFIG
 
 
+CONFIG_MAX_BYTES = 1 << 20  # a config is a few hundred bytes; a bigger file is not one
+
+
 def load_config(path: Path) -> Config:
-    """Read and validate a config file. Raises ConfigError with a one-line message."""
+    """Read and validate a config file. Raises ConfigError listing every problem, one line each."""
     path = Path(path)
     try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+        # The config is the user's file: a link to it is followed (dotfiles often are links), but a FIFO or a
+        # device is never opened in a way that could block.
+        with open_regular(path, follow_symlinks=True) as fh:
+            raw = fh.read(CONFIG_MAX_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
+    except NotAFileError as exc:
+        raise ConfigError(f"{path}: cannot read: it is {exc.kind}, not a file") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(raw) > CONFIG_MAX_BYTES:
+        raise ConfigError(f"{path}: larger than {CONFIG_MAX_BYTES} bytes; not a photocluster config")
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start + 1}); TOML files must be UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise ConfigError(f"{path}: values nested too deeply; not a photocluster config") from None
     return parse_config(data, path)
 
 
@@ -107,50 +143,117 @@ _LIBRARY_KEYS = {"path": _STR, "out": _STR, "sim": _NUMBER, "cut": _NUMBER, "min
                  "weights": _STR, "batch_size": _INT, "patterns": _TABLE}
 _PATTERN_KEYS = {"enabled": _BOOL, "threshold": _NUMBER, "min_support": _NUMBER, "labels": _STR}
 _DAEMON_KEYS = {f.name: _NUMBER for f in fields(DaemonTimings)}
+# A bad value of these is put back to its default after it is reported, so that the rest can still be checked.
+_RESETTABLE = {f.name: f for f in fields(LibrarySettings)}
+
+
+class _Problems(list):
+    """Every problem found, so that one `watch --check` shows them all. Each is one line naming file and key."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = path
+
+    def add(self, where: str, message: str) -> None:
+        self.append(f"{self.path}: {where}{message}")
 
 
 def parse_config(data: dict[str, Any], path: Path) -> Config:
-    """Validate the parsed TOML of `path` into a Config."""
-    _check_keys(data, _TOP_KEYS, path, "")
-    daemon = data.get("daemon", {})
-    _check_keys(daemon, _DAEMON_KEYS, path, "[daemon] ")
-    timings = DaemonTimings(**{k: float(v) for k, v in daemon.items()})
-    _settings_errors(timings.validate, path, "[daemon] ")
-    tables = data.get("library", [])
-    if not isinstance(tables, list) or not tables:
-        raise ConfigError(f"{path}: no [[library]] tables; add one per library to watch")
-    libraries = [_library(table, path, f"[[library]] #{i}: ") for i, table in enumerate(tables, 1)]
-    _check_distinct(libraries, path)
-    return Config(libraries, timings, path)
+    """Validate the parsed TOML of `path` into a Config. Raises ConfigError listing every problem."""
+    problems = _Problems(path)
+    top = _checked_keys(data, _TOP_KEYS, problems, "")
+    timings = _timings(_checked_keys(top.get("daemon", {}), _DAEMON_KEYS, problems, "[daemon] "), problems)
+    tables = top.get("library", [])
+    if not tables and ("library" in top or "library" not in data):  # (a `library` of the wrong type is reported)
+        problems.add("", "no [[library]] tables; add one per library to watch")
+    libraries = [(number, _library(table, problems, f"[[library]] #{number}: "))
+                 for number, table in enumerate(tables, 1)]
+    libraries = [(number, settings) for number, settings in libraries if settings is not None]
+    _check_overlaps(libraries, problems)
+    if problems:
+        raise ConfigError(problems)
+    return Config([settings for _, settings in libraries], timings, path)
 
 
-def _library(table: Any, path: Path, where: str) -> LibrarySettings:
+def _timings(values: dict[str, Any], problems: _Problems) -> DaemonTimings:
+    numbers = {}
+    for key, value in values.items():
+        try:
+            numbers[key] = float(value)
+        except OverflowError:  # a TOML integer beyond any float
+            numbers[key] = math.inf
+    timings = DaemonTimings(**numbers)
+    for message in timings.problems():
+        problems.add("[daemon] ", message)
+    return timings
+
+
+def _library(table: Any, problems: _Problems, where: str) -> LibrarySettings | None:
+    """The settings of one [[library]] table, or None when it has no usable root. Problems are reported, not raised,
+    so settings with bad values still come back, to be checked for overlaps."""
     if not isinstance(table, dict):
-        raise ConfigError(f"{path}: {where.rstrip(': ')} must be a table")
-    _check_keys(table, _LIBRARY_KEYS, path, where)
-    if "path" not in table:
-        raise ConfigError(f"{path}: {where}path is missing")
-    patterns = table.get("patterns", {})
-    _check_keys(patterns, _PATTERN_KEYS, path, f"{where}[patterns] ")
-    pattern_options = replace(PatternOptions(), **patterns)
-    _settings_errors(pattern_options.validate, path, f"{where}[patterns] ")
-    values = {k: v for k, v in table.items() if k != "patterns"}
+        problems.add(where.rstrip(": "), " must be a table")
+        return None
+    values = _checked_keys(table, _LIBRARY_KEYS, problems, where)
+    patterns = _pattern_options(values.pop("patterns", {}), problems, f"{where}[patterns] ")
+    if "path" not in values:
+        if "path" not in table:
+            problems.add(where, "path is missing")
+        return None
     for key in ("path", "out", "weights"):
         if key in values and not (key == "weights" and values[key] in ("imagenet", "random", "none")):
-            values[key] = _resolve(values[key], path)
+            if "\0" in values[key]:
+                problems.add(where, f"{key} must not contain a NUL character")
+                return None
+            values[key] = _resolve(values[key], problems.path)
     library = values.pop("path")
     if not os.path.isdir(library):
-        problem = "is not a folder" if os.path.exists(library) else "does not exist"
-        raise ConfigError(f"{path}: {where}path {library} {problem}")
-    settings = LibrarySettings(library=Path(library), patterns=pattern_options, **values)
+        problems.add(where, f"path {library} {'is not a folder' if os.path.exists(library) else 'does not exist'}")
+        return None
+    settings = LibrarySettings(library=Path(library), patterns=patterns, **values)
     if settings.out is not None:
         settings.out = Path(settings.out)
     if settings.weights is not None:
         settings.weights = str(settings.weights)
-    _settings_errors(settings.validate, path, where)
+    if not _settings_valid(settings, problems, where):
+        return settings  # reported; still checked for overlaps with the others
     if "model" not in table:  # the model of the library's last run, else the default (lastrun.py)
-        _settings_errors(lambda: adopt_recorded_model(settings), path, where)
+        try:
+            adopt_recorded_model(settings)
+        except SettingsError as exc:
+            problems.add(where, str(exc))
+            return None
     return settings
+
+
+def _settings_valid(settings: LibrarySettings, problems: _Problems, where: str) -> bool:
+    """Report every bad value: LibrarySettings.validate stops at the first (its message starts with the key), so
+    each one found is put back to its default and the check repeated. False when the library cannot be used."""
+    valid = True
+    for _ in range(len(_RESETTABLE) + 1):
+        try:
+            settings.validate()
+            return valid
+        except SettingsError as exc:
+            problems.add(where, str(exc))
+            valid = False
+            key = str(exc).split(" ", 1)[0]
+            if key not in _RESETTABLE or key in ("library", "out", "patterns"):
+                return False
+            setattr(settings, key, _RESETTABLE[key].default)
+    return False
+
+
+def _pattern_options(values: dict[str, Any], problems: _Problems, where: str) -> PatternOptions:
+    """Each pattern setting checked on its own (PatternOptions.validate stops at the first), bad ones dropped."""
+    good = {}
+    for key, value in _checked_keys(values, _PATTERN_KEYS, problems, where).items():
+        try:
+            replace(PatternOptions(), **{key: value}).validate()
+            good[key] = value
+        except SettingsError as exc:
+            problems.add(where, str(exc))
+    return replace(PatternOptions(), **good)
 
 
 def _resolve(value: str, config_path: Path) -> Path:
@@ -158,14 +261,20 @@ def _resolve(value: str, config_path: Path) -> Path:
     return expanded if expanded.is_absolute() else config_path.parent / expanded
 
 
-def _check_keys(table: Any, known: dict[str, str], path: Path, where: str) -> None:
+def _checked_keys(table: Any, known: dict[str, str], problems: _Problems, where: str) -> dict[str, Any]:
+    """The entries of `table` with a known key and the right type; every other one is reported."""
     if not isinstance(table, dict):
-        raise ConfigError(f"{path}: {where.strip() or 'the file'} must be a table")
+        problems.add("", f"{where.strip() or 'the file'} must be a table")
+        return {}
+    good = {}
     for key, value in table.items():
         if key not in known:
-            raise ConfigError(f"{path}: {where}unknown key {key!r} (known keys: {', '.join(known)})")
-        if not _has_type(value, known[key]):
-            raise ConfigError(f"{path}: {where}{key} must be {known[key]}, got {_describe(value)}")
+            problems.add(where, f"unknown key {_shown(key)} (known keys: {', '.join(known)})")
+        elif not _has_type(value, known[key]):
+            problems.add(where, f"{key} must be {known[key]}, got {_describe(value)}")
+        else:
+            good[key] = value
+    return good
 
 
 def _has_type(value: Any, kind: str) -> bool:
@@ -186,27 +295,43 @@ def _describe(value: Any) -> str:
     kinds = {bool: "a boolean", int: "a whole number", float: "a number", str: "a string", list: "a list",
              dict: "a table"}
     kind = kinds.get(type(value), type(value).__name__)
-    shown = repr(value) if not isinstance(value, (list, dict)) else ""
+    shown = _shown(value) if not isinstance(value, (list, dict)) else ""
     return f"{shown} ({kind})" if shown else kind
 
 
-def _settings_errors(validate, path: Path, where: str) -> None:
-    try:
-        validate()
-    except SettingsError as exc:
-        raise ConfigError(f"{path}: {where}{exc}") from None
+def _shown(value: Any) -> str:
+    """repr() of a value from the file, short enough for one line."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _check_distinct(libraries: list[LibrarySettings], path: Path) -> None:
-    """Two libraries must not share a root or an output folder: they would overwrite each other's cache."""
-    seen_roots: dict[str, int] = {}
-    seen_outs: dict[str, int] = {}
-    for i, settings in enumerate(libraries, 1):
-        root, out = os.path.realpath(settings.library), os.path.realpath(settings.out_dir)
-        if root in seen_roots:
-            raise ConfigError(f"{path}: [[library]] #{i}: path {settings.library} is already "
-                              f"[[library]] #{seen_roots[root]}")
-        if out in seen_outs:
-            raise ConfigError(f"{path}: [[library]] #{i}: out {settings.out_dir} is already the output of "
-                              f"[[library]] #{seen_outs[out]}")
-        seen_roots[root], seen_outs[out] = i, i
+def _check_overlaps(libraries: list[tuple[int, LibrarySettings]], problems: _Problems) -> None:
+    """No folder of one library (its root or its output) may be, contain or lie inside a folder of another.
+
+    Otherwise one library's scan sees the other's photos or output, the daemon's watches overlap (and miss events),
+    and two caches could be one file. A library's own output inside its own root is the default, and fine.
+    """
+    seen: list[tuple[int, str, str, Path]] = []  # (number, "path" or "out", real path, as written)
+    for number, settings in libraries:
+        mine = [("path", os.path.realpath(settings.library), settings.library),
+                ("out", os.path.realpath(settings.out_dir), settings.out_dir)]
+        clash = next(((kind, shown, other) for kind, real, shown in mine for other in seen
+                      if _related(real, other[2])), None)
+        if clash:
+            kind, shown, (other_number, other_kind, other_real, other_shown) = clash
+            relation = _relation(os.path.realpath(shown), other_real)
+            what = "[[library]] #{}".format(other_number) if other_kind == "path" else \
+                "the output of [[library]] #{}".format(other_number)
+            problems.add(f"[[library]] #{number}: ",
+                         f"{kind} {shown} {relation} {what} ({other_shown}); libraries must not overlap")
+        seen += [(number, kind, real, shown) for kind, real, shown in mine]
+
+
+def _related(one: str, other: str) -> bool:
+    return one == other or one.startswith(other.rstrip("/") + "/") or other.startswith(one.rstrip("/") + "/")
+
+
+def _relation(one: str, other: str) -> str:
+    if one == other:
+        return "is already"
+    return "lies inside" if one.startswith(other.rstrip("/") + "/") else "contains"

@@ -735,12 +735,17 @@ def _existing_default_config() -> Path:
 
 def main(argv: list[str]) -> int:
     """`photocluster watch ...`: run in the foreground until stopped. Errors raise (cli prints one line)."""
-    from .cli import setup_logging
+    from .cli import EXIT_USAGE, _fail, setup_logging
 
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose, args.quiet)
     logging.captureWarnings(True)  # a library's warnings.warn() becomes one log line, fit for the journal
-    config = config_from_args(args)
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:  # every problem of the file, one line each, not only the first
+        for problem in exc.problems:
+            _fail(problem, EXIT_USAGE)
+        return EXIT_USAGE
     if args.check:
         check_weights(config)
         where = config.source or "the command line"

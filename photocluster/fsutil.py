@@ -251,3 +251,37 @@ def try_lock(fd: int) -> bool:
         return True
     except BlockingIOError:
         return False
+
+
+class NotAFileError(OSError):
+    """A path that should hold one of photocluster's files holds something else (FIFO, device, folder, link)."""
+
+    def __init__(self, path: str | Path, mode: int):
+        kinds = {stat.S_IFIFO: "a FIFO", stat.S_IFDIR: "a folder", stat.S_IFLNK: "a symbolic link",
+                 stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device"}
+        self.kind = kinds.get(stat.S_IFMT(mode), "not a regular file")
+        super().__init__(f"{os.fspath(path)} is {self.kind}, not a regular file")
+
+
+def open_regular(path: str | Path, follow_symlinks: bool = False) -> IO[bytes]:
+    """Open a file for reading (binary) only if it is a regular file: never blocks, never follows a link unless asked.
+
+    A FIFO at the path would block open() and then read() until a writer comes (a hang SIGTERM cannot end), and
+    opening a device can have side effects, so the type is checked before opening (lstat, or stat with
+    `follow_symlinks`) and again on the opened descriptor (fstat), in case the path was swapped in between.
+    O_NONBLOCK makes even a FIFO swapped in at that moment open at once; on a regular file it changes nothing.
+    Raises NotAFileError (an OSError) for anything but a regular file.
+    """
+    mode = os.stat(path, follow_symlinks=follow_symlinks).st_mode
+    if not stat.S_ISREG(mode):
+        raise NotAFileError(path, mode)
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_symlinks else os.O_NOFOLLOW)
+    fd = os.open(path, flags)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotAFileError(path, mode)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise

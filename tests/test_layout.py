@@ -139,3 +139,94 @@ def test_a_plain_clusters_folder_with_user_files_is_refused(tmp_path):
 def test_summary_lines():
     layout = Layout({0: ["a", "b"], 1: ["c", "d"], 2: ["e", "f", "g"]}, 3)
     assert layout.summary_lines() == ["cluster size : ncluster", "           2 : 2", "           3 : 1"]
+
+
+# --- link names for any legal name (issue 9, class 3): distinct, within 255 bytes, always terminating ----------
+import signal  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@contextmanager
+def _fails_after(seconds: int):
+    """link_names once looped forever on long names; fail the test instead of hanging the suite."""
+    def stop(signum, frame):
+        raise AssertionError(f"link_names did not finish within {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+# A file name as the file system gives it: 1 to 255 bytes, no "/" or NUL, not "." or ".."; os.fsdecode turns bytes
+# that are not UTF-8 into surrogate escapes. Multi-byte characters and such bytes are drawn often.
+_NAME_BYTES = st.lists(st.sampled_from([b"a", b"Z", b".", b" ", b"(", b")", b"-", "é".encode(), "写".encode(),
+                                        "😀".encode(), b"\xff", b"\xc3", b"\x80"]), min_size=1, max_size=90)
+
+
+def _legal_name(parts: list[bytes], pad_to_max: bool) -> str:
+    raw = b"".join(parts)
+    if pad_to_max:
+        raw = (raw * (255 // len(raw) + 1))[:255]
+    raw = raw[:255]
+    return os.fsdecode(b"x" + raw[1:] if raw in (b".", b"..") else raw)
+
+
+_NAMES = st.builds(_legal_name, _NAME_BYTES, st.booleans())
+_FOLDERS = st.lists(_NAMES, min_size=0, max_size=4).map(lambda parts: "/".join(parts))
+
+
+def _assert_good_names(members: list[str]) -> dict[str, str]:
+    with _fails_after(10):
+        names = link_names(members)
+    encoded = [os.fsencode(name) for name in names]
+    assert sorted(names.values()) == sorted(members)  # one name per photo, none lost
+    assert len(set(encoded)) == len(members)  # distinct as the file system compares them: bytes
+    assert all(0 < len(raw) <= 255 and b"/" not in raw and raw not in (b".", b"..") for raw in encoded)
+    with _fails_after(10):
+        assert link_names(list(reversed(members))) == names  # deterministic, whatever the order given
+    return names
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(_FOLDERS, _NAMES), min_size=1, max_size=12, unique=True))
+def test_link_names_are_distinct_short_and_deterministic_for_any_names(paths):
+    _assert_good_names(sorted({f"{folder}/{name}" if folder else name for folder, name in paths}))
+
+
+@settings(max_examples=60, deadline=None)
+@given(_NAMES, st.lists(_FOLDERS, min_size=2, max_size=30, unique=True))
+def test_one_long_name_in_many_folders_collides_into_distinct_names(name, folders):
+    """The hang seen: one 255-byte name in several folders, whose links land in one cluster folder."""
+    _assert_good_names(sorted({f"{folder}/{name}" if folder else name for folder in folders}))
+
+
+def test_names_that_differ_only_beyond_255_bytes_of_the_disambiguated_form():
+    name = "n" * 251 + ".jpg"
+    deep = ["p" * 200 + f"/q{i}" for i in range(40)]  # "stem (folder)" agree in their first 255 bytes
+    names = _assert_good_names([f"{folder}/{name}" for folder in deep] + ["x/" + name.replace("n", "é", 3)])
+    assert all(n.endswith(".jpg") for n in names)  # the extension survives the cut
+
+
+def test_an_extension_longer_than_any_room_is_cut_too():
+    name = "a." + "e" * 253  # splitext sees a 254-byte extension
+    _assert_good_names([f"{folder}/{name}" for folder in ("f1", "f2", "f3")])
+
+
+def test_the_file_system_accepts_every_link_name(tmp_path):
+    members = [f"{folder}/{'ü' * 125}.jpg" for folder in ("a", "b", "c" * 255, "d/" + "\udcff" * 200)]
+    for name in _assert_good_names(members):
+        os.symlink("target", tmp_path / name)
+    assert len(os.listdir(tmp_path)) == len(members)
+
+
+def test_a_name_that_fits_is_kept_whole():
+    name = "a." + "e" * 253
+    assert link_names(["f/" + name]) == {name: "f/" + name}
+    assert link_names(["f/" + "ü" * 125 + ".jpg"]) == {"ü" * 125 + ".jpg": "f/" + "ü" * 125 + ".jpg"}
