@@ -381,8 +381,8 @@ def update_patterns(out_dir: str | os.PathLike, photos: Mapping[str, Labels | No
             _update_summaries(_PatternsFolder(root_fd), patterns_dir, library_root, folders, settings, report)
     except ForeignEntry as error:
         log.warning("patterns: no summaries written: %s is %s", escape_name(patterns_dir), error.strerror)
-    log.info("patterns: %d summaries written, %d unchanged, %d removed", report.written, report.folders_unchanged,
-             len(report.folders_removed))
+    log.info("patterns: %s written, %d unchanged, %d removed", _plural(report.written, "summary", "summaries"),
+             report.folders_unchanged, len(report.folders_removed))
     return report
 
 
@@ -419,9 +419,6 @@ def _update_summaries(where: _PatternsFolder, patterns_dir: str, library_root: s
         _update_library(where, patterns_dir, library_root, folders, settings, context, old_state, new_state, report)
     report.folders_removed = where.remove_stale(set(new_state))
     where.save_state(new_state)
-    log.info("patterns: %s written, %d unchanged, %d removed", _plural(report.written, "summary", "summaries"),
-             report.folders_unchanged, len(report.folders_removed))
-    return report
 
 
 def _state_entry(digest: str, summary: _Summary) -> dict:

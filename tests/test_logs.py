@@ -147,3 +147,18 @@ def test_pillows_own_error_lines_stay_off_the_terminal_after_setup(tmp_path, sta
     assert [line for line in err.splitlines() if "samples.tif" in line] == [
         line for line in err.splitlines() if line.startswith("photocluster: WARNING: skipping samples.tif")]
     assert "samples.tif" in err
+
+
+def test_each_stage_says_its_line_once(tmp_path, stand_in, capfd):
+    """One run writes the summaries once, so it says so once."""
+    from photocluster.cli import main
+
+    from .conftest import save, scene
+
+    lib = tmp_path / "lib"
+    for i in range(3):
+        save(scene(i), lib / "a" / f"p{i}.jpg")
+    assert main([str(lib), "--model", "squeezenet", "--out", str(tmp_path / "out")]) == 0
+    err = capfd.readouterr().err.splitlines()
+    assert len([line for line in err if "patterns:" in line]) == 1
+    assert len([line for line in err if "fingerprinting" in line]) == 1
