@@ -270,6 +270,10 @@ def _vgg16_from_keras_download() -> Any:
     """VGG16 with weights='imagenet': Keras downloads once, then reads its cache."""
     import keras
 
+    if not (weights_store.keras_models_dir() / weights_store.VGG16_FILENAME).exists():
+        log.info("downloading the VGG16 ImageNet weights (528 MB, once) into %s", weights_store.keras_models_dir())
+    # Keras prints its own progress on stdout, which would corrupt --json; routed to absl, -v shows it.
+    keras.config.disable_interactive_logging()
     try:
         return keras.applications.VGG16(include_top=True, weights="imagenet")
     except Exception as error:  # noqa: BLE001 - Keras wraps network failures in a bare Exception

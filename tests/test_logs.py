@@ -162,3 +162,24 @@ def test_each_stage_says_its_line_once(tmp_path, stand_in, capfd):
     err = capfd.readouterr().err.splitlines()
     assert len([line for line in err if "patterns:" in line]) == 1
     assert len([line for line in err if "fingerprinting" in line]) == 1
+
+
+def test_keras_download_progress_never_reaches_stdout(tmp_path, monkeypatch, capsys, caplog):
+    """Keras prints 'Downloading data from ...' on stdout, which would corrupt --json; photocluster says it."""
+    import keras
+    from keras.src.utils import io_utils
+
+    from photocluster import models
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # nothing cached: a download would start
+    built = object()
+
+    def fake_vgg16(include_top, weights):
+        io_utils.print_msg("Downloading data from https://example.invalid/vgg16.h5")
+        return built
+
+    monkeypatch.setattr(keras.applications, "VGG16", fake_vgg16)
+    with caplog.at_level(logging.INFO, logger="photocluster"):
+        assert models._vgg16_from_keras_download() is built
+    assert capsys.readouterr().out == ""
+    assert "downloading the VGG16 ImageNet weights" in caplog.text
