@@ -114,6 +114,11 @@ def check_replaceable(name: str, dir_fd: int, shown: str | os.PathLike | None = 
         raise ForeignEntry(shown or name, kind_of(st.st_mode))
 
 
+def is_atomic_temporary(name: str, of_names) -> bool:
+    """True for a temporary that atomic_writer left behind (killed mid-write) while writing one of `of_names`."""
+    return name.endswith(".tmp") and any(name.startswith(f".{target}.") for target in of_names)
+
+
 @contextlib.contextmanager
 def atomic_writer(path: str | Path, mode: str = "wb", dir_fd: int | None = None) -> Iterator[IO]:
     """Write `path` all-or-nothing: a temporary file beside it, fsync, then rename over it.

@@ -52,8 +52,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .fsutil import (DIR, FILE, ForeignEntry, lstat_at, make_dir, open_dir, open_dir_fd, read_regular, remove_made,
-                     write_text_atomic)
+from .fsutil import (DIR, FILE, ForeignEntry, is_atomic_temporary, lstat_at, make_dir, open_dir, open_dir_fd,
+                     read_regular, remove_made, write_text_atomic)
 from .labels import LEVELS, class_labels
 from .wording import plural as _plural
 
@@ -603,5 +603,4 @@ def _is_regular_at(name: str, fd: int) -> bool:
 
 
 def _is_our_temp(name: str) -> bool:
-    """A temporary file that fsutil's atomic writer left behind when interrupted."""
-    return name.endswith(".tmp") and any(name.startswith(f".{ours}.") for ours in OUR_FILES)
+    return is_atomic_temporary(name, OUR_FILES)

@@ -20,11 +20,11 @@ from . import interrupts, lastrun, models
 from .cache import FingerprintCache, Labels, load_or_new
 from .cluster import IncrementalClusterer, cluster, cut_for_sim
 from .fingerprint import FingerprintReport, fingerprint_photos
-from .fsutil import (FILE, ForeignEntry, open_dir, open_lock, read_regular, remove_made, try_lock,
-                     write_text_atomic)
+from .fsutil import (FILE, ForeignEntry, is_atomic_temporary, open_dir, open_lock, read_regular, remove_made,
+                     try_lock, write_text_atomic)
 from .layout import Layout, number_clusters, read_layout, remove_stale_generations, write_layout
 from .library import PhotoFile, scan_library
-from .outdir import adopt
+from .outdir import MARKER, adopt
 from .settings import LibrarySettings
 from .wording import plural
 
@@ -356,13 +356,14 @@ def _file_stamp(path: Path) -> tuple | None:
 
 
 def sweep_leftovers(out_dir: Path, cache_name: str) -> None:
-    """Remove what a killed run left behind: a half-built cluster generation, a half-written cache temporary.
+    """Remove what a killed run left behind: a half-built cluster generation, the temporaries of half-written files.
 
     Only a holder of the output lock calls this, so no other run is writing them now.
     """
     remove_stale_generations(out_dir)
+    own_files = (cache_name, CLUSTER_KEY_NAME, lastrun.RECORD_NAME, MARKER)
     with open_dir(out_dir, follow=True) as out_fd, os.scandir(out_fd) as it:
-        temporaries = {e.name: FILE for e in it if e.name.startswith(f".{cache_name}.") and e.name.endswith(".tmp")}
+        temporaries = {e.name: FILE for e in it if is_atomic_temporary(e.name, own_files)}
         remove_made(out_fd, temporaries, os.fspath(out_dir))  # only regular files: a link by that name is left
 
 

@@ -533,3 +533,19 @@ def test_the_hostile_corpus_with_foreign_entries_in_the_library_and_the_output_c
     assert {k: v for k, v in snapshot(lib).items() if not k.startswith("photocluster")} == library_before
     assert {p: entry(p) for p in foreign} == foreign
     assert len(planted) >= 12
+
+
+@pytest.mark.parametrize("own_file", ["fingerprints.pk", ".cluster-input", "last-run.json", ".photocluster"])
+def test_temporaries_a_killed_write_left_of_any_own_file_are_swept_and_lookalike_links_kept(tmp_path, stand_in,
+                                                                                          own_file):
+    """A kill between the atomic writer's create and its rename leaves `.<name>.<token>.tmp`; the next run removes
+    it, whichever of photocluster's own files it was writing. A symlink by such a name is not ours: it stays."""
+    lib, out = _library(tmp_path), tmp_path / "out"
+    assert cli(lib, "--out", out, "--model", "squeezenet") == EXIT_OK
+    left = out / f".{own_file}.0123abcd.tmp"
+    left.write_bytes(b"half written")
+    lookalike = out / f".{own_file}.feedbeef.tmp"
+    lookalike.symlink_to(tmp_path / "elsewhere")
+    assert cli(lib, "--out", out, "--model", "squeezenet") == EXIT_OK
+    assert not os.path.lexists(left)
+    assert os.readlink(lookalike) == str(tmp_path / "elsewhere")
