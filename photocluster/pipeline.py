@@ -345,10 +345,10 @@ def forget_missing(cache: FingerprintCache, photos: dict[str, PhotoFile]) -> int
 
 
 def write_patterns(settings: LibrarySettings, cache: FingerprintCache, rels: list[str]) -> int:
-    from .patterns import update_patterns
+    from .patterns import PatternSettings, update_patterns
 
-    pattern_settings = settings.patterns.to_pattern_settings()
-    result = update_patterns(settings.out_dir, cache.predictions(rels), pattern_settings, library_root=Path(settings.library))
+    result = update_patterns(settings.out_dir, cache.predictions(rels), PatternSettings.from_options(settings.patterns),
+                             library_root=Path(settings.library))
     return result.written
 
 
