@@ -5,6 +5,8 @@ import itertools
 import logging
 import os
 import re
+import subprocess
+import sys
 import urllib.parse
 from pathlib import Path
 
@@ -418,3 +420,18 @@ def test_real_photos_name_what_is_in_them(tmp_path, squeezenet):
     fine_items = {item for items, _ in read_patterns(out / "patterns" / "pets" / PATTERNS) for item in items}
     assert fine_items and fine_items <= {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "lynx"}
     assert len((out / "patterns" / "pets" / TRANSACTIONS).read_text().split("\n")[0].split(",")) >= 2
+
+
+def test_pattern_options_are_checked_without_the_patterns_package_and_share_its_defaults():
+    """settings.PatternOptions is the one home of the pattern defaults and checks (issue 11): validating them
+    never imports the patterns package (settings is the lower layer), and the miner's settings default to them."""
+    code = ("import sys\nfrom photocluster.settings import PatternOptions, SettingsError\nPatternOptions().validate()\n"
+            "try:\n    PatternOptions(threshold=0).validate()\nexcept SettingsError as e:\n    print(e)\n"
+            "print('photocluster.patterns' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["threshold must be a probability in (0, 1], got 0", "False"]
+    from photocluster.settings import PatternOptions
+
+    options = PatternOptions()
+    assert PatternSettings() == PatternSettings(options.threshold, options.min_support, options.labels)
+    assert PatternSettings.from_options(PatternOptions(True, 0.4, 3, "fine")) == PatternSettings(0.4, 3, "fine")
