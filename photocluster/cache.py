@@ -7,6 +7,8 @@ On disk `fingerprints.pk` is one pickle of plain built-in types only (dict, list
      "vectors": float16 bytes, rows in path order (photos that failed to decode have no row),
      "label_idx": uint16 bytes (n x 10, 65535 = none), "label_prob": float16 bytes (n x 10)}
 
+The two label columns hold each photo's predictions (labels.Predictions): its 10 most probable ImageNet classes.
+
 Storing columns rather than one object per photo keeps a 250,000-photo cache loading in about a second, and
 because no class is ever named in the pickle, the loader can refuse every global: a tampered file cannot run
 code, it can only fail validation. Fingerprints are stored as float16: it halves the file against float32, and the
@@ -19,16 +21,16 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import pickletools
 import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 
+from .cache_guard import CacheError, RefusingUnpickler, check_opcodes
 from .fsutil import ForeignEntry, NotAFileError, atomic_writer, kind_of, open_regular
+from .labels import Predictions
 from .library import PhotoFile
 from .wording import plural
 
@@ -36,16 +38,11 @@ log = logging.getLogger(__name__)
 
 FORMAT = "photocluster-fingerprints"
 VERSION = 1
-LABELS_KEPT = 10
+PREDICTIONS_KEPT = 10
 NO_LABEL = 0xFFFF
 N_CLASSES = 1000
 MODEL_ID_MAX = 200  # real ids are "<model>/<weights origin>[/<hash>]"; a longer one is not ours (and is logged)
-PROB_DECIMALS = 3  # float16 keeps about 3 significant digits; rounding makes fresh and reloaded labels equal
-Labels = tuple[tuple[int, float], ...]
-
-
-class CacheError(Exception):
-    """The cache file is unreadable, tampered with, or of another format."""
+PROB_DECIMALS = 3  # float16 keeps about 3 significant digits; rounding makes fresh and reloaded predictions equal
 
 
 @dataclass(slots=True)
@@ -55,7 +52,7 @@ class Entry:
     size: int
     mtime_ns: int
     row: int
-    labels: Labels = ()
+    predictions: Predictions = ()
     error: str | None = None
 
 
@@ -88,15 +85,15 @@ class FingerprintCache:
         rows = np.fromiter((self.entries[r].row for r in rels), np.int64, len(rels))
         return self._vectors[rows].astype(np.float32)
 
-    def labels(self, rels: list[str]) -> dict[str, Labels]:
-        return {rel: self.entries[rel].labels for rel in rels}
+    def predictions(self, rels: list[str]) -> dict[str, Predictions]:
+        return {rel: self.entries[rel].predictions for rel in rels}
 
     # --- changes ---------------------------------------------------------------------------------------
-    def put(self, photo: PhotoFile, vector: np.ndarray, labels: Labels) -> None:
+    def put(self, photo: PhotoFile, vector: np.ndarray, predictions: Predictions) -> None:
         if vector.shape != (self.dim,):
             raise ValueError(f"fingerprint of shape {vector.shape}, expected ({self.dim},)")
         row = self._append_row(vector)
-        kept = tuple((int(c), _stored_prob(p)) for c, p in labels[:LABELS_KEPT])
+        kept = tuple((int(c), _stored_prob(p)) for c, p in predictions[:PREDICTIONS_KEPT])
         self.entries[photo.rel] = Entry(photo.size, photo.mtime_ns, row, kept)
         self.dirty = True
 
@@ -150,7 +147,7 @@ class FingerprintCache:
         for e in entries:
             if e.row >= 0:
                 e.row = next(next_row)
-        idx, prob = _labels_to_arrays([e.labels for e in entries])
+        idx, prob = _predictions_to_arrays([e.predictions for e in entries])
         return {
             "format": FORMAT,
             "version": VERSION,
@@ -170,13 +167,13 @@ class FingerprintCache:
         """Read a cache file. Raises CacheError, with a short message, for anything but a valid cache.
 
         The file is opened only if it is a regular file (a FIFO there would hang the run), and its opcodes are
-        checked before anything is built (see _check_opcodes), so a tampered file costs bounded memory and depth.
+        checked before anything is built (see cache_guard), so a tampered file costs bounded memory and depth.
         """
         try:
             with open_regular(path) as fh:
-                _check_opcodes(fh)
+                check_opcodes(fh)
                 fh.seek(0)
-                data = _RefusingUnpickler(fh).load()
+                data = RefusingUnpickler(fh).load()
             return cls._from_columns(data)
         except CacheError:
             raise
@@ -208,18 +205,18 @@ class FingerprintCache:
         vectors = np.frombuffer(_as_buffer(data["vectors"]), np.float16)
         idx = np.frombuffer(_as_buffer(data["label_idx"]), np.uint16)
         prob = np.frombuffer(_as_buffer(data["label_prob"]), np.float16)
-        if vectors.size != n_ok * dim or idx.size != n * LABELS_KEPT or prob.size != n * LABELS_KEPT:
+        if vectors.size != n_ok * dim or idx.size != n * PREDICTIONS_KEPT or prob.size != n * PREDICTIONS_KEPT:
             raise ValueError("column lengths disagree")
         if np.any((idx >= N_CLASSES) & (idx != NO_LABEL)):
             raise ValueError("label index out of range")
         cache = cls(model_id, dim)
         cache._vectors = vectors.reshape(n_ok, dim)
         cache._used_rows = n_ok
-        labels = _arrays_to_labels(idx.reshape(n, LABELS_KEPT), prob.reshape(n, LABELS_KEPT))
+        predictions = _arrays_to_predictions(idx.reshape(n, PREDICTIONS_KEPT), prob.reshape(n, PREDICTIONS_KEPT))
         rows = np.cumsum([e is None for e in errors]) - 1
         for i, rel in enumerate(paths):
             row = int(rows[i]) if errors[i] is None else -1
-            cache.entries[rel] = Entry(sizes[i], mtimes[i], row, labels[i], errors[i])
+            cache.entries[rel] = Entry(sizes[i], mtimes[i], row, predictions[i], errors[i])
         return cache
 
 
@@ -264,20 +261,6 @@ def _aside_path(path: Path) -> Path:
     return aside
 
 
-class _RefusingUnpickler(pickle.Unpickler):
-    """Unpickles built-in containers and scalars only. Any class or function reference is refused.
-
-    The cache never names a global, so refusing them all costs nothing and shuts out every code-execution
-    payload (`__reduce__` needs a global to call).
-    """
-
-    def find_class(self, module: str, name: str):
-        raise CacheError(f"refused: the file asks to load {module}.{name}, which a photocluster cache never does")
-
-    def persistent_load(self, pid):
-        raise CacheError("refused: persistent references are never used by a photocluster cache")
-
-
 def _as_buffer(value: object) -> bytes | bytearray:
     if not isinstance(value, (bytes, bytearray)):
         raise TypeError("vector column is not bytes")
@@ -303,19 +286,19 @@ def _stored_prob(p: float) -> float:
     return round(float(np.float16(p)), PROB_DECIMALS)
 
 
-def _labels_to_arrays(all_labels: list[Labels]) -> tuple[np.ndarray, np.ndarray]:
-    idx = np.full((len(all_labels), LABELS_KEPT), NO_LABEL, np.uint16)
-    prob = np.zeros((len(all_labels), LABELS_KEPT), np.float16)
-    for i, labels in enumerate(all_labels):
-        for j, (cls_idx, p) in enumerate(labels[:LABELS_KEPT]):
+def _predictions_to_arrays(all_predictions: list[Predictions]) -> tuple[np.ndarray, np.ndarray]:
+    idx = np.full((len(all_predictions), PREDICTIONS_KEPT), NO_LABEL, np.uint16)
+    prob = np.zeros((len(all_predictions), PREDICTIONS_KEPT), np.float16)
+    for i, predictions in enumerate(all_predictions):
+        for j, (cls_idx, p) in enumerate(predictions[:PREDICTIONS_KEPT]):
             idx[i, j], prob[i, j] = cls_idx, p
     return idx, prob
 
 
-def _arrays_to_labels(idx: np.ndarray, prob: np.ndarray) -> list[Labels]:
+def _arrays_to_predictions(idx: np.ndarray, prob: np.ndarray) -> list[Predictions]:
     probs = _rounded_probs(prob)
     complete = (idx != NO_LABEL).all(axis=1).tolist()
-    # zip() builds a full row's pairs in C; only rows with missing labels (failed photos) need the filter.
+    # zip() builds a full row's pairs in C; only rows with missing predictions (failed photos) need the filter.
     # This is most of the load time of a 250,000-photo cache.
     return [
         tuple(zip(row_idx, row_prob)) if full else tuple((c, p) for c, p in zip(row_idx, row_prob) if c != NO_LABEL)
@@ -346,124 +329,3 @@ def _short(text: str) -> str:
     """A refusal reason fit for one log line: the content of a hostile file never reaches the terminal."""
     text = " ".join(text.split())
     return text if len(text) <= _MESSAGE_MAX else text[: _MESSAGE_MAX - 3] + "..."
-
-
-# --- the opcode check ------------------------------------------------------------------------------------------
-# pickle builds whatever a file describes, and a few bytes can describe a lot: each 1-byte EMPTY_SET or EMPTY_DICT
-# is a new 200-byte object (10 MB of them took 2.5 GB), and nested containers make RecursionError later. The C
-# unpickler cannot be limited from Python, and its pure-Python twin is far too slow for a 250,000-photo cache, so
-# the opcode stream is walked once before unpickling, jumping over string and vector payloads without reading them,
-# and only what pickle.dump(protocol=5) writes for the cache's plain columns is allowed:
-# - no globals, tuples, sets, PUT with a chosen memo index, or text (protocol 0) opcodes;
-# - at most _CONTAINERS_MAX lists and dicts (a cache has 5), so nesting is shallow;
-# - marks at most _MARKS_MAX deep and the stack at most _STACK_MAX items (the pickler writes batches of 1000);
-# - a memo entry only for a new object, and memo references only to entries that exist.
-# What is left costs memory in proportion to the file: every allowed opcode of n bytes builds at most about 16 n
-# bytes (a 2-character string, a list slot and a memo entry from 4 bytes), so a refused file of S bytes peaks
-# below ~16 S. A hand-written walk, since pickletools.genops reads every payload and is ~10x slower.
-_CONTAINERS_MAX = 16
-_MARKS_MAX = 4
-_STACK_MAX = 4096
-_PUSH, _APPEND, _SETITEM, _MARK, _POP_MARK, _MEMOIZE, _GET, _CONTAINER, _NOTHING, _STOP = range(10)
-_EFFECT = {
-    "PROTO": _NOTHING, "FRAME": _NOTHING, "STOP": _STOP, "MARK": _MARK, "APPENDS": _POP_MARK,
-    "SETITEMS": _POP_MARK, "APPEND": _APPEND, "SETITEM": _SETITEM, "MEMOIZE": _MEMOIZE, "BINGET": _GET,
-    "LONG_BINGET": _GET, "EMPTY_DICT": _CONTAINER, "EMPTY_LIST": _CONTAINER,
-    **dict.fromkeys(["SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "SHORT_BINBYTES", "BINBYTES", "BINBYTES8",
-                     "BYTEARRAY8", "BININT", "BININT1", "BININT2", "LONG1", "LONG4", "BINFLOAT", "NONE", "NEWTRUE",
-                     "NEWFALSE"], _PUSH),
-}
-
-
-def _opcode_table() -> list[tuple[int, int, int] | None]:
-    """For each opcode byte: (effect, fixed argument bytes, length-prefix bytes), or None when not allowed."""
-    prefix = {pickletools.TAKEN_FROM_ARGUMENT1: 1, pickletools.TAKEN_FROM_ARGUMENT4: 4,
-              pickletools.TAKEN_FROM_ARGUMENT4U: 4, pickletools.TAKEN_FROM_ARGUMENT8U: 8}
-    table: list[tuple[int, int, int] | None] = [None] * 256
-    for op in pickletools.opcodes:
-        if op.name not in _EFFECT:
-            continue
-        arg = op.arg
-        if arg is None:
-            table[ord(op.code)] = (_EFFECT[op.name], 0, 0)
-        elif arg.n >= 0:
-            table[ord(op.code)] = (_EFFECT[op.name], arg.n, 0)
-        else:  # a counted payload: LONG1/LONG4 and the strings, bytes and bytearrays
-            table[ord(op.code)] = (_EFFECT[op.name], 0, prefix[arg.n])
-    return table
-
-
-_OPCODES = _opcode_table()
-
-
-_WINDOW = 1 << 20  # the opcodes are read a window at a time; payloads are skipped with seek, never read
-_HEADER_MAX = 9  # an opcode byte and at most 8 bytes of argument or length
-
-
-def _check_opcodes(fh: IO[bytes]) -> None:
-    """Raise CacheError unless the pickle in `fh` is made only of what a cache holds, within the bounds above."""
-    end = fh.seek(0, os.SEEK_END)
-    if end == 0:
-        raise CacheError("empty file")
-    table = _OPCODES
-    base, data, at = 0, b"", 0  # data is the window of the file from offset base; at indexes it
-    containers = memo = stack = 0
-    marks: list[int] = []
-    fresh = False  # the top of the stack is an object just built (only those get a memo entry)
-    while base + at < end:
-        if at + _HEADER_MAX > len(data):  # also after a payload skipped past the window
-            base += at
-            fh.seek(base)
-            data, at = fh.read(_WINDOW), 0
-        entry = table[data[at]]
-        if entry is None:
-            raise CacheError(f"refused: opcode {data[at]:#04x} at byte {base + at} is never in a photocluster cache")
-        effect, fixed, prefix = entry
-        at += 1
-        if prefix:
-            at += prefix + int.from_bytes(data[at:at + prefix], "little")
-        elif fixed:
-            arg_at, at = at, at + fixed
-        if base + at > end:
-            break
-        if effect == _PUSH:
-            stack += 1
-            fresh = True
-            if stack > _STACK_MAX:
-                raise CacheError("refused: too many values in a row")
-            continue
-        if effect == _NOTHING:  # PROTO, or FRAME: frames may start between an object and its memo entry
-            continue
-        if effect == _MEMOIZE:
-            if not fresh:
-                raise CacheError("refused: a memo entry for an object already stored")
-            memo += 1
-        elif effect == _GET:
-            if int.from_bytes(data[arg_at:at], "little") >= memo:
-                raise CacheError("refused: a reference to a memo entry that does not exist")
-            stack += 1
-        elif effect == _CONTAINER:
-            containers += 1
-            stack += 1
-            if containers > _CONTAINERS_MAX:
-                raise CacheError("refused: more lists and dicts than a cache has (nested or repeated)")
-        elif effect == _MARK:
-            marks.append(stack)
-            if len(marks) > _MARKS_MAX:
-                raise CacheError("refused: marks nested too deep")
-        elif effect == _POP_MARK:
-            if not marks:
-                raise CacheError("refused: a batch without its mark")
-            stack = marks.pop()
-        elif effect == _APPEND:
-            stack -= 1
-        elif effect == _SETITEM:
-            stack -= 2
-        elif effect == _STOP:
-            if base + at != end:
-                raise CacheError("refused: data after the end of the pickle")
-            return
-        if stack > _STACK_MAX:
-            raise CacheError("refused: too many values in a row")
-        fresh = effect == _CONTAINER
-    raise CacheError("truncated file")

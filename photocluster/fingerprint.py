@@ -1,5 +1,10 @@
 """Fingerprint: decode photos and run the model on them in batches, decoding ahead while the model runs.
 
+The pipeline's fingerprint step is a `Fingerprinter`: photos in, each photo's (fingerprint, predictions) or its
+failure out, into a `FingerprintSink`. It has two implementations, pipeline.fingerprint_in_process (the model in
+this process) and worker.WorkerFingerprinter (the model in a child process); both hand each result to a
+`ResultRecorder`, the one place that logs, stores and counts a result.
+
 Pillow releases the GIL while it decodes and TensorFlow while it computes, so a small thread pool that decodes
 the next batches keeps both busy without the cost of worker processes (no pickling of pixel arrays).
 """
@@ -15,13 +20,17 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from tqdm import tqdm
 
 from . import images
-from .cache import FingerprintCache
+from .labels import Predictions
 from .library import PhotoFile, UnsafePhoto, open_photo, printable_path
+
+if TYPE_CHECKING:
+    from .settings import LibrarySettings
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +61,42 @@ class FingerprintReport:
         return self.computed / self.seconds if self.seconds else 0.0
 
 
+class FingerprintSink(Protocol):
+    """Where the fingerprint step puts its results: the pipeline's cache writer (pipeline.CheckpointingCache), or,
+    inside the worker process, the pipe back to the daemon."""
+
+    def put(self, photo: PhotoFile, vector: np.ndarray, predictions: Predictions) -> None: ...
+
+    def put_failure(self, photo: PhotoFile, reason: str) -> None: ...
+
+
+class Fingerprinter(Protocol):
+    """The pipeline's fingerprint step: fingerprint `todo` into `sink` until done or `should_stop()`."""
+
+    def __call__(self, settings: LibrarySettings, sink: FingerprintSink, todo: list[PhotoFile],
+                 progress: bool | None, should_stop: Callable[[], bool]) -> FingerprintReport: ...
+
+
+class ResultRecorder:
+    """The handling of one photo's result, the same for both fingerprinters: a fingerprint is put into the sink,
+    a failure is logged once naming the file and remembered in the sink, and both are counted in `report`."""
+
+    def __init__(self, sink: FingerprintSink, report: FingerprintReport,
+                 on_count: Callable[[int], None] = lambda answered: None):
+        self.sink, self.report, self.on_count = sink, report, on_count
+
+    def fingerprint(self, photo: PhotoFile, vector: np.ndarray, predictions: Predictions) -> None:
+        self.sink.put(photo, vector, predictions)
+        self.report.computed += 1
+        self.on_count(self.report.computed + len(self.report.failed))
+
+    def failure(self, photo: PhotoFile, reason: str) -> None:
+        log.warning("skipping %s: %s", printable_path(photo.rel), reason)
+        self.sink.put_failure(photo, reason)
+        self.report.failed.append(photo.rel)
+        self.on_count(self.report.computed + len(self.report.failed))
+
+
 def decode_threads() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
@@ -60,19 +105,22 @@ def fingerprint_photos(
     photos: list[PhotoFile],
     library_root: Path,
     model,
-    cache: FingerprintCache,
+    sink: FingerprintSink,
+    *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> FingerprintReport:
-    """Fingerprint `photos` into `cache`. A photo that fails to decode is logged once and remembered as failed.
+    """Fingerprint `photos` into `sink`. A photo that fails to decode is logged once and remembered as failed.
 
-    `cache` may be the pipeline's CheckpointingCache, which saves the results as they come about once a minute.
-    `should_stop` ends the run between batches (on SIGINT or SIGTERM); the batch in progress is finished.
+    `sink` is the pipeline's CheckpointingCache (which saves the results as they come, about once a minute) or,
+    in the worker, the pipe to the daemon. `should_stop` ends the run between batches (on SIGINT or SIGTERM); the
+    batch in progress is finished.
     """
     from .models import top_labels  # TensorFlow loads only when there is work for it
 
     report = FingerprintReport()
+    record = ResultRecorder(sink, report)
     show = sys.stderr.isatty() if progress is None else progress
     started = time.monotonic()
     with tqdm(total=len(photos), unit="photo", disable=not show or not photos, desc="fingerprinting") as bar:
@@ -82,14 +130,11 @@ def fingerprint_photos(
             decoded = [(photo, pixels) for photo, pixels in batch if isinstance(pixels, np.ndarray)]
             report.deferred += sum(pixels is None for _, pixels in batch)
             for photo, reason in ((p, r) for p, r in batch if isinstance(r, str)):
-                log.warning("skipping %s: %s", printable_path(photo.rel), reason)
-                cache.put_failure(photo, reason)
-                report.failed.append(photo.rel)
+                record.failure(photo, reason)
             if decoded:
                 features, probs = model.predict(np.stack([pixels for _, pixels in decoded]))
                 for (photo, _), vector, row in zip(decoded, features, probs):
-                    cache.put(photo, vector, top_labels(row))
-                report.computed += len(decoded)
+                    record.fingerprint(photo, vector, top_labels(row))
             bar.update(len(batch))
     if report.deferred:
         log.warning("%d photos were not fingerprinted after a photo hung the decoder; the next run does them",

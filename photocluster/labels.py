@@ -11,7 +11,10 @@ import importlib.resources
 import json
 import re
 
-LEVELS = ("coarse", "fine")
+LEVELS = ("coarse", "fine")  # the label level: how finely a class is named
+# A photo's predictions: its most probable ImageNet classes as (class index, probability), most probable first.
+# The cache keeps them; the patterns stage turns those at or above the minimum probability into object names.
+Predictions = tuple[tuple[int, float], ...]
 CLASS_COUNT = 1000
 # Labels are items in comma-separated transactions and in `item<TAB>item:support` pattern lines.
 _UNSAFE = re.compile(r"[,\t\r\n:]")

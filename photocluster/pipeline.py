@@ -5,7 +5,6 @@ Both drivers (the one-shot CLI and the daemon) call `run_once`, so they can neve
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import time
@@ -14,14 +13,14 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from . import interrupts, lastrun, models
-from .cache import FingerprintCache, Labels, load_or_new
-from .cluster import IncrementalClusterer, cluster, cut_for_sim
-from .fingerprint import FingerprintReport, fingerprint_photos
-from .fsutil import (FILE, ForeignEntry, is_atomic_temporary, open_dir, open_lock, read_regular, remove_made,
-                     try_lock, write_text_atomic)
+from .cache import FingerprintCache, load_or_new
+from .checkpoint import CHECKPOINT_ENV, checkpointing  # noqa: F401 - CHECKPOINT_ENV: tests and scripts set it
+from .cluster import cut_for_sim
+from .clustering import (CLUSTER_KEY_NAME, IncrementalClustering, cluster_cache, cluster_input_key,
+                         read_cluster_key, write_cluster_key)
+from .fingerprint import Fingerprinter, FingerprintReport, FingerprintSink, fingerprint_photos
+from .fsutil import FILE, is_atomic_temporary, open_dir, open_lock, remove_made, try_lock
 from .layout import Layout, number_clusters, read_layout, remove_stale_generations, write_layout
 from .library import PhotoFile, scan_library
 from .outdir import MARKER, adopt
@@ -31,8 +30,6 @@ from .wording import plural
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".lock"
-CHECKPOINT_SECONDS = 60.0  # the most fingerprinting time a SIGKILL, an OOM kill or a power cut can lose
-CHECKPOINT_ENV = "PHOTOCLUSTER_CHECKPOINT_SECONDS"  # for tests only: a shorter interval
 
 
 class OutputBusy(Exception):
@@ -119,85 +116,31 @@ def output_lock(out_dir: Path, wait: float | None = None) -> Iterator[None]:
         os.close(fd)  # closing the descriptor lets go of the lock
 
 
-FingerprintFn = Callable[..., FingerprintReport]
-
-
 def fingerprint_in_process(
-    settings: LibrarySettings, cache: FingerprintCache, todo: list[PhotoFile], progress, should_stop
+    settings: LibrarySettings, sink: FingerprintSink, todo: list[PhotoFile], progress: bool | None,
+    should_stop: Callable[[], bool],
 ) -> FingerprintReport:
-    """Load the model here and fingerprint `todo` into `cache` (the daemon swaps in a worker process)."""
+    """The in-process Fingerprinter: load the model here and fingerprint `todo` into `sink` (the daemon uses
+    worker.WorkerFingerprinter instead, which runs the model in a child process)."""
     log.info("fingerprinting %s with %s", plural(len(todo), "new or changed photo"), settings.model)
     model = models.load_fingerprinter(settings.model, settings.weights)
-    return fingerprint_photos(
-        todo,
-        Path(settings.library),
-        model,
-        cache,
-        batch_size=settings.batch_size,
-        progress=progress,
-        should_stop=should_stop,
-    )
+    return fingerprint_photos(todo, Path(settings.library), model, sink, batch_size=settings.batch_size,
+                              progress=progress, should_stop=should_stop)
 
 
-class CheckpointingCache:
-    """What the fingerprint steps write their results through, in the CLI and in the daemon alike.
+@dataclass
+class _Run:
+    """One update: what it was asked to do, and the report it fills in."""
 
-    It passes each result on to the cache and saves the cache once `interval` seconds have passed since the
-    last save, so a process killed while fingerprinting (SIGKILL, the OOM killer, a power cut) loses at most
-    about that much work. The cache's other methods pass through.
-    """
+    report: RunReport
+    dry_run: bool = False
+    progress: bool | None = None
+    should_stop: Callable[[], bool] = lambda: False
+    hold_back: Collection[str] = ()
+    timer: _Timer = field(init=False)
 
-    def __init__(self, cache: FingerprintCache, save: Callable[[], None], interval: float | None = None):
-        self.cache = cache
-        self._save = save
-        self.interval = checkpoint_seconds() if interval is None else interval
-        self.unsaved = 0  # results since the last save
-        self._last_save = time.monotonic()
-
-    def put(self, photo: PhotoFile, vector: np.ndarray, labels: Labels) -> None:
-        self.cache.put(photo, vector, labels)
-        self._added()
-
-    def put_failure(self, photo: PhotoFile, reason: str) -> None:
-        self.cache.put_failure(photo, reason)
-        self._added()
-
-    def __getattr__(self, name: str):
-        return getattr(self.cache, name)
-
-    def _added(self) -> None:
-        self.unsaved += 1
-        if time.monotonic() - self._last_save >= self.interval:
-            self.save()
-
-    def save(self) -> None:
-        self._save()
-        self.unsaved, self._last_save = 0, time.monotonic()
-
-
-@contextlib.contextmanager
-def checkpointing(cache: FingerprintCache, save: Callable[[], None]) -> Iterator[CheckpointingCache]:
-    """A CheckpointingCache whose results are all saved on the way out, also when a bug ends the block.
-
-    While it holds unsaved results, a stop signal waits for them: the fingerprint step polls should_stop,
-    returns, and the results are saved here (see interrupts).
-    """
-    writer = CheckpointingCache(cache, save)
-    with interrupts.keeping_work(lambda: writer.unsaved > 0):
-        try:
-            yield writer
-        except Exception:
-            if writer.unsaved:
-                writer.save()
-            raise
-        if writer.unsaved:
-            writer.save()
-
-
-def checkpoint_seconds() -> float:
-    """CHECKPOINT_SECONDS, or the test suite's shorter interval from the environment."""
-    value = os.environ.get(CHECKPOINT_ENV)
-    return float(value) if value else CHECKPOINT_SECONDS
+    def __post_init__(self) -> None:
+        self.timer = _Timer(self.report.seconds)
 
 
 class LibraryPipeline:
@@ -206,7 +149,7 @@ class LibraryPipeline:
     With `incremental`, it also keeps the clustering between updates and re-clusters only what changed."""
 
     def __init__(
-        self, settings: LibrarySettings, fingerprint: FingerprintFn = fingerprint_in_process, incremental: bool = False
+        self, settings: LibrarySettings, fingerprint: Fingerprinter = fingerprint_in_process, incremental: bool = False
     ):
         self.settings = settings
         self.fingerprint = fingerprint
@@ -223,22 +166,22 @@ class LibraryPipeline:
         `hold_back` names photos not to fingerprint in this run (the daemon's files still being written).
         When `should_stop()` turns true while fingerprinting, the cache is saved and the run ends there.
         """
+        run = _Run(self._new_report(), dry_run=dry_run, progress=progress, should_stop=should_stop,
+                   hold_back=hold_back)
         out_dir = self.settings.out_dir
         if dry_run:
-            return self._update_locked(True, progress, should_stop, hold_back)
+            return self._update_locked(run)
         scanned = None
         if not out_dir.exists():  # a first run scans before it makes the output folder: none for no photos
             scanned = self._scan()
             if not scanned:
-                return self._new_report()
+                return run.report
         with output_lock(out_dir):
-            return self._update_locked(False, progress, should_stop, hold_back, scanned)
+            return self._update_locked(run, scanned)
 
-    def _update_locked(self, dry_run, progress, should_stop, hold_back=(), scanned=None) -> RunReport:
-        settings = self.settings
-        report = self._new_report()
-        timer = _Timer(report.seconds)
-        if not dry_run:
+    def _update_locked(self, run: _Run, scanned: dict[str, PhotoFile] | None = None) -> RunReport:
+        settings, report, timer = self.settings, run.report, run.timer
+        if not run.dry_run:
             sweep_leftovers(settings.out_dir, settings.cache_path.name)
         with timer("scan"):
             photos = self._scan() if scanned is None else scanned
@@ -247,60 +190,62 @@ class LibraryPipeline:
             # empty the clusters, and the remount would fingerprint them all again).
             return report
         with timer("cache_load"):
-            cache = self._load_cache(dry_run)
-        self._fingerprint_changes(cache, photos, report, timer, dry_run, progress, should_stop, hold_back)
-        if not dry_run:
+            cache = self._load_cache(run.dry_run)
+        self._fingerprint_changes(run, cache, photos)
+        if not run.dry_run:
             fp = report.fingerprinted
             lastrun.record(settings, fp.images_per_second if fp.computed and fp.seconds else None)
         # Stopping (SIGTERM) after any stage is safe: the cache is saved, the shown tree is complete, and the
         # next run does the rest.
-        if should_stop():
+        if run.should_stop():
             return report
-        rels = self._cluster_and_lay_out(cache, photos, report, timer, dry_run)
+        rels = self._cluster_and_lay_out(run, cache, photos)
         clustered = {rel for members in report.layout.clusters.values() for rel in members}
         report.unclustered = [rel for rel in rels if rel not in clustered]
-        if settings.patterns.enabled and not dry_run and not should_stop():
+        if settings.patterns.enabled and not run.dry_run and not run.should_stop():
             with timer("patterns"):
                 report.patterns_written = write_patterns(settings, cache, rels)
         return report
 
-    def _fingerprint_changes(self, cache, photos, report, timer, dry_run, progress, should_stop, hold_back) -> None:
+    def _fingerprint_changes(self, run: _Run, cache: FingerprintCache, photos: dict[str, PhotoFile]) -> None:
         """Carry moved photos over, forget deleted ones, fingerprint new and changed ones, save the cache."""
+        report = run.report
         report.photos = len(photos)
         report.moved = rekey_moved(cache, photos)
         report.removed = forget_missing(cache, photos)
-        todo = [p for _, p in sorted(photos.items()) if not cache.is_current(p) and p.rel not in hold_back]
-        if dry_run:
+        todo = [p for _, p in sorted(photos.items()) if not cache.is_current(p) and p.rel not in run.hold_back]
+        if run.dry_run:
             report.would_fingerprint = len(todo)
             report.estimated_seconds = self._estimate_seconds(len(todo))
         elif todo:
-            with timer("fingerprint"), checkpointing(cache, lambda: self._save_cache(cache)) as writer:
-                report.fingerprinted = self.fingerprint(self.settings, writer, todo, progress, should_stop)
-        if cache.dirty and not dry_run:
-            with timer("cache_save"):
+            with run.timer("fingerprint"), checkpointing(cache, lambda: self._save_cache(cache)) as writer:
+                report.fingerprinted = self.fingerprint(self.settings, writer, todo, run.progress, run.should_stop)
+        if cache.dirty and not run.dry_run:
+            with run.timer("cache_save"):
                 self._save_cache(cache)
         report.failed_total = sum(1 for e in cache.entries.values() if e.error)
 
-    def _cluster_and_lay_out(self, cache, photos, report, timer, dry_run) -> list[str]:
+    def _cluster_and_lay_out(self, run: _Run, cache: FingerprintCache, photos: dict[str, PhotoFile]) -> list[str]:
         """Cluster the fingerprints and swap in the new tree; return the photos considered."""
-        out_dir, min_size = self.settings.out_dir, self.settings.min_size
+        report, out_dir, min_size = run.report, self.settings.out_dir, self.settings.min_size
         previous = read_layout(out_dir)
         input_key = cluster_input_key(cache, report.cut, min_size, photos)
-        if previous is not None and _read_key(out_dir) == input_key:
+        if previous is not None and read_cluster_key(out_dir) == input_key:
             # Nothing the clusters depend on has changed since `previous` was built: skip the clustering, which
             # at 10,000 VGG16 photos is seconds of all-pairs products (scripts/bench_rerun.py).
             report.layout, report.layout_changed = previous, False
             return [r for r in cache.fingerprinted() if r in photos]
-        with timer("cluster"):
-            rels, groups = cluster_cache(cache, report.cut, min_size, only=photos, incremental=self.incremental)
+        with run.timer("cluster"):
+            rels, groups = cluster_cache(cache, cut=report.cut, min_size=min_size, only=photos,
+                                         incremental=self.incremental)
         report.layout = number_clusters(groups, previous)
         report.layout_changed = previous is None or previous.clusters != report.layout.clusters
-        if not dry_run:
-            _write_key(out_dir, None)  # a tree and a key that do not belong together must never meet
+        if not run.dry_run:
+            write_cluster_key(out_dir, None)  # a tree and a key that do not belong together must never meet
             if report.layout_changed:
-                with timer("layout"):
+                with run.timer("layout"):
                     write_layout(out_dir, Path(self.settings.library), report.layout)
-            _write_key(out_dir, input_key)
+            write_cluster_key(out_dir, input_key)
         return rels
 
     def _new_report(self) -> RunReport:
@@ -367,44 +312,6 @@ def sweep_leftovers(out_dir: Path, cache_name: str) -> None:
         remove_made(out_fd, temporaries, os.fspath(out_dir))  # only regular files: a link by that name is left
 
 
-CLUSTER_KEY_NAME = ".cluster-input"
-
-
-def cluster_input_key(cache: FingerprintCache, cut: float, min_size: int, photos: dict[str, PhotoFile]) -> str:
-    """A digest of everything the clusters depend on: the model, the cut, min_size and each clustered photo's
-    identity and version (path, size, mtime), which in one cache determine its fingerprint."""
-    digest = hashlib.sha256(f"{cache.model_id}\0{cut!r}\0{min_size}".encode())
-    for rel, entry in sorted(cache.entries.items()):
-        if entry.row >= 0 and rel in photos:
-            digest.update(f"\0{rel}\t{entry.size}\t{entry.mtime_ns}".encode("utf-8", "surrogatepass"))
-    return digest.hexdigest()
-
-
-def _read_key(out_dir: Path) -> str | None:
-    try:
-        with open_dir(out_dir, follow=True) as out_fd:
-            raw = read_regular(CLUSTER_KEY_NAME, out_fd, limit=256)
-        return None if raw is None else raw.decode("ascii").strip()
-    except FileNotFoundError:  # no output folder yet (a dry run)
-        return None
-    except (OSError, ValueError) as exc:
-        log.warning("ignoring %s: %s", out_dir / CLUSTER_KEY_NAME, getattr(exc, "strerror", None) or exc)
-        return None
-
-
-def _write_key(out_dir: Path, key: str | None) -> None:
-    """Record the input of the clusters now shown (None: forget it). A key file that is not ours is left alone,
-    with a warning: the clusters are then simply computed again each run."""
-    try:
-        with open_dir(out_dir, follow=True) as out_fd:
-            if key is None:
-                remove_made(out_fd, {CLUSTER_KEY_NAME: FILE}, os.fspath(out_dir))  # a regular file only
-            else:
-                write_text_atomic(CLUSTER_KEY_NAME, key + "\n", dir_fd=out_fd)
-    except ForeignEntry as exc:
-        log.warning("left %s alone: %s", exc.filename, exc.strerror)
-
-
 def rekey_moved(cache: FingerprintCache, photos: dict[str, PhotoFile]) -> int:
     """Carry fingerprints over to photos that were moved or renamed inside the library.
 
@@ -438,54 +345,11 @@ def forget_missing(cache: FingerprintCache, photos: dict[str, PhotoFile]) -> int
     return len(gone)
 
 
-class IncrementalClustering:
-    """Keeps an IncrementalClusterer in step with the cache across a daemon's runs.
-
-    After a few new photos, only the graph components they touch are re-clustered (scripts/bench_cluster.py
-    measures it at 100,000 photos), and the result is exactly what `cluster()` gives from scratch. The price is a
-    float32 copy of the fingerprints in the daemon's memory, so the one-shot run does not use it.
-    """
-
-    def __init__(self):
-        self._clusterer: IncrementalClusterer | None = None
-        self._versions: dict[str, tuple[int, int]] = {}  # path -> (size, mtime_ns) of the fingerprint it holds
-        self._model_id = ""
-
-    def labels(self, cache: FingerprintCache, rels: list[str], cut: float) -> np.ndarray:
-        if self._clusterer is None or self._clusterer.cut != cut or self._model_id != cache.model_id:
-            self._clusterer, self._versions, self._model_id = IncrementalClusterer(cut), {}, cache.model_id
-        current = {rel: (cache.entries[rel].size, cache.entries[rel].mtime_ns) for rel in rels}
-        removed = [rel for rel in self._versions if rel not in current]
-        changed = [rel for rel in rels if self._versions.get(rel) != current[rel]]
-        self._clusterer.update(dict(zip(changed, cache.vectors(changed))), removed)
-        self._versions = current
-        return self._clusterer.labels(rels)
-
-
-def cluster_cache(
-    cache: FingerprintCache,
-    cut: float,
-    min_size: int,
-    only: dict[str, PhotoFile] | None = None,
-    incremental: IncrementalClustering | None = None,
-) -> tuple[list[str], list[list[str]]]:
-    """Cluster the cached fingerprints; return the photos considered and the groups of at least `min_size`."""
-    rels = [r for r in cache.fingerprinted() if only is None or r in only]
-    if not rels:
-        return rels, []
-    labels = incremental.labels(cache, rels, cut) if incremental else cluster(cache.vectors(rels), cut)
-    order = np.argsort(labels, kind="stable")
-    groups: dict[int, list[str]] = {}
-    for i in order:
-        groups.setdefault(int(labels[i]), []).append(rels[i])
-    return rels, [g for g in groups.values() if len(g) >= min_size]
-
-
 def write_patterns(settings: LibrarySettings, cache: FingerprintCache, rels: list[str]) -> int:
-    from .patterns import update_patterns
+    from .patterns import PatternSettings, update_patterns
 
-    pattern_settings = settings.patterns.to_pattern_settings()
-    result = update_patterns(settings.out_dir, cache.labels(rels), pattern_settings, library_root=Path(settings.library))
+    result = update_patterns(settings.out_dir, cache.predictions(rels), PatternSettings.from_options(settings.patterns),
+                             library_root=Path(settings.library))
     return result.written
 
 

@@ -31,23 +31,33 @@ class SettingsError(ValueError):
 
 @dataclass
 class PatternOptions:
-    """Whether and how to write the per-folder object summaries (see patterns.PatternSettings)."""
+    """Whether and how to write the per-folder object summaries: the one home of their defaults and checks.
+
+    The fields are named as the user names them (flags --threshold, --min-support, --labels; the same keys in a
+    config file). Inside the patterns package they are the minimum probability and the label level
+    (patterns.PatternSettings.from_options).
+    """
 
     enabled: bool = True
-    threshold: float = 0.2
+    threshold: float = 0.2  # the minimum probability that makes a prediction one of the photo's objects
     min_support: float = 0.05  # a fraction of the folder's photos when < 1, a photo count when >= 1
-    labels: str = "coarse"
-
-    def to_pattern_settings(self):
-        from .patterns import PatternSettings
-
-        try:
-            return PatternSettings(self.threshold, self.min_support, self.labels)
-        except ValueError as exc:
-            raise SettingsError(str(exc)) from None
+    labels: str = "coarse"  # the label level: "coarse" (rolled up, readable) or "fine" (the 1000 ImageNet classes)
 
     def validate(self) -> None:
-        self.to_pattern_settings()
+        """Raise SettingsError, one line naming the setting, for the first bad value."""
+        import math
+
+        from .labels import LEVELS  # the lowest module: no import cycle
+
+        threshold, support = self.threshold, self.min_support
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
+            raise SettingsError(f"threshold must be a probability in (0, 1], got {threshold!r}")
+        if (isinstance(support, bool) or not isinstance(support, (int, float)) or not math.isfinite(support)
+                or support <= 0 or (support >= 1 and support != int(support))):
+            raise SettingsError(
+                f"min_support must be a fraction in (0, 1) or a whole photo count >= 1, got {support!r}")
+        if self.labels not in LEVELS:
+            raise SettingsError(f"labels must be one of {', '.join(LEVELS)}, got {self.labels!r}")
 
 
 @dataclass

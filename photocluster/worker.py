@@ -12,7 +12,7 @@ forking a process with threads (or with TensorFlow loaded) is unsafe. It is driv
     daemon -> worker   Job, or None to exit
     worker -> daemon   ("ready", model_id)                   the model is loaded (a crash before this is not
                                                              the photos' fault)
-                       ("photo", rel, vector, labels, None)  one fingerprint, sent as soon as it is computed
+                       ("photo", rel, vector, predictions, None)  one fingerprint, sent as soon as it is computed
                        ("photo", rel, None, (), reason)      a photo that could not be decoded
                        ("done", None) | ("load_error", msg, missing_weights)
 
@@ -36,9 +36,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .cache import FingerprintCache, Labels
-from .fingerprint import FingerprintReport
-from .library import PhotoFile, printable_path
+from .fingerprint import FingerprintReport, FingerprintSink, ResultRecorder
+from .labels import Predictions
+from .library import PhotoFile
 from .settings import LibrarySettings
 from .weights import WeightsUnavailable
 from .wording import plural
@@ -132,14 +132,14 @@ def _make_model(job: Job):
     return factory(job.model, job.weights)
 
 
-class _ResultSender:
-    """Stands in for the cache inside the worker: each result goes straight back to the daemon."""
+class _ResultSender(FingerprintSink):
+    """The worker's FingerprintSink: each result goes straight back to the daemon, which records it."""
 
     def __init__(self, conn: Connection):
         self.conn = conn
 
-    def put(self, photo: PhotoFile, vector: np.ndarray, labels: Labels) -> None:
-        self.conn.send(("photo", photo.rel, np.asarray(vector, np.float32), tuple(labels), None))
+    def put(self, photo: PhotoFile, vector: np.ndarray, predictions: Predictions) -> None:
+        self.conn.send(("photo", photo.rel, np.asarray(vector, np.float32), tuple(predictions), None))
 
     def put_failure(self, photo: PhotoFile, reason: str) -> None:
         self.conn.send(("photo", photo.rel, None, (), reason))
@@ -178,7 +178,7 @@ class FingerprintWorker:
     def alive(self) -> bool:
         return self._process is not None and self._process.is_alive()
 
-    def run(self, job: Job, on_result: Callable[[str, np.ndarray | None, Labels, str | None], None],
+    def run(self, job: Job, on_result: Callable[[str, np.ndarray | None, Predictions, str | None], None],
             should_stop: Callable[[], bool] = lambda: False, heartbeat: Callable[[], None] = lambda: None,
             ) -> JobOutcome:
         """Send one job and pass each result to `on_result` as it arrives. Never raises for a worker crash."""
@@ -236,9 +236,9 @@ class FingerprintWorker:
     def _handle(self, message: tuple, outcome: JobOutcome, on_result) -> None:
         kind = message[0]
         if kind == "photo":
-            _, rel, vector, labels, error = message
+            _, rel, vector, predictions, error = message
             outcome.answered.add(rel)
-            on_result(rel, vector, labels, error)
+            on_result(rel, vector, predictions, error)
         elif kind == "ready":
             outcome.model_loaded = True
         elif kind == "done":
@@ -321,7 +321,7 @@ def describe_exit(exitcode: int | None) -> str:
 
 
 class WorkerFingerprinter:
-    """The pipeline's `fingerprint` step, run in the worker process, with crash recovery.
+    """The pipeline's fingerprint step (a fingerprint.Fingerprinter), run in the worker process, with crash recovery.
 
     A job that crashes the worker is retried after a pause. Its photos that got no answer are split in halves
     until the one at fault runs alone; a photo that crashes the worker twice on its own is quarantined in the
@@ -339,32 +339,28 @@ class WorkerFingerprinter:
         self.on_progress: Callable[[int, int], None] = lambda done, total: None
         self.gave_up = False  # the last call stopped early after too many crashes; photos are left to do
 
-    def __call__(self, settings: LibrarySettings, cache: FingerprintCache, todo: list[PhotoFile], progress,
+    def __call__(self, settings: LibrarySettings, sink: FingerprintSink, todo: list[PhotoFile], progress,
                  should_stop: Callable[[], bool]) -> FingerprintReport:
         log.info("%s: fingerprinting %s with %s", settings.library, plural(len(todo), "new or changed photo"),
                  settings.model)
         report = FingerprintReport()
+        record = ResultRecorder(sink, report, on_count=lambda answered: self.on_progress(answered, len(todo)))
         started = time.monotonic()
         by_rel = {p.rel: p for p in todo}
 
-        def on_result(rel: str, vector, labels, error) -> None:
-            photo = by_rel[rel]
+        def on_result(rel: str, vector, predictions, error) -> None:
             if error is None:
-                cache.put(photo, vector, labels)
-                report.computed += 1
+                record.fingerprint(by_rel[rel], vector, predictions)
             else:
-                log.warning("skipping %s: %s", printable_path(rel), error)
-                cache.put_failure(photo, error)
-                report.failed.append(rel)
-            self.on_progress(report.computed + len(report.failed), len(todo))
+                record.failure(by_rel[rel], error)
 
         self.gave_up = False
         crashes = load_failures = 0
         pending: deque[list[PhotoFile]] = deque([todo]) if todo else deque()
         while pending and not should_stop():
             group = pending.popleft()
-            job = Job(str(settings.library), tuple(group), settings.model, settings.weights, settings.batch_size,
-                      self.factory)
+            job = Job(library_root=str(settings.library), photos=tuple(group), model=settings.model,
+                      weights=settings.weights, batch_size=settings.batch_size, factory=self.factory)
             outcome = self.worker.run(job, on_result, should_stop, self.heartbeat)
             if outcome.finished or outcome.stopped:
                 load_failures = 0
@@ -378,7 +374,7 @@ class WorkerFingerprinter:
                 pause = self.retry_seconds * 2 ** (load_failures - 1)
             else:
                 load_failures = 0
-                pause = self._after_crash(cache, outcome.crash, unanswered, pending, report)
+                pause = self._after_crash(record, outcome.crash, unanswered, pending)
             if pending and (load_failures >= MAX_START_FAILURES or crashes >= MAX_CRASHES_PER_UPDATE):
                 left = sum(len(g) for g in pending)
                 log.error("giving up fingerprinting for now after %s; %s left for a later run",
@@ -389,8 +385,8 @@ class WorkerFingerprinter:
         report.seconds = time.monotonic() - started
         return report
 
-    def _after_crash(self, cache: FingerprintCache, reason: str, unanswered: list[PhotoFile],
-                     pending: deque, report: FingerprintReport) -> float:
+    def _after_crash(self, record: ResultRecorder, reason: str, unanswered: list[PhotoFile],
+                     pending: deque) -> float:
         """Queue the retries of a crashed job; return how long to wait before the next one."""
         log.error("fingerprint worker crashed (%s) with %s unanswered; retrying %s", reason,
                   plural(len(unanswered), "photo"), "it" if len(unanswered) == 1 else "them")
@@ -407,10 +403,7 @@ class WorkerFingerprinter:
         if self.crashes[key] < QUARANTINE_AFTER:
             pending.appendleft(unanswered)
             return self.retry_seconds * 2 ** self.crashes[key]
-        why = f"quarantined: crashed the fingerprint worker {self.crashes.pop(key)} times ({reason})"
-        log.warning("%s %s", printable_path(photo.rel), why)
-        cache.put_failure(photo, why)
-        report.failed.append(photo.rel)
+        record.failure(photo, f"quarantined: crashed the fingerprint worker {self.crashes.pop(key)} times ({reason})")
         return self.retry_seconds
 
     def _pause(self, seconds: float, should_stop: Callable[[], bool]) -> None:

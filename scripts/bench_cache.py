@@ -66,7 +66,8 @@ def load_in_child(path: Path) -> dict:
     """Load the cache in a fresh interpreter (as a CLI run does) and report its time and peak RSS."""
     code = (
         "import json, sys, time; from pathlib import Path; sys.path.insert(0, %r)\n"
-        "from photocluster.cache import FingerprintCache, _RefusingUnpickler\n"
+        "from photocluster.cache import FingerprintCache\n"
+        "from photocluster.cache_guard import RefusingUnpickler as _RefusingUnpickler\n"
         "t, cpu = time.perf_counter(), time.process_time(); c = FingerprintCache.load(Path(%r))\n"
         "s, cpu = time.perf_counter() - t, time.process_time() - cpu\n"
         "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"

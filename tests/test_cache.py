@@ -29,7 +29,7 @@ def test_round_trip(fs):
     assert rels == [f"dir/p{i}.jpg" for i in range(5)]
     np.testing.assert_array_equal(loaded.vectors(rels), cache.vectors(rels))
     assert loaded.entries["bad.jpg"].error == "cannot identify image file"
-    assert loaded.labels(["dir/p0.jpg"]) == {"dir/p0.jpg": ((281, 0.7), (285, 0.2))}
+    assert loaded.predictions(["dir/p0.jpg"]) == {"dir/p0.jpg": ((281, 0.7), (285, 0.2))}
 
 
 def test_is_current_tracks_size_and_mtime():

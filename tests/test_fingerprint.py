@@ -204,3 +204,30 @@ def test_four_huge_pngs_in_parallel_stay_within_the_stated_peak(tmp_path):
     assert computed == 4 and failed == 0
     assert added <= fingerprint.PEAK_DECODE_RSS, f"peak RSS grew by {added >> 20} MiB"
     assert added >= 7500 * 8000 * 4  # it really decoded one at full size: the bound is not met by skipping
+
+
+# --- the one fingerprinting interface (issue 11) --------------------------------------------------------------
+
+class RecordingSink:
+    """A FingerprintSink that is no cache: it only notes what it was given."""
+
+    def __init__(self):
+        self.fingerprints: list[str] = []
+        self.failures: list[tuple[str, str]] = []
+
+    def put(self, photo, vector, predictions) -> None:
+        self.fingerprints.append(photo.rel)
+
+    def put_failure(self, photo, reason) -> None:
+        self.failures.append((photo.rel, reason))
+
+
+def test_any_sink_gets_each_result_once_and_a_failure_is_logged_once(lib, stand_in, caplog):
+    (lib / "album" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    sink = RecordingSink()
+    report = fingerprint_photos(scanned(lib), lib, stand_in, sink, batch_size=4, progress=False)
+    assert sorted(sink.fingerprints) == [f"album/p{i}.jpg" for i in range(6)]
+    assert [rel for rel, _ in sink.failures] == ["album/broken.jpg"] and sink.failures[0][1]
+    assert report.computed == 6 and report.failed == ["album/broken.jpg"]
+    skips = [r.getMessage() for r in caplog.records if "album/broken.jpg" in r.getMessage()]
+    assert skips == [f"skipping album/broken.jpg: {sink.failures[0][1]}"]

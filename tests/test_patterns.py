@@ -5,6 +5,8 @@ import itertools
 import logging
 import os
 import re
+import subprocess
+import sys
 import urllib.parse
 from pathlib import Path
 
@@ -74,12 +76,12 @@ def test_items_in_a_pattern_go_most_frequent_first():
 def test_settings_validate_with_messages_naming_the_setting():
     for bad in (0, -0.1, 1.5, float("nan"), "0.2", True):
         with pytest.raises(ValueError, match="threshold"):
-            PatternSettings(threshold=bad)
+            PatternSettings(min_probability=bad)
     for bad in (0, -1, 2.5, float("inf"), "3", True):
         with pytest.raises(ValueError, match="min_support"):
             PatternSettings(min_support=bad)
     with pytest.raises(ValueError, match="labels"):
-        PatternSettings(labels="medium")
+        PatternSettings(level="medium")
     assert PatternSettings() == PatternSettings(0.2, 0.05, "coarse")
 
 
@@ -357,7 +359,7 @@ def test_bad_input_is_a_warning_not_a_traceback(tmp_path, caplog):
         report = update_patterns(tmp_path / "out", photos, PatternSettings(), tmp_path / "lib")
     assert report.photos == 4
     assert (tmp_path / "out" / "patterns" / ROOT_DIR / TRANSACTIONS).read_text() == "cat\n\n\n\n"
-    assert caplog.text.count("ignored the labels") == 2 and "skipped '../escape.jpg'" in caplog.text
+    assert caplog.text.count("ignored the predictions") == 2 and "skipped '../escape.jpg'" in caplog.text
     assert not (tmp_path / "escape.jpg").exists()
 
 
@@ -414,7 +416,22 @@ def test_real_photos_name_what_is_in_them(tmp_path, squeezenet):
     assert {("cat",), ("drink",), ("motorcycle",)} <= whole
 
     # fine labels keep the breeds apart: the cat photos hold more than one cat class
-    update_patterns(out, photos, PatternSettings(labels="fine"), library)
+    update_patterns(out, photos, PatternSettings(level="fine"), library)
     fine_items = {item for items, _ in read_patterns(out / "patterns" / "pets" / PATTERNS) for item in items}
     assert fine_items and fine_items <= {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "lynx"}
     assert len((out / "patterns" / "pets" / TRANSACTIONS).read_text().split("\n")[0].split(",")) >= 2
+
+
+def test_pattern_options_are_checked_without_the_patterns_package_and_share_its_defaults():
+    """settings.PatternOptions is the one home of the pattern defaults and checks (issue 11): validating them
+    never imports the patterns package (settings is the lower layer), and the miner's settings default to them."""
+    code = ("import sys\nfrom photocluster.settings import PatternOptions, SettingsError\nPatternOptions().validate()\n"
+            "try:\n    PatternOptions(threshold=0).validate()\nexcept SettingsError as e:\n    print(e)\n"
+            "print('photocluster.patterns' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["threshold must be a probability in (0, 1], got 0", "False"]
+    from photocluster.settings import PatternOptions
+
+    options = PatternOptions()
+    assert PatternSettings() == PatternSettings(options.threshold, options.min_support, options.labels)
+    assert PatternSettings.from_options(PatternOptions(True, 0.4, 3, "fine")) == PatternSettings(0.4, 3, "fine")

@@ -138,9 +138,14 @@ def test_a_photo_that_crashes_the_worker_twice_is_quarantined(lib, worker, stand
     save(Image.new("RGB", (64, 48), POISON), lib / "p2-poison.jpg")
     cache = FingerprintCache(stand_in.model_id, stand_in.dim)
     fingerprinter = WorkerFingerprinter(worker, f"{HERE}:crashing_factory", retry_seconds=0.01)
+    progress = []
+    fingerprinter.on_progress = lambda done, total: progress.append((done, total))
     todo = photos_of(lib)
     report = fingerprinter(settings(lib), cache, todo, False, lambda: False)
     assert report.computed == 5 and report.failed == ["p2-poison.jpg"]
+    # the quarantine is handled like any failure (issue 11): counted in the progress, one skip line naming the file
+    assert progress[-1] == (6, 6) and len(progress) == 6
+    assert caplog.text.count("skipping p2-poison.jpg: quarantined: crashed the fingerprint worker 2 times") == 1
     poisoned = cache.entries["p2-poison.jpg"]
     assert poisoned.row == -1
     assert poisoned.error == "quarantined: crashed the fingerprint worker 2 times (signal 11 (SIGSEGV))"
