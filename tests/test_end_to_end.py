@@ -1,5 +1,6 @@
 """End to end with real photographs and the real SqueezeNet ImageNet weights, through the command line."""
 import csv
+import hashlib
 import itertools
 import json
 import os
@@ -92,19 +93,128 @@ def test_rerun_fingerprints_nothing_and_one_new_photo_costs_one(sample_library, 
     assert any("cats/chelsea-tilted.jpg" in m and "cats/chelsea.jpg" in m for m in grown["clusters"].values())
 
 
+# --- the devset: real photos with ground truth, scored per kind of group --------------------------------------------
+
+# Pairwise floors at the default --sim, per kind of group, on the devset without byte-identical copies (see
+# unique_devset). Measured once with the real SqueezeNet weights (test_devset_scores_... prints them):
+#   variant     precision 0.95 (58 of 61 pairs: a storm photo and its copies joined a dark wallpaper), recall 0.89
+#               (58 of 65: all 57 copy pairs, but only 1 of the 8 landscape/portrait wallpaper pairs)
+#   same_scene  precision 1.0 (vacuous: no pair found), recall 0.0 (none of the 10 album pairs)
+# The floors leave a margin of a few pairs, yet a cut that joins nothing (--cut 0.99: variant recall 0.28) or
+# everything (--sim 0: precision about 0.01) falls far below them; test_a_wrong_cut_falls_below_the_floors shows it.
+FLOORS = {
+    "variant": {"precision": 0.9, "recall": 0.8},
+    # Other shots of one scene stay apart at the default --sim: a single cosine cut groups near-copies only
+    # (issue 12). The recall floor is the measurement, 0, until that is fixed; test_same_scene_recall_... marks it.
+    "same_scene": {"precision": 0.9, "recall": 0.0},
+}
+
+
+def unique_devset(devset: Path, dest: Path) -> dict[str, tuple[str, str]]:
+    """The devset in `dest` with one file per distinct content (sha256), plus real copies; {file: (group, kind)}.
+
+    The wallpapers ship many byte-identical files under different names: they would swamp pairwise scores with
+    pairs any cut finds (cosine exactly 1). What stays of a wallpaper group is its landscape and portrait
+    versions: other framings of one picture. Each ungrouped album and nature photo gets two real copies, so that
+    'variant' also covers what a library holds most: a half-size re-encoded copy and an 85% centre crop.
+    """
+    kept, seen = {}, set()
+    for row in sorted(csv.DictReader(open(devset / "manifest.csv", newline="")), key=lambda r: r["file"]):
+        digest = hashlib.sha256((devset / row["file"]).read_bytes()).hexdigest()
+        if digest in seen:
+            continue
+        seen.add(digest)
+        (dest / row["file"]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(devset / row["file"], dest / row["file"])
+        kept[row["file"]] = (row["group"], row["kind"])
+    for rel, (group, _) in list(kept.items()):
+        if not group and rel.startswith(("album/", "nature/")):
+            kept.update(dict.fromkeys(real_copies(dest, rel), (f"copies:{rel}", "variant")))
+            kept[rel] = (f"copies:{rel}", "variant")
+    return kept
+
+
+def real_copies(root: Path, rel: str) -> list[str]:
+    img = Image.open(root / rel).convert("RGB")
+    w, h = img.size
+    stem = rel.rsplit(".", 1)[0]
+    img.resize((w // 2, h // 2), Image.Resampling.LANCZOS).save(root / f"{stem}.half.jpg", quality=70)
+    img.crop((w * 15 // 200, h * 15 // 200, w - w * 15 // 200, h - h * 15 // 200)).save(root / f"{stem}.crop.jpg")
+    return [f"{stem}.half.jpg", f"{stem}.crop.jpg"]
+
+
+def pair_scores(truth: dict[str, tuple[str, str]], clusters: list[list[str]], kind: str) -> dict[str, float]:
+    """Pairwise precision and recall for the photos whose group is of `kind`.
+
+    Precision: of the pairs clustered together with at least one photo of that kind, the share in one group
+    (1.0 when there are none). Recall: of the pairs in one group of that kind, the share clustered together.
+    """
+    together = {(a, b) for members in clusters for a, b in itertools.combinations(sorted(members), 2)
+                if kind in (truth[a][1], truth[b][1])}
+    same_group = {(a, b) for a, b in itertools.combinations(sorted(truth), 2)
+                  if truth[a][1] == kind and truth[a][0] == truth[b][0]}
+    assert same_group, f"the devset has no {kind} pairs"
+    right = together & same_group
+    return {"precision": len(right) / len(together) if together else 1.0, "recall": len(right) / len(same_group)}
+
+
+@pytest.fixture(scope="module")
+def unique_devset_out(devset, tmp_path_factory):
+    """The deduplicated devset and an output folder that holds its fingerprints after the first run."""
+    root = tmp_path_factory.mktemp("devset-unique")
+    truth = unique_devset(devset, root / "lib")
+    assert {kind for _, kind in truth.values()} == {"variant", "same_scene", ""}
+    return root / "lib", truth, root / "out"
+
+
+def devset_scores(unique_devset_out, *options) -> dict[str, dict[str, float]]:
+    lib, truth, out = unique_devset_out
+    result = run_json_unpatched(lib, "--model", "squeezenet", "--out", out, *options)
+    clusters = list(result["clusters"].values())
+    wallpapers = {rel: label for rel, label in truth.items() if rel.startswith("wallpapers/")}
+    print("wallpaper variants only:", pair_scores(wallpapers, [[m for m in c if m in wallpapers] for c in clusters],
+                                                  "variant"))
+    return {kind: pair_scores(truth, clusters, kind) for kind in FLOORS}
+
+
+def below_floors(scores: dict[str, dict[str, float]]) -> list[str]:
+    return [f"{kind} {measure} {scores[kind][measure]:.2f} < {floor}"
+            for kind, floors in FLOORS.items() for measure, floor in floors.items()
+            if scores[kind][measure] < floor]
+
+
+def test_devset_scores_at_the_default_sim_reach_the_floors(unique_devset_out):
+    scores = devset_scores(unique_devset_out)
+    print("devset pairwise scores at the default --sim:", scores)
+    assert below_floors(scores) == []
+
+
+@pytest.mark.parametrize("wrong", [
+    ("--cut", "0.99"),  # joins (nearly) nothing: recall falls
+    ("--sim", "0"),  # joins everything into one cluster: precision falls
+], ids=["cut-0.99", "sim-0"])
+def test_a_wrong_cut_falls_below_the_floors(unique_devset_out, wrong):
+    scores = devset_scores(unique_devset_out, *wrong)
+    print(f"devset pairwise scores at {' '.join(wrong)}:", scores)
+    assert below_floors(scores)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 12: same-scene shots are not grouped at the default --sim")
+def test_same_scene_recall_reaches_half_at_the_default_sim(unique_devset_out):
+    # README promises that the default --sim groups "same scene or subject". When issue 12 makes this pass, the
+    # strict xfail fails the suite: raise FLOORS["same_scene"]["recall"] from the new measurement and drop the mark.
+    assert devset_scores(unique_devset_out)["same_scene"]["recall"] >= 0.5
+
+
 @pytest.fixture(scope="module")
 def devset_run(devset, tmp_path_factory):
     out = tmp_path_factory.mktemp("devset-out")
     return run_json_unpatched(devset, "--model", "squeezenet", "--out", out), out
 
 
-def test_devset_clusters_are_precise(devset, devset_run):
+def test_every_wallpaper_shipped_under_many_names_forms_one_cluster(devset, devset_run):
     result, _ = devset_run
     truth = {r["file"]: r["group"] for r in csv.DictReader(open(devset / "manifest.csv", newline=""))}
-    together = [pair for members in result["clusters"].values() for pair in itertools.combinations(members, 2)]
-    right = sum(1 for a, b in together if truth[a] and truth[a] == truth[b])
-    assert right / len(together) >= 0.95, f"pairwise precision {right / len(together):.3f}"
-    # every wallpaper shipped under many names forms one cluster of its own
     by_group = {}
     for rel, group in truth.items():
         if group.startswith("plasma:"):
@@ -114,7 +224,33 @@ def test_devset_clusters_are_precise(devset, devset_run):
     assert big and all(any(g <= m for m in member_sets) for g in big)
 
 
-def test_devset_folder_summaries_name_real_objects(devset_run):
-    _, out = devset_run
-    kite = (out / "patterns/wallpapers/Kite/patterns.txt").read_text()
-    assert kite.splitlines()[0].split(":")[0] == "aircraft"  # the Kite wallpaper: a kite flying over hills
+# Photos whose content one can name by looking, and the coarse label that naming implies through the ImageNet
+# classes and their WordNet roll-up (photocluster/data/coarse_labels.json), reasoned without running the model.
+NAMED_PHOTOS = {
+    # a ladybird on a blade of grass among forget-me-nots: ImageNet's 'ladybug' (and 'leaf beetle'), both insects
+    "nature/LadyBird.jpg": "insect",
+    # one red and yellow marigold, close up: a composite flower, ImageNet's 'daisy', a flower
+    "nature/Garden.jpg": "flower",
+}
+
+
+@pytest.fixture(scope="module")
+def named_photos_run(devset, tmp_path_factory):
+    """Each named photo in a folder of its own with two real copies, run through the command line."""
+    root = tmp_path_factory.mktemp("named")
+    for rel in NAMED_PHOTOS:
+        folder = root / "lib" / Path(rel).stem
+        folder.mkdir(parents=True)
+        shutil.copyfile(devset / rel, folder / Path(rel).name)
+        real_copies(folder.parent, f"{folder.name}/{Path(rel).name}")
+    run_json_unpatched(root / "lib", "--model", "squeezenet", "--out", root / "out")
+    return root / "out"
+
+
+@pytest.mark.parametrize("rel, label", NAMED_PHOTOS.items(), ids=list(NAMED_PHOTOS))
+def test_folder_summaries_name_what_the_photos_show(named_photos_run, rel, label):
+    patterns = (named_photos_run / "patterns" / Path(rel).stem / "patterns.txt").read_text().splitlines()
+    item, support = patterns[0].rsplit(":", 1)
+    # the folder's most frequent object, seen in most of its three photos (the photo, its half-size copy and its
+    # crop: a copy's probability can dip below the 0.2 threshold)
+    assert item == label and int(support) >= 2, patterns
