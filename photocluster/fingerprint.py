@@ -22,10 +22,10 @@ from tqdm import tqdm
 from . import images
 from .cache import FingerprintCache
 from .library import PhotoFile, UnsafePhoto, open_photo, printable_path
+from .settings import DEFAULT_BATCH_SIZE
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BATCH_SIZE = 16
 # The most one photo may take to decode once its checks have passed. The checks in images.py refuse what would
 # take long (too many pixels, too many scans): a photo at the limits decodes in a few seconds on a slow CPU.
 PHOTO_DECODE_SECONDS = 60.0

@@ -25,7 +25,8 @@ import pytest
 
 from photocluster.cache import FingerprintCache
 from photocluster.config import Config, DaemonTimings
-from photocluster.daemon import WATCHDOG_INOTIFY_LOGGER, Daemon
+from photocluster.daemon import Daemon
+from photocluster.watching import WATCHDOG_INOTIFY_LOGGER
 from photocluster.settings import LibrarySettings, PatternOptions
 
 from .conftest import save, scene, wait_for
@@ -227,33 +228,6 @@ def test_an_output_in_use_by_another_run_is_retried_not_waited_for(lib, stand_in
                      what="the retry")
             assert running.fingerprinted == []
         wait_for(lambda: {"a.jpg", "b.jpg"} <= set(links(lib / "photocluster")), what="the run after the release")
-
-
-def inotify_watches() -> int:
-    """The kernel's count of this process's inotify watches (the daemon under test runs in a thread here)."""
-    total = 0
-    for fd in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):
-            if os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify":
-                total += Path(f"/proc/self/fdinfo/{fd}").read_text().count("inotify wd:")
-    return total
-
-
-def test_output_hidden_and_nas_folders_get_no_watch(lib, stand_in):
-    for folder in ("a", "b/c", ".hidden/x", "@eaDir/y"):
-        (lib / folder).mkdir(parents=True)
-    before = inotify_watches()
-    with start(lib) as running:
-        save(scene(1), lib / "a" / "1.jpg")
-        save(scene(1).resize((200, 150)), lib / "a" / "2.jpg")
-        wait_for(lambda: {"1.jpg", "2.jpg"} <= set(links(lib / "photocluster")), what="a cluster tree")
-        assert inotify_watches() - before == 4  # lib, a, b, b/c: not photocluster/ and its cluster tree
-        (lib / "new").mkdir()
-        save(scene(2), lib / "new" / "n1.jpg")
-        save(scene(2).resize((200, 150)), lib / "new" / "n2.jpg")
-        wait_for(lambda: "n2.jpg" in links(lib / "photocluster"), what="a photo in a new folder")
-        assert inotify_watches() - before == 5
-        assert running.daemon.runs >= 2
 
 
 def test_inotify_overflow_makes_a_full_rescan(lib, stand_in, caplog):
