@@ -65,6 +65,7 @@ class Daemon:
         self._last_root_check = 0.0
         self._doing = "starting"  # for the STATUS= line
         self._updating = ""  # the library being updated
+        self._current: Library | None = None  # the library being updated
         self._last_progress = float("-inf")
 
     # --- control, from signal handlers or other threads -----------------------------------------------------
@@ -75,6 +76,10 @@ class Daemon:
         self._reload.set()
 
     def should_stop(self) -> bool:
+        """Asked by the pipeline between its stages and batches: also where the watchdog is pinged, and allowed
+        as long as the next stage may need for this library (a first clustering of 250,000 photos pings nothing)."""
+        if self._current is not None:
+            self.notifier.extend_watchdog(self._current.watchdog_allowance())
         self.notifier.watchdog()
         return self._stop.is_set()
 
@@ -223,7 +228,9 @@ class Daemon:
         self._doing = f"updating {library.root}"
         self.notifier.status(self.status_line())
         started = time.monotonic()
+        self._current = library
         try:
+            self.should_stop()  # the watchdog allowance for the scan, before the first stage
             report = library.pipeline.update(progress=False, should_stop=self.should_stop, hold_back=hold_back)
         except WorkerLoadError as exc:
             self._load_failed(library, exc)
@@ -236,6 +243,8 @@ class Daemon:
             self._failed(library, exc)
             return
         finally:
+            self._current = None
+            self.notifier.restore_watchdog()
             self.runs += 1
             library.last_run = time.monotonic()
         library.failures = 0

@@ -13,6 +13,20 @@ from .pipeline import LOCK_NAME, LibraryPipeline, RunReport
 from .settings import LibrarySettings
 from .watching import Watch
 
+# How long a run may go without a watchdog ping, by library size. Clustering pings nothing, and its exhaustive
+# pair search grows with the square of the photos: 250,000 took 2.4 min on a quiet machine, the daemon runs at
+# Nice=10 on a busy one, and its incremental clusterer can be slower than the batch one. So: 20x that measure,
+# scaled quadratically, plus 1 ms a photo for the linear stages (scan, layout on a slow disk), and at least the
+# unit's own WatchdogSec= (notify.py). A hung run is still killed, after this allowance.
+MEASURED_CLUSTER_SECONDS, MEASURED_PHOTOS, SLOWDOWN = 144.0, 250_000, 20.0
+LINEAR_SECONDS_PER_PHOTO = 1e-3
+
+
+def watchdog_allowance(photos: int) -> float:
+    """Seconds a run of a library of `photos` may go between watchdog pings (see above)."""
+    quadratic = SLOWDOWN * MEASURED_CLUSTER_SECONDS * (photos / MEASURED_PHOTOS) ** 2
+    return quadratic + LINEAR_SECONDS_PER_PHOTO * photos
+
 
 @dataclass
 class Library:
@@ -42,6 +56,12 @@ class Library:
         """The output folder, as written and as resolved (events name the one, the file system the other)."""
         out = os.path.abspath(self.settings.out_dir)
         return (out, os.path.realpath(out))
+
+    def watchdog_allowance(self) -> float:
+        """watchdog_allowance() for the photos this library holds: the cache's, else the last run's count."""
+        cache = self.pipeline.cache
+        photos = len(cache.entries) if cache is not None else 0
+        return watchdog_allowance(max(photos, self.last_report.photos if self.last_report else 0))
 
     def mark(self, now: float) -> None:
         """Make a run due after the quiet period (caller holds the daemon's lock)."""
