@@ -6,6 +6,8 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import SettingsError  # settings.SettingsError is its usual name
+
 # The one home of these facts: models.py, config.py and cli.py take them from here.
 MODEL_NAMES = ("vgg16", "squeezenet")  # models.py builds each (tests/test_models.py checks it knows them all)
 IMAGENET_WEIGHTS = "imagenet"  # the published pretrained weights
@@ -27,10 +29,6 @@ SHARED_DIRS = ("/", "/home", "/root", "/srv", "/opt", "/mnt", "/media", "/tmp", 
 PER_OWNER_DIRS = ("/home", "/var", "/var/lib", "/var/cache", "/run/user", "/media", "/run/media")
 # Folders that belong to other tools: version control, thumbnail caches, trash cans, NAS indexers.
 OTHER_TOOLS_DATA = (".git", ".hg", ".svn", ".thumbnails", ".Trash", ".Trash-1000", ".dtrash", "@eaDir", "#recycle")
-
-
-class SettingsError(ValueError):
-    """A setting with a bad value. The message is one line that names the setting."""
 
 
 @dataclass
