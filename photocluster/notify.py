@@ -81,11 +81,13 @@ class ServiceNotifier:
             self._notify("WATCHDOG")
 
     def extend_watchdog(self, seconds: float) -> None:
-        """Let up to `seconds` pass before the next ping, never less than the unit's WatchdogSec=; also a ping.
+        """Let up to `seconds` pass before the next ping, never less than the unit's WatchdogSec=.
 
         For a stage that cannot ping (clustering a large library): WATCHDOG_USEC= (systemd >= 236) resets the
         watchdog's timeout until the next WATCHDOG_USEC=, and restarts its timer. A hung stage is still killed,
         only later. EXTEND_TIMEOUT_USEC= would not do: it extends the start, runtime and stop timeouts only.
+        Sent only when the value changes: the pipeline asks often, and a notify socket that nobody reads fills up
+        (sd_notify then blocks).
         """
         if self.unit_usec is None:
             return
@@ -93,8 +95,6 @@ class ServiceNotifier:
         if usec != self._allowed_usec:
             self._allowed_usec = usec
             self._notify("WATCHDOG_USEC", str(usec))
-        self._last_ping = float("-inf")
-        self.watchdog()
 
     def restore_watchdog(self) -> None:
         """Back to the unit's own WatchdogSec= (after extend_watchdog)."""

@@ -493,8 +493,10 @@ class FakeWatchdog:
             self.last_ping = now
 
     def extend_watchdog(self, seconds: float) -> None:
-        self.watchdog()
-        self.allowance = max(self.unit, seconds)
+        allowance = max(self.unit, seconds)
+        if allowance != self.allowance:  # only a change is sent, and systemd restarts its timer on it
+            self.watchdog()
+            self.allowance = allowance
 
     def restore_watchdog(self) -> None:
         self.extend_watchdog(0)
