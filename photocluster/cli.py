@@ -19,7 +19,8 @@ from pathlib import Path
 
 from . import __version__
 from .logs import setup_logging  # its home is logs.py; cli.setup_logging stays importable
-from .settings import LABEL_LEVELS, MODEL_NAMES, LibrarySettings, PatternOptions, SettingsError
+from .settings import (DEFAULT_BATCH_SIZE, LABEL_LEVELS, MODEL_NAMES, LibrarySettings, PatternOptions,
+                       SettingsError)
 from .wording import duration, plural
 
 log = logging.getLogger("photocluster")
@@ -125,8 +126,8 @@ def build_run_parser() -> argparse.ArgumentParser:
                    help="a local weights file for the model (also: $PHOTOCLUSTER_WEIGHTS)")
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="output folder (default: PATH/photocluster); use it for read-only libraries")
-    p.add_argument("--batch-size", type=_number(int, "--batch-size"), default=16, metavar="N",
-                   help="photos per model call (default: 16)")
+    p.add_argument("--batch-size", type=_number(int, "--batch-size"), default=DEFAULT_BATCH_SIZE, metavar="N",
+                   help=f"photos per model call (default: {DEFAULT_BATCH_SIZE})")
     _add_pattern_options(p)
     p.add_argument("--no-patterns", action="store_true", help="do not write the per-folder object summaries")
     p.add_argument("--dry-run", action="store_true",
@@ -154,11 +155,12 @@ def _add_verbosity(p: argparse.ArgumentParser) -> None:
     p.add_argument("--version", action="version", version=f"photocluster {__version__}")
 
 
-def settings_from_args(args: argparse.Namespace) -> LibrarySettings:
+def settings_from_args(args: argparse.Namespace, library: Path) -> LibrarySettings:
+    """The settings of `library` from the library options of the run or watch command line."""
     from .lastrun import adopt_recorded_model
 
     settings = LibrarySettings(
-        library=args.path,
+        library=library,
         out=args.out,
         sim=args.sim,
         cut=args.cut,
@@ -180,7 +182,7 @@ def cmd_run(argv: list[str]) -> int:
 
     args = build_run_parser().parse_args(argv)
     setup_logging(args.verbose, args.quiet or args.json)
-    settings = settings_from_args(args)
+    settings = settings_from_args(args, args.path)
     try:
         report = run_once(settings, dry_run=args.dry_run)
     except OSError as exc:
@@ -300,7 +302,90 @@ def _cache_of_model(settings: LibrarySettings, model: str | None):
     return cache
 
 
-def cmd_watch(argv: list[str]) -> int:
-    from .daemon import main as daemon_main
+# --help of each DaemonTimings field (tests/test_cli.py checks that none is missing).
+TIMING_HELP = {
+    "quiet_seconds": "run once no event came for this long...",
+    "max_delay_seconds": "...or once this long has passed since the first unprocessed event",
+    "settle_seconds": "a file must keep its size and mtime this long before it is read",
+    "rescan_seconds": "a full rescan this often, the safety net for lost events (0: never)",
+    "root_check_seconds": "how often to check that each library root is still there (unmounts)",
+    "worker_idle_seconds": "the fingerprint worker, and its model, exits after this long unused",
+    "retry_seconds": "first wait after a worker crash or a failed run; doubles on each repeat",
+    "retry_max_seconds": "the longest that wait grows to",
+    "batch_timeout_seconds": "a worker silent this long is taken as hung, and killed",
+}
 
-    return daemon_main(argv)
+
+def build_watch_parser() -> argparse.ArgumentParser:
+    from .config import DaemonTimings
+
+    p = _Parser(
+        prog="photocluster watch",
+        description="Keep photo libraries organised as photos arrive, move and go. With PATHs, watch those "
+        "libraries with the options given here; without, read the config file (--config, else "
+        "$XDG_CONFIG_HOME/photocluster/config.toml, else /etc/photocluster/config.toml).",
+        epilog="SIGHUP reloads the config file; SIGTERM or Ctrl-C stops cleanly. Exit status: 0 stopped cleanly, "
+        "2 bad usage or config.",
+    )
+    p.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="photo libraries to watch")
+    p.add_argument("--config", type=Path, default=None, metavar="FILE", help="the TOML config file to read")
+    p.add_argument("--check", action="store_true", help="only validate the config (or options) and exit")
+    library = p.add_argument_group("library options (with PATHs)")
+    library.add_argument("--out", type=Path, default=None, metavar="DIR",
+                         help="output folder (default: PATH/photocluster); only with a single PATH")
+    library.add_argument("--sim", type=_number(float, "--sim"), default=0.5, help="similarity level, 0 to 1")
+    library.add_argument("--cut", type=_number(float, "--cut"), default=None, metavar="COSINE",
+                         help="the raw cosine-similarity cut, overriding --sim")
+    library.add_argument("--min-size", type=_number(int, "--min-size"), default=2, help="smallest cluster shown")
+    library.add_argument("--model", choices=MODEL_NAMES, default=None,
+                         help="fingerprint model (default: the model of the library's last run, else vgg16)")
+    library.add_argument("--weights", default=None, metavar="FILE", help="a local weights file for the model")
+    library.add_argument("--batch-size", type=_number(int, "--batch-size"), default=DEFAULT_BATCH_SIZE,
+                         metavar="N")
+    _add_pattern_options(library)
+    library.add_argument("--no-patterns", action="store_true", help="do not write the per-folder summaries")
+    timing = p.add_argument_group("daemon timings (with PATHs; in seconds)")
+    for f in DaemonTimings.__dataclass_fields__.values():
+        flag = "--" + f.name.replace("_", "-")
+        timing.add_argument(flag, dest=f.name, type=_number(float, flag), default=f.default, metavar="S",
+                            help=f"{TIMING_HELP[f.name]} (default: {f.default:g})")
+    _add_verbosity(p)
+    return p
+
+
+def watch_config_from_args(args: argparse.Namespace):
+    """The daemon's Config: from the PATHs and options given, else from the config file."""
+    from .config import Config, DaemonTimings, existing_default_config, load_config
+
+    if not args.paths:
+        return load_config(args.config or existing_default_config())
+    if args.config is not None:
+        raise UsageError("give either PATHs or --config, not both")
+    if args.out is not None and len(args.paths) > 1:
+        raise UsageError("--out needs a single PATH: each library gets its own output folder")
+    timings = DaemonTimings(**{name: getattr(args, name) for name in DaemonTimings.__dataclass_fields__})
+    timings.validate()
+    return Config([settings_from_args(args, path) for path in args.paths], timings, None)
+
+
+def cmd_watch(argv: list[str]) -> int:
+    """`photocluster watch ...`: run the daemon in the foreground until stopped."""
+    from . import daemon  # looked up at call time: tests/standin.py swaps daemon.Daemon
+    from .config import ConfigError
+
+    args = build_watch_parser().parse_args(argv)
+    setup_logging(args.verbose, args.quiet)
+    logging.captureWarnings(True)  # a library's warnings.warn() becomes one log line, fit for the journal
+    try:
+        config = watch_config_from_args(args)
+    except ConfigError as exc:  # every problem of the file, one line each, not only the first
+        for problem in exc.problems:
+            _fail(problem, EXIT_USAGE)
+        return EXIT_USAGE
+    if args.check:
+        daemon.check_weights(config)
+        where = config.source or "the command line"
+        print(f"{where}: OK, {plural(len(config.libraries), 'library', 'libraries')}: "
+              + ", ".join(os.fspath(s.library) for s in config.libraries))
+        return EXIT_OK
+    return daemon.Daemon(config).run()

@@ -30,7 +30,7 @@ from typing import Any
 
 from .fsutil import NotAFileError, open_regular
 from .lastrun import adopt_recorded_model
-from .settings import LibrarySettings, PatternOptions, SettingsError
+from .settings import NAMED_WEIGHTS, LibrarySettings, PatternOptions, SettingsError
 
 SYSTEM_CONFIG = Path("/etc/photocluster/config.toml")
 
@@ -103,6 +103,15 @@ def default_config_path() -> Path:
     """The user's config when there is one, else the system service's."""
     user = user_config_path()
     return user if user.exists() else SYSTEM_CONFIG
+
+
+def existing_default_config() -> Path:
+    """default_config_path(), or ConfigError naming both places looked in when neither exists."""
+    path = default_config_path()
+    if not path.exists():
+        raise ConfigError(f"no config file: looked for {user_config_path()} and {SYSTEM_CONFIG}; write one, "
+                          "or give PATHs to watch")
+    return path
 
 
 CONFIG_MAX_BYTES = 1 << 20  # a config is a few hundred bytes; a bigger file is not one
@@ -201,7 +210,7 @@ def _library(table: Any, problems: _Problems, where: str) -> LibrarySettings | N
             problems.add(where, "path is missing")
         return None
     for key in ("path", "out", "weights"):
-        if key in values and not (key == "weights" and values[key] in ("imagenet", "random", "none")):
+        if key in values and not (key == "weights" and values[key] in NAMED_WEIGHTS):
             if "\0" in values[key]:
                 problems.add(where, f"{key} must not contain a NUL character")
                 return None

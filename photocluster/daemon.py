@@ -18,164 +18,28 @@ model. systemd is told READY=1 after the first reconcile, STATUS= lines, WATCHDO
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Collection
 
-from watchdog.events import (
-    DirCreatedEvent,
-    DirDeletedEvent,
-    DirMovedEvent,
-    FileClosedEvent,
-    FileCreatedEvent,
-    FileDeletedEvent,
-    FileModifiedEvent,
-    FileMovedEvent,
-    FileSystemEvent,
-    FileSystemEventHandler,
-)
-from watchdog.observers.api import DEFAULT_OBSERVER_TIMEOUT, BaseObserver, ObservedWatch
-from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
-from watchdog.observers.inotify_c import InotifyFD
-
-from . import config as config_file
 from . import interrupts
-from .config import Config, ConfigError, DaemonTimings, default_config_path, load_config
-from .fsutil import open_lock, try_lock
-from .library import SKIPPED_FOLDERS, is_photo_name
+from .config import Config, DaemonTimings, load_config
 from .notify import ServiceNotifier
-from .pipeline import LOCK_NAME, LibraryPipeline, RunReport
+from .pipeline import LibraryPipeline, RunReport
 from .settings import LibrarySettings, SettingsError
 from .weights import WeightsUnavailable, missing_weights
+from .watched import Library, dir_identity, is_relevant, is_unwatched, looks_unmounted, output_in_use, stat_of
+from .watching import Change, Watcher
 from .wording import plural
 from .worker import DEFAULT_FACTORY, FingerprintWorker, WorkerFingerprinter, WorkerLoadError
 
 log = logging.getLogger(__name__)
 
-# The events worth a run. Opening and reading (our own worker reads every photo) and folder mtime changes are
-# left out, which also keeps those events out of the inotify mask.
-WATCHED_EVENTS = [FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEvent,
-                  DirCreatedEvent, DirMovedEvent, DirDeletedEvent]
-# watchdog 7 reports an inotify queue overflow only as a warning on this logger (and rebuilds its own watches);
-# handlers get no event for it. The log record is its one trace, so the daemon listens for it. The second logger
-# repeats the news once per watch; the daemon says it once, in its own words.
-WATCHDOG_INOTIFY_LOGGER = "watchdog.observers.inotify_c"
-WATCHDOG_WATCH_LOGGER = "watchdog.observers.inotify"
 UNWATCHED_RESCAN_SECONDS = 60.0  # how often a library that cannot be watched (inotify limits) is rescanned
-
-
-@dataclass
-class Library:
-    """One watched library: its pipeline, its watch, and what happened since its last run."""
-
-    settings: LibrarySettings
-    pipeline: LibraryPipeline
-    root_id: tuple[int, int] | None = None  # (st_dev, st_ino) of the root while it is there
-    watch: ObservedWatch | None = None
-    first_event: float | None = None  # monotonic time of the first event not yet processed
-    last_event: float | None = None
-    settling: dict[str, tuple[tuple[int, int] | None, float]] = field(default_factory=dict)  # path -> stat, when
-    next_check: float = 0.0  # no run before this (files settling, or a retry after a failure)
-    failures: int = 0
-    last_run: float = float("-inf")
-    last_report: RunReport | None = None
-    empty_warned: bool = False  # said once that the root is empty
-    busy_warned: bool = False  # said once that another run holds the output
-    failed: str | None = None  # why it cannot run until the config is reloaded (its weights are missing)
-
-    @property
-    def root(self) -> str:
-        return os.path.abspath(self.settings.library)
-
-    @property
-    def out_dirs(self) -> tuple[str, ...]:
-        """The output folder, as written and as resolved (events name the one, the file system the other)."""
-        out = os.path.abspath(self.settings.out_dir)
-        return (out, os.path.realpath(out))
-
-    def mark(self, now: float) -> None:
-        """Make a run due after the quiet period (caller holds the daemon's lock)."""
-        if self.first_event is None:
-            self.first_event = now
-        self.last_event = now
-
-
-@dataclass
-class _PrunedWatchGroup(InotifyWatchGroup):
-    """watchdog's recursive inotify watch, less the folders the daemon ignores anyway.
-
-    watchdog watches every folder below the root, photocluster's own output folder included. There, each change of
-    the clusters builds a new tree of folders and links and deletes the old one: tens of thousands of events on a
-    large library, which can overflow the kernel's queue and cost a rescan each time. watchdog has no option to
-    leave a subtree out, so this overrides its private _add_all_callbacks (watchdog is pinned to 7.x);
-    tests/test_daemon.py counts the kernel's own watches, so a release that changes it fails a test.
-    """
-
-    prune: Callable[[bytes], bool] = lambda path: False
-
-    def _add_all_callbacks(self, path: bytes) -> None:
-        if path != self.path and self.prune(path):
-            return
-        self._add_callback(path)
-        if not (self.is_recursive and os.path.isdir(path)):
-            return
-        for root, dirnames, _ in os.walk(path):
-            dirnames[:] = [d for d in dirnames
-                           if not self.prune(os.path.join(root, d)) and not os.path.islink(os.path.join(root, d))]
-            for dirname in dirnames:
-                self._add_callback(os.path.join(root, dirname))
-
-
-class _PrunedEmitter(InotifyEmitter):
-    def __init__(self, *args, prune: Callable[[bytes], bool], **kwargs):
-        super().__init__(*args, **kwargs)
-        self._prune = prune
-
-    def on_thread_start(self) -> None:
-        self._inotify = _PrunedWatchGroup(self._inotify_fd, os.fsencode(self.watch.path),
-                                          event_mask=self.get_event_mask_from_filter(),
-                                          is_recursive=self.watch.is_recursive,
-                                          follow_symlink=self.watch.follow_symlink, prune=self._prune)
-
-
-class _Observer(InotifyObserver):
-    """watchdog's inotify observer, whose watches leave out the folders `prune(path)` names."""
-
-    def __init__(self, prune: Callable[[bytes], bool]):
-        self._inotify_fd = InotifyFD()
-        self._inotify_fd.start()
-        BaseObserver.__init__(self, _PrunedEmitter, timeout=DEFAULT_OBSERVER_TIMEOUT, inotify_fd=self._inotify_fd,
-                              prune=prune)
-
-
-class _EventHandler(FileSystemEventHandler):
-    def __init__(self, daemon: Daemon, library: Library):
-        self.daemon, self.library = daemon, library
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        self.daemon.note_event(self.library, event)
-
-
-class _OverflowListener(logging.Filter):
-    """Turns watchdog's 'Inotify queue overflowed' warning into a full rescan, and drops watchdog's own lines."""
-
-    def __init__(self, on_overflow: Callable[[], None]):
-        super().__init__()
-        self.on_overflow = on_overflow
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if "overflow" not in record.getMessage().lower():
-            return True
-        if record.name == WATCHDOG_INOTIFY_LOGGER:
-            self.on_overflow()
-        return False
 
 
 class Daemon:
@@ -197,11 +61,11 @@ class Daemon:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._reload = threading.Event()
-        self._observer = None
-        self._overflow_listener = _OverflowListener(self._on_overflow)
+        self._watcher = Watcher(prune=self._unwatched, on_overflow=self._on_overflow)
         self._last_root_check = 0.0
         self._doing = "starting"  # for the STATUS= line
         self._updating = ""  # the library being updated
+        self._current: Library | None = None  # the library being updated
         self._last_progress = float("-inf")
 
     # --- control, from signal handlers or other threads -----------------------------------------------------
@@ -212,6 +76,10 @@ class Daemon:
         self._reload.set()
 
     def should_stop(self) -> bool:
+        """Asked by the pipeline between its stages and batches: also where the watchdog is pinged, and allowed
+        as long as the next stage may need for this library (a first clustering of 250,000 photos pings nothing)."""
+        if self._current is not None:
+            self.notifier.extend_watchdog(self._current.watchdog_allowance())
         self.notifier.watchdog()
         return self._stop.is_set()
 
@@ -234,34 +102,26 @@ class Daemon:
         return 0
 
     def _run_until_stopped(self) -> None:
-        watchdog_loggers = [logging.getLogger(WATCHDOG_INOTIFY_LOGGER), logging.getLogger(WATCHDOG_WATCH_LOGGER)]
-        levels = [logger.level for logger in watchdog_loggers]
-        for logger in watchdog_loggers:
-            logger.addFilter(self._overflow_listener)
-            logger.setLevel(logging.WARNING)  # the overflow warning must reach the listener even under -q
-        self._observer = _Observer(self._unwatched)
-        self._observer.start()
-        try:
-            for settings in self.config.libraries:
-                self._add_library(settings)
-            log.info("watching %s", ", ".join(lib.root for lib in self.libraries))
-            self._reconcile()
-            if not self._stop.is_set():
-                self.notifier.ready()
-                self.ready.set()
-            while not self._stop.is_set():
-                self._tick()
-                self._stop.wait(self._tick_seconds())
-        finally:
-            self.notifier.stopping()
-            self._doing = "stopping"
-            log.info("stopping")
-            self.worker.stop()
-            self._observer.stop()
-            self._observer.join(5)
-            for logger, level in zip(watchdog_loggers, levels):
-                logger.removeFilter(self._overflow_listener)
-                logger.setLevel(level)
+        with self._watcher:
+            try:
+                self._start_and_loop()
+            finally:
+                self.notifier.stopping()
+                self._doing = "stopping"
+                log.info("stopping")
+                self.worker.stop()
+
+    def _start_and_loop(self) -> None:
+        for settings in self.config.libraries:
+            self._add_library(settings)
+        log.info("watching %s", ", ".join(lib.root for lib in self.libraries))
+        self._reconcile()
+        if not self._stop.is_set():
+            self.notifier.ready()
+            self.ready.set()
+        while not self._stop.is_set():
+            self._tick()
+            self._stop.wait(self._tick_seconds())
 
     def _tick_seconds(self) -> float:
         return max(0.02, min(0.25, self.timings.quiet_seconds / 4, self.timings.settle_seconds / 2))
@@ -296,41 +156,26 @@ class Daemon:
         self.notifier.status(self.status_line())
 
     # --- events -------------------------------------------------------------------------------------------
-    def note_event(self, library: Library, event: FileSystemEvent) -> None:
-        """Called in the observer's thread for each event of `library`'s watch."""
-        paths = [os.fsdecode(event.src_path)]
-        if getattr(event, "dest_path", ""):
-            paths.append(os.fsdecode(event.dest_path))
-        relevant = [p for p in paths if self._relevant(library, p, event.is_directory)]
+    def note_event(self, library: Library, change: Change) -> None:
+        """Called in the watcher's thread for each change in `library`."""
+        relevant = [p for p in change.paths if self._relevant(library, p, change.is_directory)]
         if not relevant:
             return
-        log.debug("%s: %s", event.event_type, " -> ".join(relevant))
+        log.debug("%s: %s", change.kind, " -> ".join(relevant))
         now = time.monotonic()
-        stats = {} if event.is_directory else {p: (_stat(p), now) for p in relevant}
+        stats = {} if change.is_directory else {p: (stat_of(p), now) for p in relevant}
         with self._lock:
             library.mark(now)
             library.settling.update(stats)
 
     def _relevant(self, library: Library, path: str, is_directory: bool) -> bool:
-        """Photos and folders inside the library; not our outputs, hidden or partial files, or other files."""
-        rel = os.path.relpath(path, library.root)
-        if rel == "." or rel.startswith(".." + os.sep) or rel == "..":
-            return False
-        for out in (out for lib in self.libraries for out in lib.out_dirs):
-            if path == out or path.startswith(out + os.sep):
-                return False
-        parts = rel.split(os.sep)
-        if any(part.startswith(".") or part in SKIPPED_FOLDERS for part in parts):
-            return False
-        return is_directory or is_photo_name(parts[-1])
+        return is_relevant(library.root, path, is_directory, self._out_dirs())
 
     def _unwatched(self, path: bytes) -> bool:
-        """Folders that get no inotify watch: output folders, hidden folders, NAS system folders."""
-        name = os.fsdecode(os.path.basename(path))
-        if name.startswith(".") or name in SKIPPED_FOLDERS:
-            return True
-        text = os.fsdecode(path)
-        return any(text == out for lib in self.libraries for out in lib.out_dirs)
+        return is_unwatched(path, self._out_dirs())
+
+    def _out_dirs(self) -> list[str]:
+        return [out for lib in self.libraries for out in lib.out_dirs]
 
     def _on_overflow(self) -> None:
         log.warning("inotify queue overflowed: events were lost; rescanning every library")
@@ -344,32 +189,7 @@ class Daemon:
         if library.root_id is None or library.failed is not None or now < library.next_check:
             return None
         with self._lock:
-            if library.first_event is None:
-                return None
-            quiet = now - library.last_event >= self.timings.quiet_seconds
-            overdue = now - library.first_event >= self.timings.max_delay_seconds
-            if not (quiet or overdue):
-                return None
-            growing = self._still_growing(library, now)
-            if growing and not overdue:
-                library.next_check = now + self.timings.settle_seconds
-                return None
-            library.first_event = library.last_event = None
-        root = library.root
-        return {os.path.relpath(p, root).replace(os.sep, "/") for p in growing}
-
-    def _still_growing(self, library: Library, now: float) -> list[str]:
-        """The event paths whose size or mtime changed in the last settle_seconds (caller holds the lock)."""
-        growing = []
-        for path, (seen, when) in list(library.settling.items()):
-            current = _stat(path)
-            if current is None or (current == seen and now - when >= self.timings.settle_seconds):
-                del library.settling[path]
-            else:
-                if current != seen:
-                    library.settling[path] = (current, now)
-                growing.append(path)
-        return growing
+            return library.take_due(now, self.timings)
 
     def _schedule_rescans(self, now: float) -> None:
         interval = self.timings.rescan_seconds
@@ -385,7 +205,7 @@ class Daemon:
 
     # --- running the pipeline -------------------------------------------------------------------------------
     def _run(self, library: Library, hold_back: Collection[str]) -> None:
-        if _looks_unmounted(library):
+        if looks_unmounted(library):
             if not library.empty_warned:
                 log.warning("%s is empty (an unmounted share?); leaving its clusters as they are until photos "
                             "appear", library.root)
@@ -393,7 +213,7 @@ class Daemon:
             library.last_run = time.monotonic()
             return
         library.empty_warned = False
-        if _output_in_use(library):
+        if output_in_use(library):
             if not library.busy_warned:
                 log.warning("%s: its output is in use by another photocluster run; waiting for it to finish",
                             library.root)
@@ -408,7 +228,9 @@ class Daemon:
         self._doing = f"updating {library.root}"
         self.notifier.status(self.status_line())
         started = time.monotonic()
+        self._current = library
         try:
+            self.should_stop()  # the watchdog allowance for the scan, before the first stage
             report = library.pipeline.update(progress=False, should_stop=self.should_stop, hold_back=hold_back)
         except WorkerLoadError as exc:
             self._load_failed(library, exc)
@@ -421,6 +243,8 @@ class Daemon:
             self._failed(library, exc)
             return
         finally:
+            self._current = None
+            self.notifier.restore_watchdog()
             self.runs += 1
             library.last_run = time.monotonic()
         library.failures = 0
@@ -506,7 +330,7 @@ class Daemon:
     def _add_library(self, settings: LibrarySettings) -> Library:
         library = Library(settings, LibraryPipeline(settings, fingerprint=self.fingerprinter, incremental=True))
         self.libraries.append(library)
-        library.root_id = _dir_identity(library.root)
+        library.root_id = dir_identity(library.root)
         problem = self._weights_problem(settings)
         if problem is not None:
             self._mark_failed(library, problem)
@@ -518,8 +342,7 @@ class Daemon:
 
     def _watch(self, library: Library) -> None:
         try:
-            library.watch = self._observer.schedule(_EventHandler(self, library), library.root, recursive=True,
-                                                    event_filter=WATCHED_EVENTS)
+            library.watch = self._watcher.watch(library.root, lambda change: self.note_event(library, change))
         except OSError as exc:
             library.watch = None
             log.error("cannot watch %s: %s (raise fs.inotify.max_user_watches?); rescanning it every %.0f s instead",
@@ -527,15 +350,12 @@ class Daemon:
 
     def _unwatch(self, library: Library) -> None:
         if library.watch is not None:
-            try:
-                self._observer.unschedule(library.watch)
-            except (KeyError, OSError):
-                pass  # its emitter already stopped (the root was deleted)
+            self._watcher.unwatch(library.watch)
             library.watch = None
 
     def _check_root(self, library: Library) -> None:
         """Notice a root that vanished (unmounted) or came back or was replaced (remounted): rewatch, rescan."""
-        current = _dir_identity(library.root)
+        current = dir_identity(library.root)
         if current == library.root_id:
             return
         self._unwatch(library)
@@ -594,126 +414,6 @@ class Daemon:
         self.fingerprinter.retry_max_seconds = timings.retry_max_seconds
 
 
-def _stat(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path, follow_symlinks=False)
-    except OSError:
-        return None
-    return (st.st_size, st.st_mtime_ns)
-
-
-def _dir_identity(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino) if os.path.isdir(path) else None
-
-
-def _output_in_use(library: Library) -> bool:
-    """True when another process (a one-shot run) holds the output folder's lock.
-
-    The pipeline would wait for it, and a daemon that waits there cannot answer SIGTERM; so the daemon looks first
-    and comes back later. The lock is let go at once: flock(2) locks belong to one open file, and the pipeline
-    takes its own.
-    """
-    lock_path = os.path.join(library.settings.out_dir, LOCK_NAME)
-    if not os.path.lexists(lock_path):
-        return False
-    try:
-        fd = open_lock(lock_path)  # never through a symlink; the pipeline reports one planted there
-    except OSError:
-        return False
-    try:
-        return not try_lock(fd)
-    finally:
-        os.close(fd)
-
-
-def _looks_unmounted(library: Library) -> bool:
-    """True when the root holds nothing but our own output: an unmounted share's empty mount point, most likely.
-
-    Running then would forget every photo and empty the clusters, and a remount would fingerprint all again.
-    """
-    out = os.path.realpath(library.settings.out_dir)
-    try:
-        with os.scandir(library.root) as entries:
-            return all(os.path.realpath(e.path) == out for e in entries)
-    except OSError:
-        return True
-
-
-# --- command line ---------------------------------------------------------------------------------------------
-
-# --help of each DaemonTimings field (tests/test_cli.py checks that none is missing).
-TIMING_HELP = {
-    "quiet_seconds": "run once no event came for this long...",
-    "max_delay_seconds": "...or once this long has passed since the first unprocessed event",
-    "settle_seconds": "a file must keep its size and mtime this long before it is read",
-    "rescan_seconds": "a full rescan this often, the safety net for lost events (0: never)",
-    "root_check_seconds": "how often to check that each library root is still there (unmounts)",
-    "worker_idle_seconds": "the fingerprint worker, and its model, exits after this long unused",
-    "retry_seconds": "first wait after a worker crash or a failed run; doubles on each repeat",
-    "retry_max_seconds": "the longest that wait grows to",
-    "batch_timeout_seconds": "a worker silent this long is taken as hung, and killed",
-}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from .cli import _add_pattern_options, _add_verbosity, _number, _Parser
-    from .settings import MODEL_NAMES
-
-    p = _Parser(
-        prog="photocluster watch",
-        description="Keep photo libraries organised as photos arrive, move and go. With PATHs, watch those "
-        "libraries with the options given here; without, read the config file (--config, else "
-        "$XDG_CONFIG_HOME/photocluster/config.toml, else /etc/photocluster/config.toml).",
-        epilog="SIGHUP reloads the config file; SIGTERM or Ctrl-C stops cleanly. Exit status: 0 stopped cleanly, "
-        "2 bad usage or config.",
-    )
-    p.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="photo libraries to watch")
-    p.add_argument("--config", type=Path, default=None, metavar="FILE", help="the TOML config file to read")
-    p.add_argument("--check", action="store_true", help="only validate the config (or options) and exit")
-    library = p.add_argument_group("library options (with PATHs)")
-    library.add_argument("--out", type=Path, default=None, metavar="DIR",
-                         help="output folder (default: PATH/photocluster); only with a single PATH")
-    library.add_argument("--sim", type=_number(float, "--sim"), default=0.5, help="similarity level, 0 to 1")
-    library.add_argument("--cut", type=_number(float, "--cut"), default=None, metavar="COSINE",
-                         help="the raw cosine-similarity cut, overriding --sim")
-    library.add_argument("--min-size", type=_number(int, "--min-size"), default=2, help="smallest cluster shown")
-    library.add_argument("--model", choices=MODEL_NAMES, default=None,
-                         help="fingerprint model (default: the model of the library's last run, else vgg16)")
-    library.add_argument("--weights", default=None, metavar="FILE", help="a local weights file for the model")
-    library.add_argument("--batch-size", type=_number(int, "--batch-size"), default=16, metavar="N")
-    _add_pattern_options(library)
-    library.add_argument("--no-patterns", action="store_true", help="do not write the per-folder summaries")
-    timing = p.add_argument_group("daemon timings (with PATHs; in seconds)")
-    for f in DaemonTimings.__dataclass_fields__.values():
-        flag = "--" + f.name.replace("_", "-")
-        timing.add_argument(flag, dest=f.name, type=_number(float, flag), default=f.default, metavar="S",
-                            help=f"{TIMING_HELP[f.name]} (default: {f.default:g})")
-    _add_verbosity(p)
-    return p
-
-
-def config_from_args(args: argparse.Namespace) -> Config:
-    from .cli import UsageError, settings_from_args
-
-    if not args.paths:
-        return load_config(args.config or _existing_default_config())
-    if args.config is not None:
-        raise UsageError("give either PATHs or --config, not both")
-    if args.out is not None and len(args.paths) > 1:
-        raise UsageError("--out needs a single PATH: each library gets its own output folder")
-    timings = DaemonTimings(**{name: getattr(args, name) for name in DaemonTimings.__dataclass_fields__})
-    timings.validate()
-    libraries = []
-    for path in args.paths:
-        args.path = path
-        libraries.append(settings_from_args(args))
-    return Config(libraries, timings, None)
-
-
 def check_weights(config: Config) -> None:
     """Raise WeightsUnavailable naming every library whose model weights are not on this machine.
 
@@ -723,33 +423,3 @@ def check_weights(config: Config) -> None:
                 if (problem := missing_weights(s.model, s.weights)) is not None]
     if problems:
         raise WeightsUnavailable("; ".join(problems))
-
-
-def _existing_default_config() -> Path:
-    path = default_config_path()
-    if not path.exists():
-        raise ConfigError(f"no config file: looked for {config_file.user_config_path()} and "
-                          f"{config_file.SYSTEM_CONFIG}; write one, or give PATHs to watch")
-    return path
-
-
-def main(argv: list[str]) -> int:
-    """`photocluster watch ...`: run in the foreground until stopped. Errors raise (cli prints one line)."""
-    from .cli import EXIT_USAGE, _fail, setup_logging
-
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose, args.quiet)
-    logging.captureWarnings(True)  # a library's warnings.warn() becomes one log line, fit for the journal
-    try:
-        config = config_from_args(args)
-    except ConfigError as exc:  # every problem of the file, one line each, not only the first
-        for problem in exc.problems:
-            _fail(problem, EXIT_USAGE)
-        return EXIT_USAGE
-    if args.check:
-        check_weights(config)
-        where = config.source or "the command line"
-        print(f"{where}: OK, {plural(len(config.libraries), 'library', 'libraries')}: "
-              + ", ".join(os.fspath(s.library) for s in config.libraries))
-        return 0
-    return Daemon(config).run()

@@ -28,13 +28,13 @@ from tqdm import tqdm
 from . import images
 from .labels import Predictions
 from .library import PhotoFile, UnsafePhoto, open_photo, printable_path
+from .settings import DEFAULT_BATCH_SIZE
 
 if TYPE_CHECKING:
     from .settings import LibrarySettings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BATCH_SIZE = 16
 # The most one photo may take to decode once its checks have passed. The checks in images.py refuse what would
 # take long (too many pixels, too many scans): a photo at the limits decodes in a few seconds on a slow CPU.
 PHOTO_DECODE_SECONDS = 60.0

@@ -35,6 +35,7 @@ import numpy as np
 
 from photocluster import logs
 from photocluster import weights as weights_store
+from photocluster.settings import IMAGENET_WEIGHTS, MODEL_NAMES, RANDOM_WEIGHTS
 from photocluster.weights import WeightsUnavailable
 
 __all__ = ["MODEL_NAMES", "Fingerprinter", "ModelSpec", "WeightsUnavailable", "calibration",
@@ -42,8 +43,6 @@ __all__ = ["MODEL_NAMES", "Fingerprinter", "ModelSpec", "WeightsUnavailable", "c
 
 log = logging.getLogger(__name__)
 
-MODEL_NAMES = ("vgg16", "squeezenet")
-RANDOM_WEIGHTS = frozenset({"random", "none"})
 _RANDOM_SEED = 20240607
 _HASH_PREFIX = 16  # hex digits of a weights file's SHA-256 kept in model_id
 
@@ -218,7 +217,7 @@ def _resolve_weights(name: str, weights: str | None) -> tuple[str, Path | None]:
 
 def _explicit_path(weights: str | None) -> Path | None:
     """The weights file named by the caller, or None when the default weights are wanted."""
-    if weights is None or weights.lower() == "imagenet":
+    if weights is None or weights.lower() == IMAGENET_WEIGHTS:
         return None
     path = Path(weights).expanduser()
     if not path.is_file():

@@ -13,6 +13,7 @@ import re
 import stat
 from pathlib import Path
 
+from .errors import SettingsError
 from .fsutil import open_dir, read_regular, write_text_atomic
 
 MARKER = ".photocluster"
@@ -82,8 +83,6 @@ def adopt(out: Path) -> None:
     """Make `out` photocluster's: create it and write the marker first. SettingsError when it is someone else's."""
     reason = foreign_reason(out)
     if reason is not None:
-        from .settings import SettingsError
-
         raise SettingsError(f"out {out} {reason}")
     out.mkdir(parents=True, exist_ok=True)
     if not has_marker(out):

@@ -6,9 +6,15 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-MODEL_NAMES = ("vgg16", "squeezenet")
+from .errors import SettingsError  # settings.SettingsError is its usual name
+
+# The one home of these facts: models.py, config.py and cli.py take them from here.
+MODEL_NAMES = ("vgg16", "squeezenet")  # models.py builds each (tests/test_models.py checks it knows them all)
+IMAGENET_WEIGHTS = "imagenet"  # the published pretrained weights
+RANDOM_WEIGHTS = ("random", "none")  # random initialisation with a fixed seed
+NAMED_WEIGHTS = (None, IMAGENET_WEIGHTS, *RANDOM_WEIGHTS)  # any other `weights` names a weights file
+DEFAULT_BATCH_SIZE = 16  # photos per model call
 LABEL_LEVELS = ("coarse", "fine")
-NAMED_WEIGHTS = (None, "imagenet", "random", "none")  # anything else names a weights file
 OUTPUT_NAME = "photocluster"
 # Where photocluster must never write, whatever --out says (checked on the real path, links resolved):
 # system trees, refused at any depth...
@@ -23,10 +29,6 @@ SHARED_DIRS = ("/", "/home", "/root", "/srv", "/opt", "/mnt", "/media", "/tmp", 
 PER_OWNER_DIRS = ("/home", "/var", "/var/lib", "/var/cache", "/run/user", "/media", "/run/media")
 # Folders that belong to other tools: version control, thumbnail caches, trash cans, NAS indexers.
 OTHER_TOOLS_DATA = (".git", ".hg", ".svn", ".thumbnails", ".Trash", ".Trash-1000", ".dtrash", "@eaDir", "#recycle")
-
-
-class SettingsError(ValueError):
-    """A setting with a bad value. The message is one line that names the setting."""
 
 
 @dataclass
@@ -69,7 +71,7 @@ class LibrarySettings:
     min_size: int = 2
     model: str = "vgg16"
     weights: str | None = None
-    batch_size: int = 16
+    batch_size: int = DEFAULT_BATCH_SIZE
     patterns: PatternOptions = field(default_factory=PatternOptions)
 
     @property

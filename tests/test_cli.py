@@ -218,8 +218,8 @@ def test_every_watch_timing_option_has_help():
     from dataclasses import fields
 
     from photocluster.config import DaemonTimings
-    from photocluster.daemon import build_parser
+    from photocluster.cli import build_watch_parser
 
-    helps = {action.dest: action.help for action in build_parser()._actions}
+    helps = {action.dest: action.help for action in build_watch_parser()._actions}
     assert {f.name for f in fields(DaemonTimings)} <= helps.keys()
     assert all(helps[f.name] for f in fields(DaemonTimings)), helps

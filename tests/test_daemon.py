@@ -25,7 +25,8 @@ import pytest
 
 from photocluster.cache import FingerprintCache
 from photocluster.config import Config, DaemonTimings
-from photocluster.daemon import WATCHDOG_INOTIFY_LOGGER, Daemon
+from photocluster.daemon import Daemon
+from photocluster.watching import WATCHDOG_INOTIFY_LOGGER
 from photocluster.settings import LibrarySettings, PatternOptions
 
 from .conftest import save, scene, wait_for
@@ -227,33 +228,6 @@ def test_an_output_in_use_by_another_run_is_retried_not_waited_for(lib, stand_in
                      what="the retry")
             assert running.fingerprinted == []
         wait_for(lambda: {"a.jpg", "b.jpg"} <= set(links(lib / "photocluster")), what="the run after the release")
-
-
-def inotify_watches() -> int:
-    """The kernel's count of this process's inotify watches (the daemon under test runs in a thread here)."""
-    total = 0
-    for fd in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):
-            if os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify":
-                total += Path(f"/proc/self/fdinfo/{fd}").read_text().count("inotify wd:")
-    return total
-
-
-def test_output_hidden_and_nas_folders_get_no_watch(lib, stand_in):
-    for folder in ("a", "b/c", ".hidden/x", "@eaDir/y"):
-        (lib / folder).mkdir(parents=True)
-    before = inotify_watches()
-    with start(lib) as running:
-        save(scene(1), lib / "a" / "1.jpg")
-        save(scene(1).resize((200, 150)), lib / "a" / "2.jpg")
-        wait_for(lambda: {"1.jpg", "2.jpg"} <= set(links(lib / "photocluster")), what="a cluster tree")
-        assert inotify_watches() - before == 4  # lib, a, b, b/c: not photocluster/ and its cluster tree
-        (lib / "new").mkdir()
-        save(scene(2), lib / "new" / "n1.jpg")
-        save(scene(2).resize((200, 150)), lib / "new" / "n2.jpg")
-        wait_for(lambda: "n2.jpg" in links(lib / "photocluster"), what="a photo in a new folder")
-        assert inotify_watches() - before == 5
-        assert running.daemon.runs >= 2
 
 
 def test_inotify_overflow_makes_a_full_rescan(lib, stand_in, caplog):
@@ -497,3 +471,81 @@ def test_a_reload_tries_a_failed_library_again(tmp_path, stand_in, monkeypatch, 
     finally:
         daemon.request_stop()
         thread.join(15)
+
+
+# --- the systemd watchdog through a long stage -------------------------------------------------------------------
+
+class FakeWatchdog:
+    """A notifier that plays systemd's watchdog: WatchdogSec=`unit_seconds`, which WATCHDOG_USEC= (extend_watchdog)
+    replaces until the next; every gap between pings longer than the allowance then in force is noted (a restart)."""
+
+    def __init__(self, unit_seconds: float):
+        self.unit = self.allowance = unit_seconds
+        self.last_ping = time.monotonic()
+        self.missed: list[float] = []
+        self._lock = threading.Lock()
+
+    def watchdog(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if now - self.last_ping > self.allowance:
+                self.missed.append(now - self.last_ping)
+            self.last_ping = now
+
+    def extend_watchdog(self, seconds: float) -> None:
+        allowance = max(self.unit, seconds)
+        if allowance != self.allowance:  # only a change is sent, and systemd restarts its timer on it
+            self.watchdog()
+            self.allowance = allowance
+
+    def restore_watchdog(self) -> None:
+        self.extend_watchdog(0)
+
+    def __getattr__(self, name):
+        return lambda *args: None
+
+
+def test_a_long_clustering_after_a_restart_is_not_taken_for_a_hang(lib, stand_in, monkeypatch):
+    """The restart loop of issue 11: every photo is fingerprinted already, so no batch pings, and the clustering
+    lasts longer than WatchdogSec. The allowance must come from the library's size, before the stage starts."""
+    from photocluster import pipeline, watched
+    from photocluster.pipeline import run_once
+
+    save(scene(1), lib / "a.jpg")
+    save(scene(1).resize((200, 150)), lib / "b.jpg")
+    run_once(library_settings(lib, min_size=2))  # as before the restart: all 3 photos fingerprinted
+    monkeypatch.setattr(watched, "watchdog_allowance", lambda photos: 1000.0 * photos)
+    notifier = FakeWatchdog(unit_seconds=1.0)
+    allowed_while_clustering = []
+    real_cluster_cache = pipeline.cluster_cache
+
+    def slow_cluster_cache(*args, **kwargs):
+        allowed_while_clustering.append(notifier.allowance)
+        time.sleep(2.5)  # longer than WatchdogSec, with no ping
+        return real_cluster_cache(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "cluster_cache", slow_cluster_cache)
+    config = Config([library_settings(lib, min_size=1)], FAST)  # another min_size: the clusters are made again
+    daemon = Daemon(config, model_factory=STAND_IN, notifier=notifier)
+    thread = threading.Thread(target=daemon.run, kwargs={"handle_signals": False}, daemon=True)
+    thread.start()
+    try:
+        wait_for(daemon.ready.is_set, what="the first reconcile")
+        assert allowed_while_clustering == [3000.0]  # 3 photos in the cache
+        assert notifier.allowance == 1.0  # the unit's own, once the run is over
+        assert daemon.libraries[0].last_report.fingerprinted.computed == 0
+    finally:
+        daemon.request_stop()
+        thread.join(15)
+    assert notifier.missed == []
+
+
+def test_the_watchdog_allowance_grows_with_the_library():
+    from photocluster.watched import watchdog_allowance
+
+    # 250,000 photos took 2.4 min to cluster on a quiet machine: a busy one at Nice=10 needs far more
+    assert watchdog_allowance(250_000) >= 10 * 2.4 * 60
+    assert watchdog_allowance(1_000_000) >= 4 ** 2 * watchdog_allowance(250_000) * 0.9  # pair search: quadratic
+    assert watchdog_allowance(1_000) < 5 * 60  # a small library keeps the unit's own WatchdogSec=5min
+    sizes = [0, 10, 10_000, 100_000, 250_000, 1_000_000]
+    assert [watchdog_allowance(n) for n in sizes] == sorted(watchdog_allowance(n) for n in sizes)

@@ -86,3 +86,22 @@ def test_outside_systemd_nothing_is_sent_and_nothing_fails(monkeypatch):
 def test_a_vanished_socket_does_not_stop_the_daemon(tmp_path, monkeypatch):
     monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "gone"))
     ServiceNotifier().ready()  # logged at debug level, never raised
+
+
+def test_a_long_stage_extends_the_watchdog_and_the_unit_value_comes_back(listener, monkeypatch):
+    monkeypatch.setenv("WATCHDOG_USEC", "200000")
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+    notifier = ServiceNotifier()
+    notifier.extend_watchdog(0.05)  # less than the unit's 0.2 s: nothing to extend
+    notifier.extend_watchdog(600)
+    notifier.extend_watchdog(600)  # unchanged: not sent again (an unread socket would fill up)
+    notifier.restore_watchdog()
+    notifier.restore_watchdog()
+    assert received(listener) == ["WATCHDOG_USEC=600000000", "WATCHDOG_USEC=200000"]
+
+
+def test_without_a_watchdog_nothing_is_extended(listener):
+    notifier = ServiceNotifier()
+    notifier.extend_watchdog(600)
+    notifier.restore_watchdog()
+    assert received(listener) == []

@@ -419,7 +419,7 @@ def test_a_fifo_at_the_lock_is_refused_without_hanging(tmp_path, stand_in, capfd
 
 
 def test_the_daemon_looks_at_the_lock_without_following_a_link(tmp_path):
-    from photocluster import daemon, fsutil
+    from photocluster import fsutil, watched
 
     outside = tmp_path / "outside.txt"
     outside.write_text("precious")
@@ -431,16 +431,16 @@ def test_the_daemon_looks_at_the_lock_without_following_a_link(tmp_path):
         class settings:
             out_dir = out
 
-    assert daemon._output_in_use(Lib) is False
+    assert watched.output_in_use(Lib) is False
     assert outside.read_text() == "precious" and os.path.islink(out / ".lock")
     # and a real lock held by another descriptor is seen as busy
     (out / ".lock").unlink()
     fd = fsutil.open_lock(out / ".lock")
     try:
-        assert fsutil.try_lock(fd) and daemon._output_in_use(Lib) is True
+        assert fsutil.try_lock(fd) and watched.output_in_use(Lib) is True
     finally:
         os.close(fd)
-    assert daemon._output_in_use(Lib) is False
+    assert watched.output_in_use(Lib) is False
 
 
 # --- 1. the dry run --------------------------------------------------------------------------------------------
