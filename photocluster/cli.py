@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # only where no handler could be set (not the main thread)
         print("photocluster: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `photocluster ... --json | head`: the reader has all it wanted; the run is done
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return EXIT_OK
 
 
 def _dispatch(argv: list[str]) -> int:
@@ -63,6 +66,8 @@ def _dispatch(argv: list[str]) -> int:
         return _fail(str(exc), EXIT_USAGE)
     except OutputBusy as exc:
         return _fail(str(exc), EXIT_OUTPUT)
+    except BrokenPipeError:
+        raise  # not the output folder: stdout's reader went away (main() ends quietly)
     except OSError as exc:
         where = f" {exc.filename}" if exc.filename else ""
         return _fail(f"cannot write the output{where}: {exc.strerror or exc}", EXIT_OUTPUT)
@@ -276,7 +281,7 @@ def cmd_patterns(argv: list[str]) -> int:
         cache = _cache_of_model(settings, args.model)
         written = write_patterns(settings, cache, cache.fingerprinted())
     if not args.quiet:
-        print(f"summaries of {written} folders written to {settings.out_dir / 'patterns'}")
+        print(f"summaries in {settings.out_dir / 'patterns'} are up to date ({plural(written, 'folder')} rewritten)")
     return EXIT_OK
 
 

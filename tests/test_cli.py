@@ -223,3 +223,20 @@ def test_every_watch_timing_option_has_help():
     helps = {action.dest: action.help for action in build_watch_parser()._actions}
     assert {f.name for f in fields(DaemonTimings)} <= helps.keys()
     assert all(helps[f.name] for f in fields(DaemonTimings)), helps
+
+
+def test_a_reader_that_stops_early_ends_the_run_quietly(tmp_path):
+    """`photocluster LIB --json | head`: head exits before the JSON is written; no error line, exit 0."""
+    from pathlib import Path
+
+    lib = tmp_path / "lib"
+    for i in range(3):
+        save(scene(i), lib / f"p{i}.jpg")
+    repo = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    proc = subprocess.Popen([sys.executable, "-m", "tests.standin", str(lib), "--model", "squeezenet", "--json"],
+                            cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before anything is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(60) == 0 and "error" not in err and "Traceback" not in err
+    assert (lib / "photocluster" / "clusters").is_symlink()  # the run itself was done
