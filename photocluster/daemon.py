@@ -27,22 +27,24 @@ import time
 from collections.abc import Collection
 
 from . import interrupts
-from .config import Config, DaemonTimings, load_config
+from .config import Config
+from .daemon_reload import ConfigReloading
+from .daemon_status import failure_message, log_update, status_line
 from .notify import ServiceNotifier
-from .pipeline import LibraryPipeline, RunReport
+from .pipeline import LibraryPipeline
 from .settings import LibrarySettings, SettingsError
 from .weights import WeightsUnavailable, missing_weights
 from .watched import Library, dir_identity, is_relevant, is_unwatched, looks_unmounted, output_in_use, stat_of
 from .watching import Change, Watcher
-from .wording import plural
-from .worker import DEFAULT_FACTORY, FingerprintWorker, WorkerFingerprinter, WorkerLoadError
+from .worker import DEFAULT_FACTORY, FingerprintWorker, WorkerLoadError
+from .worker_fingerprinter import WorkerFingerprinter
 
 log = logging.getLogger(__name__)
 
 UNWATCHED_RESCAN_SECONDS = 60.0  # how often a library that cannot be watched (inotify limits) is rescanned
 
 
-class Daemon:
+class Daemon(ConfigReloading):
     """Watch the configured libraries and keep their output current until stopped."""
 
     def __init__(self, config: Config, model_factory: str = DEFAULT_FACTORY,
@@ -249,7 +251,7 @@ class Daemon:
             library.last_run = time.monotonic()
         library.failures = 0
         library.last_report = report
-        self._log_run(library, report, time.monotonic() - started)
+        log_update(library, report, time.monotonic() - started, stopped=self._stop.is_set())
         if hold_back or self.fingerprinter.gave_up:
             with self._lock:  # come back for what was left
                 library.mark(time.monotonic())
@@ -259,9 +261,7 @@ class Daemon:
     def _failed(self, library: Library, exc: BaseException) -> None:
         library.failures += 1
         delay = min(self.timings.retry_seconds * 2 ** (library.failures - 1), self.timings.retry_max_seconds)
-        where = f" {exc.filename}" if isinstance(exc, OSError) and exc.filename else ""
-        message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
-        log.error("%s: update failed: %s%s; retrying in %.0f s", library.root, message, where, delay)
+        log.error("%s: update failed: %s; retrying in %.0f s", library.root, failure_message(exc), delay)
         library.next_check = time.monotonic() + delay
         with self._lock:
             library.mark(time.monotonic())
@@ -294,20 +294,6 @@ class Daemon:
         if problems and all(problem for _, problem in problems):
             raise WeightsUnavailable("; ".join(f"{root}: {problem}" for root, problem in problems))
 
-    def _log_run(self, library: Library, report: RunReport, seconds: float) -> None:
-        if self._stop.is_set():
-            log.info("%s: stopped mid-update; %s fingerprinted are saved", library.root,
-                     plural(report.fingerprinted.computed, "photo"))
-            return
-        stages = ", ".join(f"{name} {secs:.2f} s" for name, secs in report.seconds.items())
-        log.debug("%s: stages: %s", library.root, stages)
-        fp = report.fingerprinted
-        changed = fp.computed or fp.failed or report.moved or report.removed or report.layout_changed
-        log.log(logging.INFO if changed else logging.DEBUG,
-                "%s: %s: %d fingerprinted, %d unreadable, %d moved, %d removed; %s (%.1f s)",
-                library.root, plural(report.photos, "photo"), fp.computed, len(fp.failed), report.moved,
-                report.removed, plural(report.clusters, "cluster"), seconds)
-
     def _fingerprint_progress(self, done: int, total: int) -> None:
         now = time.monotonic()
         if now - self._last_progress >= 1.0 or done == total:  # STATUS= at most once a second
@@ -317,14 +303,7 @@ class Daemon:
 
     def status_line(self) -> str:
         """'12,345 photos, 87 clusters, idle': what systemctl status shows."""
-        reports = [lib.last_report for lib in self.libraries if lib.last_report is not None]
-        photos = sum(r.photos for r in reports)
-        clusters = sum(r.clusters for r in reports)
-        missing = [lib.root for lib in self.libraries if lib.root_id is None]
-        failed = [lib.root for lib in self.libraries if lib.failed is not None]
-        line = f"{plural(photos, 'photo')}, {plural(clusters, 'cluster')}, {self._doing}"
-        line += f"; missing: {', '.join(missing)}" if missing else ""
-        return line + (f"; failed (weights missing): {', '.join(failed)}" if failed else "")
+        return status_line(self.libraries, self._doing)
 
     # --- libraries and their watches ------------------------------------------------------------------------
     def _add_library(self, settings: LibrarySettings) -> Library:
@@ -367,51 +346,6 @@ class Daemon:
             with self._lock:
                 library.mark(time.monotonic() - self.timings.quiet_seconds)
         library.root_id = current
-
-    # --- reload (SIGHUP) ------------------------------------------------------------------------------------
-    def reload(self) -> None:
-        """Read the config file again; a bad one keeps the current config, and says why."""
-        if self.config.source is None:
-            log.warning("SIGHUP: nothing to reload (the libraries were given on the command line)")
-            return
-        self.notifier.reloading()
-        try:
-            config = load_config(self.config.source)
-        except SettingsError as exc:
-            log.error("config reload failed, keeping the current config: %s", exc)
-            self.notifier.ready()
-            return
-        self._apply(config)
-        self.notifier.ready()
-
-    def _apply(self, config: Config) -> None:
-        old = {os.path.realpath(lib.root): lib for lib in self.libraries}
-        kept: list[Library] = []
-        for settings in config.libraries:
-            library = old.pop(os.path.realpath(settings.library), None)
-            if library is not None and library.settings == settings and library.failed is None:
-                kept.append(library)
-                continue
-            if library is not None:
-                self._unwatch(library)
-                self.libraries.remove(library)
-            kept.append(self._add_library(settings))
-            with self._lock:
-                kept[-1].mark(time.monotonic() - self.timings.quiet_seconds)
-        for library in old.values():
-            self._unwatch(library)
-            log.info("%s: no longer watched", library.root)
-        self.libraries = kept
-        self._apply_timings(config.timings)
-        self.config = config
-        log.info("config reloaded from %s: watching %s", config.source, ", ".join(lib.root for lib in kept))
-
-    def _apply_timings(self, timings: DaemonTimings) -> None:
-        self.timings = timings
-        self.worker.idle_seconds = timings.worker_idle_seconds
-        self.worker.batch_timeout = timings.batch_timeout_seconds
-        self.fingerprinter.retry_seconds = timings.retry_seconds
-        self.fingerprinter.retry_max_seconds = timings.retry_max_seconds
 
 
 def check_weights(config: Config) -> None:

@@ -2,7 +2,7 @@
 
 The pipeline's fingerprint step is a `Fingerprinter`: photos in, each photo's (fingerprint, predictions) or its
 failure out, into a `FingerprintSink`. It has two implementations, pipeline.fingerprint_in_process (the model in
-this process) and worker.WorkerFingerprinter (the model in a child process); both hand each result to a
+this process) and worker_fingerprinter.WorkerFingerprinter (the model in a child process); both hand each result to a
 `ResultRecorder`, the one place that logs, stores and counts a result.
 
 Pillow releases the GIL while it decodes and TensorFlow while it computes, so a small thread pool that decodes
@@ -26,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import images
-from .labels import Predictions
+from .labels import Predictions, top_labels
 from .library import PhotoFile, UnsafePhoto, open_photo, printable_path
 from .settings import DEFAULT_BATCH_SIZE
 
@@ -117,8 +117,6 @@ def fingerprint_photos(
     in the worker, the pipe to the daemon. `should_stop` ends the run between batches (on SIGINT or SIGTERM); the
     batch in progress is finished.
     """
-    from .models import top_labels  # TensorFlow loads only when there is work for it
-
     report = FingerprintReport()
     record = ResultRecorder(sink, report)
     show = sys.stderr.isatty() if progress is None else progress

@@ -1,4 +1,5 @@
-"""Readable names for the 1000 ImageNet classes, at two levels: `fine` (the class itself) and `coarse` (rolled up).
+"""The 1000 ImageNet classes: their Keras index order, a softmax's most probable ones (top_labels), and readable
+names at two levels: `fine` (the class itself) and `coarse` (rolled up).
 
 The roll-up table data/coarse_labels.json is generated once from WordNet's hypernyms by
 scripts/make_coarse_labels.py and ships with the package, so nothing reads WordNet at run time. Rows are keyed by
@@ -10,6 +11,8 @@ import functools
 import importlib.resources
 import json
 import re
+
+import numpy as np
 
 LEVELS = ("coarse", "fine")  # the label level: how finely a class is named
 # A photo's predictions: its most probable ImageNet classes as (class index, probability), most probable first.
@@ -53,3 +56,18 @@ def class_labels(level: str) -> tuple[str, ...]:
         raise ValueError(f"labels must be one of {', '.join(LEVELS)}, got {level!r}")
     column = 1 if level == "fine" else 2
     return tuple(row[column] for row in _table())
+
+
+def top_labels(probs_row: np.ndarray, k: int = 10) -> Predictions:
+    """The k most probable (class_index, probability) pairs, most probable first."""
+    probs_row = np.asarray(probs_row)
+    order = np.argsort(-probs_row, kind="stable")[:k]  # stable: ties keep class order
+    return tuple((int(index), float(probs_row[index])) for index in order)
+
+
+@functools.cache
+def imagenet_classes() -> list[tuple[str, str]]:
+    """The 1000 ImageNet classes as (wnid, short name), indexed like the model's softmax."""
+    text = importlib.resources.files("photocluster").joinpath("data/imagenet_classes.json").read_text(
+        encoding="utf-8")
+    return [(wnid, short_name) for wnid, short_name in json.loads(text)]

@@ -121,7 +121,7 @@ def fingerprint_in_process(
     should_stop: Callable[[], bool],
 ) -> FingerprintReport:
     """The in-process Fingerprinter: load the model here and fingerprint `todo` into `sink` (the daemon uses
-    worker.WorkerFingerprinter instead, which runs the model in a child process)."""
+    worker_fingerprinter.WorkerFingerprinter instead, which runs the model in a child process)."""
     log.info("fingerprinting %s with %s", plural(len(todo), "new or changed photo"), settings.model)
     model = models.load_fingerprinter(settings.model, settings.weights)
     return fingerprint_photos(todo, Path(settings.library), model, sink, batch_size=settings.batch_size,

@@ -2,9 +2,8 @@
 
 VGG16 costs about 2 GB while it runs. The daemon starts this worker when photos need fingerprints and stops it
 once it has been unused for `idle_seconds`, so an idle daemon holds no model at all. A crash while decoding or
-predicting (a decoder segfault, the OOM killer) ends the worker, never the daemon: the batch is retried with
-backoff, split in halves until the photo at fault is alone, and a photo that crashes the worker twice is
-quarantined in the cache with a reason, so it is not tried again until the file changes.
+predicting (a decoder segfault, the OOM killer) ends the worker, never the daemon; worker_fingerprinter.py
+retries, splits and quarantines (this module only reports how a job ended).
 
 The worker is a `multiprocessing` child made with the 'spawn' method: the daemon runs watchdog threads, and
 forking a process with threads (or with TensorFlow loaded) is unsafe. It is driven over one Pipe:
@@ -27,7 +26,6 @@ import multiprocessing
 import signal
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -36,19 +34,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .fingerprint import FingerprintReport, FingerprintSink, ResultRecorder
+from .fingerprint import FingerprintSink
 from .labels import Predictions
 from .library import PhotoFile
-from .settings import LibrarySettings
 from .weights import WeightsUnavailable
-from .wording import plural
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FACTORY = "photocluster.models:load_fingerprinter"
-QUARANTINE_AFTER = 2  # crashes of the worker with a photo alone in its batch
-MAX_START_FAILURES = 3  # worker deaths before its model was loaded, in a row, before an update gives up
-MAX_CRASHES_PER_UPDATE = 50  # a model that crashes on everything must not restart forever; later runs go on
 POLL_SECONDS = 0.2  # how often a wait for the worker looks at should_stop
 
 
@@ -318,96 +311,3 @@ def describe_exit(exitcode: int | None) -> str:
         except ValueError:
             return f"signal {-exitcode}"
     return f"exit status {exitcode}"
-
-
-class WorkerFingerprinter:
-    """The pipeline's fingerprint step (a fingerprint.Fingerprinter), run in the worker process, with crash recovery.
-
-    A job that crashes the worker is retried after a pause. Its photos that got no answer are split in halves
-    until the one at fault runs alone; a photo that crashes the worker twice on its own is quarantined in the
-    cache. Every crash either shrinks the suspects or counts against one photo, so this always ends.
-    """
-
-    def __init__(self, worker: FingerprintWorker, factory: str = DEFAULT_FACTORY, retry_seconds: float = 2.0,
-                 retry_max_seconds: float = 300.0, heartbeat: Callable[[], None] = lambda: None):
-        self.worker = worker
-        self.factory = factory
-        self.retry_seconds = retry_seconds
-        self.retry_max_seconds = retry_max_seconds
-        self.heartbeat = heartbeat
-        self.crashes: dict[tuple[str, int, int], int] = {}  # (rel, size, mtime_ns) -> crashes while alone
-        self.on_progress: Callable[[int, int], None] = lambda done, total: None
-        self.gave_up = False  # the last call stopped early after too many crashes; photos are left to do
-
-    def __call__(self, settings: LibrarySettings, sink: FingerprintSink, todo: list[PhotoFile], progress,
-                 should_stop: Callable[[], bool]) -> FingerprintReport:
-        log.info("%s: fingerprinting %s with %s", settings.library, plural(len(todo), "new or changed photo"),
-                 settings.model)
-        report = FingerprintReport()
-        record = ResultRecorder(sink, report, on_count=lambda answered: self.on_progress(answered, len(todo)))
-        started = time.monotonic()
-        by_rel = {p.rel: p for p in todo}
-
-        def on_result(rel: str, vector, predictions, error) -> None:
-            if error is None:
-                record.fingerprint(by_rel[rel], vector, predictions)
-            else:
-                record.failure(by_rel[rel], error)
-
-        self.gave_up = False
-        crashes = load_failures = 0
-        pending: deque[list[PhotoFile]] = deque([todo]) if todo else deque()
-        while pending and not should_stop():
-            group = pending.popleft()
-            job = Job(library_root=str(settings.library), photos=tuple(group), model=settings.model,
-                      weights=settings.weights, batch_size=settings.batch_size, factory=self.factory)
-            outcome = self.worker.run(job, on_result, should_stop, self.heartbeat)
-            if outcome.finished or outcome.stopped:
-                load_failures = 0
-                continue
-            unanswered = [p for p in group if p.rel not in outcome.answered]
-            crashes += 1
-            if not outcome.model_loaded:
-                load_failures += 1
-                log.error("fingerprint worker died while loading the model: %s", outcome.crash)
-                pending.appendleft(unanswered)
-                pause = self.retry_seconds * 2 ** (load_failures - 1)
-            else:
-                load_failures = 0
-                pause = self._after_crash(record, outcome.crash, unanswered, pending)
-            if pending and (load_failures >= MAX_START_FAILURES or crashes >= MAX_CRASHES_PER_UPDATE):
-                left = sum(len(g) for g in pending)
-                log.error("giving up fingerprinting for now after %s; %s left for a later run",
-                          plural(crashes, "worker crash", "worker crashes"), plural(left, "photo"))
-                self.gave_up = True
-                break
-            self._pause(min(pause, self.retry_max_seconds), should_stop)
-        report.seconds = time.monotonic() - started
-        return report
-
-    def _after_crash(self, record: ResultRecorder, reason: str, unanswered: list[PhotoFile],
-                     pending: deque) -> float:
-        """Queue the retries of a crashed job; return how long to wait before the next one."""
-        log.error("fingerprint worker crashed (%s) with %s unanswered; retrying %s", reason,
-                  plural(len(unanswered), "photo"), "it" if len(unanswered) == 1 else "them")
-        if len(unanswered) > 1:
-            half = len(unanswered) // 2
-            pending.appendleft(unanswered[half:])
-            pending.appendleft(unanswered[:half])
-            return self.retry_seconds
-        if not unanswered:
-            return self.retry_seconds
-        photo = unanswered[0]
-        key = (photo.rel, photo.size, photo.mtime_ns)
-        self.crashes[key] = self.crashes.get(key, 0) + 1
-        if self.crashes[key] < QUARANTINE_AFTER:
-            pending.appendleft(unanswered)
-            return self.retry_seconds * 2 ** self.crashes[key]
-        record.failure(photo, f"quarantined: crashed the fingerprint worker {self.crashes.pop(key)} times ({reason})")
-        return self.retry_seconds
-
-    def _pause(self, seconds: float, should_stop: Callable[[], bool]) -> None:
-        until = time.monotonic() + seconds
-        while time.monotonic() < until and not should_stop():
-            self.heartbeat()
-            time.sleep(min(POLL_SECONDS, max(0.0, until - time.monotonic())))

@@ -93,7 +93,8 @@ from hypothesis import strategies as st  # noqa: E402
 from PIL import PngImagePlugin  # noqa: E402
 
 from photocluster import images  # noqa: E402
-from photocluster.images import MemoryBudget, count_jpeg_scans  # noqa: E402
+from photocluster.images import MemoryBudget  # noqa: E402
+from photocluster.jpeg_scans import count_jpeg_scans  # noqa: E402
 from photocluster.library import UnsafePhoto, open_photo  # noqa: E402
 
 from . import hostile  # noqa: E402

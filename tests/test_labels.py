@@ -6,9 +6,10 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from photocluster import labels, models
+from photocluster import labels
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "make_coarse_labels.py"
@@ -27,8 +28,27 @@ def by_fine(level: str) -> dict[str, str]:
     return dict(zip(labels.class_labels("fine"), labels.class_labels(level)))
 
 
+# --- the model's classes --------------------------------------------------------------------------------
+
+def test_imagenet_classes_are_in_keras_index_order():
+    classes = labels.imagenet_classes()
+    assert len(classes) == 1000
+    assert [wnid for wnid, _ in classes] == sorted(wnid for wnid, _ in classes)
+    assert classes[281] == ("n02123045", "tabby")
+    assert classes[285] == ("n02124075", "Egyptian_cat")
+    assert classes[0] == ("n01440764", "tench")
+
+
+def test_top_labels_sorted_by_probability():
+    probs = np.zeros(1000, np.float32)
+    probs[[5, 7, 900]] = [0.2, 0.5, 0.3]
+    assert labels.top_labels(probs, k=3) == ((7, 0.5), (900, pytest.approx(0.3)), (5, pytest.approx(0.2)))
+    assert len(labels.top_labels(probs)) == 10
+    assert all(isinstance(i, int) and isinstance(p, float) for i, p in labels.top_labels(probs))
+
+
 def test_the_table_lines_up_with_the_model_classes():
-    assert labels.class_wnids() == tuple(wnid for wnid, _ in models.imagenet_classes())
+    assert labels.class_wnids() == tuple(wnid for wnid, _ in labels.imagenet_classes())
     for level in labels.LEVELS:
         assert len(labels.class_labels(level)) == 1000
 

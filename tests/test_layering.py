@@ -14,15 +14,16 @@ PACKAGE = Path(photocluster.__file__).parent
 
 # Bottom first. A module may import only from the layers below its own.
 LAYERS = [
-    {"errors", "wording", "fsutil", "logs", "interrupts", "labels", "notify", "library", "cache_guard"},
+    {"errors", "wording", "fsutil", "logs", "interrupts", "labels", "notify", "library", "cache_guard", "jpeg_scans"},
     {"images", "weights", "outdir", "cache"},
-    {"settings"},
+    {"settings", "networks"},
     {"models"},
     {"lastrun", "fingerprint", "layout", "patterns", "cluster"},
     {"checkpoint", "clustering"},
     {"config", "pipeline"},
     {"worker", "watching"},
-    {"watched"},
+    {"watched", "worker_fingerprinter"},
+    {"daemon_status", "daemon_reload"},
     {"daemon"},
     {"cli", "__init__"},
     {"__main__"},

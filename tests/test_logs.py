@@ -169,7 +169,7 @@ def test_keras_download_progress_never_reaches_stdout(tmp_path, monkeypatch, cap
     import keras
     from keras.src.utils import io_utils
 
-    from photocluster import models
+    from photocluster import networks
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # nothing cached: a download would start
     built = object()
@@ -180,6 +180,6 @@ def test_keras_download_progress_never_reaches_stdout(tmp_path, monkeypatch, cap
 
     monkeypatch.setattr(keras.applications, "VGG16", fake_vgg16)
     with caplog.at_level(logging.INFO, logger="photocluster"):
-        assert models._vgg16_from_keras_download() is built
+        assert networks._vgg16_from_keras_download() is built
     assert capsys.readouterr().out == ""
     assert "downloading the VGG16 ImageNet weights" in caplog.text

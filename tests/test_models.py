@@ -13,7 +13,8 @@ from PIL import Image
 from skimage import data
 
 from photocluster import models, weights
-from photocluster.models import WeightsUnavailable, imagenet_classes, load_fingerprinter, model_spec, top_labels
+from photocluster.labels import imagenet_classes, top_labels
+from photocluster.models import WeightsUnavailable, load_fingerprinter, model_spec
 
 # Keras's own save_weights trips a NumPy 2 deprecation inside TensorFlow; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
@@ -55,25 +56,6 @@ def empty_weights_dir(tmp_path, monkeypatch):
     folder.mkdir()
     monkeypatch.setenv("PHOTOCLUSTER_WEIGHTS_DIR", str(folder))
     return folder
-
-
-# --- class names --------------------------------------------------------------------------------
-
-def test_imagenet_classes_are_in_keras_index_order():
-    classes = imagenet_classes()
-    assert len(classes) == 1000
-    assert [wnid for wnid, _ in classes] == sorted(wnid for wnid, _ in classes)
-    assert classes[281] == ("n02123045", "tabby")
-    assert classes[285] == ("n02124075", "Egyptian_cat")
-    assert classes[0] == ("n01440764", "tench")
-
-
-def test_top_labels_sorted_by_probability():
-    probs = np.zeros(1000, np.float32)
-    probs[[5, 7, 900]] = [0.2, 0.5, 0.3]
-    assert top_labels(probs, k=3) == ((7, 0.5), (900, pytest.approx(0.3)), (5, pytest.approx(0.2)))
-    assert len(top_labels(probs)) == 10
-    assert all(isinstance(i, int) and isinstance(p, float) for i, p in top_labels(probs))
 
 
 # --- SqueezeNet with its real ImageNet weights ----------------------------------------------------
@@ -254,5 +236,5 @@ def test_unknown_model_is_a_value_error():
 def test_importing_models_does_not_load_tensorflow():
     # The CLI's --help and a run with nothing new to fingerprint must not pay for TensorFlow.
     code = ("import sys, photocluster.models as m; m.model_spec('vgg16'); m.model_spec('squeezenet', 'random'); "
-            "m.imagenet_classes(); assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
+            "m.networks; assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)

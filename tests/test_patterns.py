@@ -15,8 +15,7 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 from PIL import Image, ImageOps
 
-from photocluster import models
-from photocluster.labels import class_labels
+from photocluster.labels import class_labels, top_labels
 from photocluster.patterns import (
     FOLDER_MARK, LIBRARY_DIR, OUR_FILES, PATTERNS, PHOTOS, ROOT_DIR, SUMMARY, TRANSACTIONS, PatternSettings, escape_name,
     format_patterns, mine_maximal, mirror_parts, parse_min_support, photo_objects, read_patterns, read_photo_names,
@@ -399,7 +398,7 @@ def test_real_photos_name_what_is_in_them(tmp_path, squeezenet):
     rels = sorted(str(path.relative_to(library)) for path in library.rglob("*.jpg"))
     batch = np.stack([load_image(library / rel, squeezenet.input_size) for rel in rels])
     _, probs = squeezenet.predict(batch)
-    photos = {rel: models.top_labels(row) for rel, row in zip(rels, probs)}
+    photos = {rel: top_labels(row) for rel, row in zip(rels, probs)}
 
     out = library / "photocluster"
     update_patterns(out, photos, PatternSettings(), library)

@@ -18,7 +18,8 @@ from PIL import Image
 from skimage import data
 
 from photocluster import images
-from photocluster.models import imagenet_classes, load_fingerprinter
+from photocluster.labels import imagenet_classes
+from photocluster.models import load_fingerprinter
 
 # Keras's own save_weights trips a NumPy 2 deprecation inside TensorFlow; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")

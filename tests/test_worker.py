@@ -18,7 +18,8 @@ from photocluster.images import load_image
 from photocluster.library import PhotoFile, scan_library
 from photocluster.settings import LibrarySettings, PatternOptions
 from photocluster.weights import WeightsUnavailable
-from photocluster.worker import FingerprintWorker, Job, WorkerFingerprinter, WorkerLoadError, describe_exit
+from photocluster.worker import FingerprintWorker, Job, WorkerLoadError, describe_exit
+from photocluster.worker_fingerprinter import WorkerFingerprinter
 
 from .conftest import StandInModel, save, scene
 
