@@ -223,11 +223,16 @@ def _remove_one(fd: int, name: str, kind: str, shown: str) -> bool:
             os.unlink(name, dir_fd=fd)  # a symlink is unlinked as a link; its target is never touched
         return True
     except OSError as exc:
-        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
-            log.warning("left %s in place: it holds entries that photocluster did not make", shown)
-        else:
-            log.warning("could not remove %s: %s", shown, exc.strerror or exc)
+        warn_not_removed(shown, exc)
         return False
+
+
+def warn_not_removed(shown: str, exc: OSError) -> None:
+    """Say why a folder or file that photocluster meant to remove stays."""
+    if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+        log.warning("left %s in place: it holds entries that photocluster did not make", shown)
+    else:
+        log.warning("could not remove %s: %s", shown, exc.strerror or exc)
 
 
 def open_lock(path: str | os.PathLike) -> int:

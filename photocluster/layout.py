@@ -23,8 +23,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from .fsutil import (DIR, FILE, LINK, ForeignEntry, kind_of, lstat_at, make_dir, open_dir, read_regular, remove_made,
-                     write_text_atomic)
+from .fsutil import (DIR, FILE, LINK, ForeignEntry, is_atomic_temporary, kind_of, lstat_at, make_dir, open_dir,
+                     read_regular, remove_made, warn_not_removed, write_text_atomic)
 from .library import printable_path
 from .outdir import GENERATION
 
@@ -280,16 +280,13 @@ def _remove_generation(out_fd: int, name: str, out_dir: Path) -> bool:
             if not remove_made(gen_fd, made, where):
                 return False
             with os.scandir(gen_fd) as it:
-                temps = {e.name: FILE for e in it if e.name.startswith(f".{STATE_FILE}.") and e.name.endswith(".tmp")}
+                temps = {e.name: FILE for e in it if is_atomic_temporary(e.name, (STATE_FILE,))}
             if not remove_made(gen_fd, temps | {STATE_FILE: FILE}, where):
                 return False
         os.rmdir(name, dir_fd=out_fd)
         return True
     except OSError as exc:
-        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
-            log.warning("left %s in place: it holds entries that photocluster did not make", where)
-        else:
-            log.warning("left %s in place: %s", where, exc.strerror or exc)
+        warn_not_removed(where, exc)
         return False
 
 

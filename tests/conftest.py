@@ -1,8 +1,10 @@
 """Shared fixtures: a model stand-in for tests where the model is beside the point, and photo makers."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -100,3 +102,25 @@ def wait_for(predicate, timeout: float = 20.0, what: str = "condition") -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+class _Hung(BaseException):
+    """Not an Exception: the code under test may catch those, and must not turn a hang into a refusal."""
+
+
+@contextlib.contextmanager
+def fails_after(seconds: int, what: str = "the call"):
+    """Fail the test when the block runs past `seconds` (a FIFO once blocked loads for good), instead of hanging
+    the suite. Uses SIGALRM, so only in the main thread."""
+    def stop(signum, frame):
+        raise _Hung()
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        yield
+    except _Hung:
+        pytest.fail(f"{what} did not finish within {seconds} s")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

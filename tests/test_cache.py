@@ -7,6 +7,8 @@ import pytest
 from photocluster.cache import CacheError, FingerprintCache, load_or_new
 from photocluster.library import PhotoFile
 
+from .conftest import fails_after
+
 DIM = 16
 
 
@@ -160,7 +162,6 @@ def test_save_is_atomic_when_interrupted(tmp_path, monkeypatch):
 # --- hostile caches (issue 9, classes 3 and 5): bounded, refused in one short line, moved aside, run goes on -------
 import contextlib  # noqa: E402
 import logging  # noqa: E402
-import signal  # noqa: E402
 import stat  # noqa: E402
 import struct  # noqa: E402
 import subprocess  # noqa: E402
@@ -242,27 +243,6 @@ HOSTILE_SHAPES = {
 }
 
 
-class _Hung(BaseException):
-    """Not an Exception: the code under test catches those, and must not turn a hang into a refusal."""
-
-
-@contextlib.contextmanager
-def _fails_after(seconds: int):
-    """A FIFO at the cache's path once blocked the load for good; fail the test instead of hanging the suite."""
-    def stop(signum, frame):
-        raise _Hung()
-
-    previous = signal.signal(signal.SIGALRM, stop)
-    signal.alarm(seconds)
-    try:
-        yield
-    except _Hung:
-        pytest.fail(f"loading the cache did not finish within {seconds} s")
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 @contextlib.contextmanager
 def _warnings_of_cache():
     """The cache's log records (caplog is per test; hypothesis runs many examples in one)."""
@@ -292,7 +272,7 @@ def _what_is_at(path: Path):
 def assert_refused_and_moved_aside(path: Path) -> None:
     """load_or_new gives an empty cache, says so in one short line, and keeps the bad entry beside, unchanged."""
     before = _what_is_at(path)
-    with _warnings_of_cache() as records, _fails_after(20):
+    with _warnings_of_cache() as records, fails_after(20, "loading the cache"):
         cache = load_or_new(path, "test-model", DIM)
     assert len(cache) == 0
     warnings = [r.getMessage() for r in records if r.levelno >= logging.WARNING]
@@ -372,7 +352,7 @@ def test_something_else_at_the_cache_path_is_left_alone_and_never_opened(tmp_pat
      "link to a valid cache": lambda: path.symlink_to(elsewhere), "link to /dev/zero": lambda: path.symlink_to("/dev/zero"),
      "dangling link": lambda: path.symlink_to(tmp_path / "nothing")}[kind]()
     before, target_before = _what_is_at(path), elsewhere.read_bytes()
-    with _fails_after(20), pytest.raises(ForeignEntry):
+    with fails_after(20, "loading the cache"), pytest.raises(ForeignEntry):
         load_or_new(path, "test-model", DIM)
     assert _what_is_at(path) == before and os.listdir(out) == ["fingerprints.pk"]
     assert elsewhere.read_bytes() == target_before
@@ -467,7 +447,7 @@ def test_the_cli_run_goes_on_past_a_hostile_cache(tmp_path, stand_in, capsys, pl
     cache = out / "fingerprints.pk"
     {"deeply nested": lambda: cache.write_bytes(nested_lists(100_000)), "truncated": lambda: cache.write_bytes(
         b"\x80\x05}\x94(" + _s("format")), "10 MB of empty sets": lambda: cache.write_bytes(empty_sets(TEN_MB))}[planted]()
-    with _fails_after(60):
+    with fails_after(60, "loading the cache"):
         status = main([str(lib), "--out", str(out), "--model", "squeezenet", "--no-patterns"])
     printed, err = capsys.readouterr()
     assert status == 0 and "3 clusters" in printed
@@ -489,7 +469,7 @@ def test_a_fifo_at_the_cache_path_stops_the_cli_at_once_in_one_line(tmp_path, st
     (out / "fingerprints.pk").unlink()
     os.mkfifo(out / "fingerprints.pk")
     capsys.readouterr()
-    with _fails_after(60):
+    with fails_after(60, "loading the cache"):
         status = main([str(lib), "--out", str(out), "--model", "squeezenet", "--no-patterns"])
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("photocluster: error:")]

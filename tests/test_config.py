@@ -8,6 +8,8 @@ import pytest
 from photocluster import cli
 from photocluster.config import SYSTEM_CONFIG, ConfigError, DaemonTimings, default_config_path, load_config
 
+from .conftest import fails_after
+
 GOOD = """
 [daemon]
 quiet_seconds = 1.5
@@ -138,8 +140,6 @@ def test_watch_usage_errors(place, capsys, argv, expected):
 # --- hostile configs (issue 9, class 6) and every problem reported (issue 10, point 7) ----------------------------
 import itertools  # noqa: E402
 import os  # noqa: E402
-import signal  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
@@ -242,28 +242,8 @@ def test_watch_prints_every_problem_one_line_each_and_exits_2(place, capsys, how
     assert "quiet_seconds" in lines[0] and "sim" in lines[1]
 
 
-@contextmanager
-def _fails_after(seconds: int):
-    """A FIFO as the config once hung `watch`; fail instead of hanging the suite."""
-    class Hung(BaseException):
-        pass
-
-    def stop(signum, frame):
-        raise Hung()
-
-    previous = signal.signal(signal.SIGALRM, stop)
-    signal.alarm(seconds)
-    try:
-        yield
-    except Hung:
-        pytest.fail(f"did not finish within {seconds} s")
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def _one_line_exit_2(capsys, path: Path, *extra: str) -> str:
-    with _fails_after(20):
+    with fails_after(20, "the config check"):
         status = cli.main(["watch", "--check", "--config", str(path), *extra])
     err = capsys.readouterr().err
     assert status == cli.EXIT_USAGE, err
