@@ -6,7 +6,7 @@ import pytest
 
 from photocluster.fsutil import NotAFileError, open_regular
 
-from .test_cache import _fails_after
+from .conftest import fails_after
 
 
 def _plant(path, kind, tmp_path):
@@ -32,7 +32,7 @@ KINDS = ["fifo", "folder", "socket", "link to a file", "link to /dev/zero"]
 def test_open_regular_refuses_all_but_a_regular_file_at_once(tmp_path, kind):
     path = tmp_path / "state"
     keep = _plant(path, kind, tmp_path)
-    with _fails_after(10), pytest.raises(NotAFileError):
+    with fails_after(10, "opening it"), pytest.raises(NotAFileError):
         open_regular(path)
     del keep
 
@@ -46,5 +46,5 @@ def test_open_regular_reads_a_file_and_follows_a_link_only_when_asked(tmp_path):
         assert fh.read() == b"data"
     os.mkfifo(tmp_path / "fifo")
     (tmp_path / "fifo-link").symlink_to(tmp_path / "fifo")
-    with _fails_after(10), pytest.raises(NotAFileError):
+    with fails_after(10, "opening it"), pytest.raises(NotAFileError):
         open_regular(tmp_path / "fifo-link", follow_symlinks=True)

@@ -6,6 +6,8 @@ import pytest
 from photocluster.layout import (STATE_FILE, Layout, link_names, number_clusters, read_layout, remove_stale_generations,
                                  write_layout)
 
+from .conftest import fails_after
+
 
 def library(fs_root, names):
     for rel in names:
@@ -142,26 +144,9 @@ def test_summary_lines():
 
 
 # --- link names for any legal name (issue 9, class 3): distinct, within 255 bytes, always terminating ----------
-import signal  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
 
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
-
-
-@contextmanager
-def _fails_after(seconds: int):
-    """link_names once looped forever on long names; fail the test instead of hanging the suite."""
-    def stop(signum, frame):
-        raise AssertionError(f"link_names did not finish within {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, stop)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 # A file name as the file system gives it: 1 to 255 bytes, no "/" or NUL, not "." or ".."; os.fsdecode turns bytes
@@ -183,13 +168,13 @@ _FOLDERS = st.lists(_NAMES, min_size=0, max_size=4).map(lambda parts: "/".join(p
 
 
 def _assert_good_names(members: list[str]) -> dict[str, str]:
-    with _fails_after(10):
+    with fails_after(10, "link_names"):
         names = link_names(members)
     encoded = [os.fsencode(name) for name in names]
     assert sorted(names.values()) == sorted(members)  # one name per photo, none lost
     assert len(set(encoded)) == len(members)  # distinct as the file system compares them: bytes
     assert all(0 < len(raw) <= 255 and b"/" not in raw and raw not in (b".", b"..") for raw in encoded)
-    with _fails_after(10):
+    with fails_after(10, "link_names"):
         assert link_names(list(reversed(members))) == names  # deterministic, whatever the order given
     return names
 
