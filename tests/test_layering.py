@@ -16,7 +16,7 @@ PACKAGE = Path(photocluster.__file__).parent
 LAYERS = [
     {"errors", "wording", "fsutil", "logs", "interrupts", "labels", "notify", "library", "cache_guard"},
     {"images", "weights", "outdir", "cache"},
-    {"settings"},
+    {"settings", "capture"},
     {"models"},
     {"lastrun", "fingerprint", "layout", "patterns", "cluster"},
     {"checkpoint", "clustering"},
