@@ -52,7 +52,6 @@ import csv
 import io
 import os
 import re
-import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -119,7 +118,8 @@ def pick_photos(root: Path, chosen: Path) -> list[str]:
     backgrounds = root / "usr/share/backgrounds"
     found += [(f"lomiri/{p.stem}", Image.open(p)) for p in sorted(backgrounds.glob("*_by_*.jpg"))
               if p.stem.split("_by_")[0] not in LOMIRI_NOT_PHOTOS]
-    for package, folder in (("tuxpaint", "usr/share/tuxpaint/templates"), ("palapeli", "usr/share/palapeli/collection")):
+    for package, folder in (("tuxpaint", "usr/share/tuxpaint/templates"),
+                            ("palapeli", "usr/share/palapeli/collection")):
         found += [(f"{package}/{p.stem}", Image.open(p)) for p in sorted((root / folder).glob("*.jpg"))]
     names = []
     for name, img in found:
