@@ -21,7 +21,6 @@ import os
 import threading
 import warnings
 from collections.abc import Callable, Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -40,8 +39,6 @@ try:  # HEIC/HEIF is what phones shoot; pillow-heif teaches Pillow to open it.
 except ImportError:  # pragma: no cover - pillow-heif is a hard dependency, but decoding the rest still works
     log.debug("pillow-heif is not installed: HEIC photos will be skipped")
 
-EXIF_DATETIME_ORIGINAL = 0x9003
-EXIF_IFD = 0x8769
 EXIF_ORIENTATION = 0x0112
 
 # The formats of library.PHOTO_EXTENSIONS (JPEG covers MPO). Whatever a file is named, no other Pillow plugin
@@ -334,14 +331,3 @@ def _reason(exc: OSError) -> str:
 def _one_line(text: str, limit: int = 200) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def exif_time(root: str | Path, rel: str) -> datetime | None:
-    """The EXIF DateTimeOriginal of the photo `rel` in the library at `root`, or None when it has none (or it is
-    unreadable). The photo is opened as for decoding: never through a symlink, never a FIFO."""
-    try:
-        with open_photo(root, rel) as fh, Image.open(fh, formats=PHOTO_FORMATS) as img:
-            raw = img.getexif().get_ifd(EXIF_IFD).get(EXIF_DATETIME_ORIGINAL)
-        return datetime.strptime(str(raw).strip("\x00 "), "%Y:%m:%d %H:%M:%S") if raw else None
-    except Exception:  # noqa: BLE001 - EXIF in the wild is endlessly malformed; no time is an answer
-        return None

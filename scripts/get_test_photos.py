@@ -95,14 +95,15 @@ def _stage_prefix(dest: Path) -> str:
 
 # --- download ------------------------------------------------------------------------------------------------
 
-def download_and_unpack(debs: Path, root: Path) -> None:
+def download_and_unpack(debs: Path, root: Path, packages: tuple[str, ...] = PACKAGES,
+                        size: str = "about 150 MB") -> None:
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
         raise Unreachable("apt-get and dpkg-deb are needed to download the test photos (a Debian-like system)")
     if not _have_package_lists():
         _apt("update", "-qq")
     debs.mkdir()
-    print(f"get_test_photos: downloading {', '.join(PACKAGES)} (about 150 MB, once)", file=sys.stderr)
-    _apt("download", "-qq", *PACKAGES, cwd=debs)
+    print(f"downloading {', '.join(packages)} ({size}, once)", file=sys.stderr)
+    _apt("download", "-qq", *packages, cwd=debs)
     root.mkdir()
     for deb in sorted(debs.glob("*.deb")):
         subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from photocluster.images import ImageError, exif_time, load_image
+from photocluster.images import ImageError, load_image
 
 
 def photo(tmp_path, name="p.jpg", size=(640, 480), mode="RGB", **save):
@@ -70,14 +70,6 @@ def test_decompression_bomb_is_refused(tmp_path):
 def test_missing_file_is_an_image_error(tmp_path):
     with pytest.raises(ImageError, match="No such file"):
         load_image(tmp_path / "gone.jpg", (224, 224))
-
-
-def test_exif_time(tmp_path):
-    exif = Image.Exif()
-    exif.get_ifd(0x8769)[0x9003] = "2024:05:17 10:11:12"
-    Image.new("RGB", (10, 10)).save(tmp_path / "e.jpg", exif=exif)
-    assert exif_time(tmp_path, "e.jpg").isoformat() == "2024-05-17T10:11:12"
-    assert exif_time(tmp_path, photo(tmp_path).name) is None
 
 
 # --- issue 9: reads that stay in the library, any decoder error is the photo's, bounds before decoding ----------
@@ -186,18 +178,6 @@ def test_a_path_that_leaves_the_library_is_refused(tmp_path, rel):
     (tmp_path / "lib" / "a").mkdir(parents=True)
     with pytest.raises(UnsafePhoto, match="not a path inside the library"):
         open_photo(tmp_path / "lib", rel)
-
-
-def test_exif_time_does_not_follow_a_symlink_or_block_on_a_fifo(tmp_path):
-    exif = Image.Exif()
-    exif.get_ifd(0x8769)[0x9003] = "2024:05:17 10:11:12"
-    Image.new("RGB", (10, 10)).save(tmp_path / "outside.jpg", exif=exif)
-    lib = tmp_path / "lib"
-    lib.mkdir()
-    os.symlink(tmp_path / "outside.jpg", lib / "link.jpg")
-    os.mkfifo(lib / "pipe.jpg")
-    assert exif_time(lib, "link.jpg") is None
-    assert finishes(lambda: exif_time(lib, "pipe.jpg")) == {"value": None}
 
 
 # Exceptions Pillow's plugins and pillow-heif raise from inside a decoder, beyond OSError.

@@ -16,7 +16,7 @@ PACKAGE = Path(photocluster.__file__).parent
 LAYERS = [
     {"errors", "wording", "fsutil", "logs", "interrupts", "labels", "notify", "library", "cache_guard", "jpeg_scans"},
     {"images", "weights", "outdir", "cache"},
-    {"settings", "networks"},
+    {"settings", "networks", "capture"},
     {"models"},
     {"lastrun", "fingerprint", "layout", "patterns", "cluster"},
     {"checkpoint", "clustering"},
