@@ -15,9 +15,17 @@ Philbin et al.'s Oxford Buildings). OpenCV does every solved step; this module o
   texture, not a shared scene).
 
 Thresholds measured with scripts/measure_verification.py on a scene set built by scripts/build_scene_set.py
-(--groups 30: 30 groups of 2-4 shots made from real photos, 94 same-scene pairs, and 400 random pairs of
-unrelated photos, 5 of which (the decoys) share a camera and a close capture time with a group):
-MEASUREMENT_FIGURES_GO_HERE
+(--groups 30, seed 12: 30 groups of 2-4 shots made from real photos, 87 same-scene pairs; 3,000 random pairs of
+photos from different groups or none):
+- inliers of same-scene pairs: min 7, p1 9, median 258; of unrelated pairs: median 4, p99 5, max 6 (a homography
+  fits any 4 matches, so 4-6 is chance). One-to-one matching is what keeps that tail short: with the ratio test
+  alone, 1,000 unrelated pairs reached p99 10 and max 38 inliers, and 2 of them passed MIN_INLIERS.
+- MIN_INLIERS = 12, twice the most any unrelated pair reached: 0/3000 unrelated pairs let in, 83/87 same-scene
+  pairs kept (8: 85/87 and 0/3000, but with no margin for photos with repeated texture; 15: 82/87).
+- spread: same-scene median 0.35. MIN_SPREAD = 0.03 refuses no same-scene pair with 12 or more inliers here; it
+  refuses a small object shared by two photos (a 70 px paste: 26-37 inliers, spread 0.005-0.015).
+- cost, one core: 82 ms per photo for features (JPEG decode included), 17 ms per pair for verification;
+  bytes per photo: at most 132,000 (mean 97,400).
 """
 from __future__ import annotations
 
@@ -30,7 +38,7 @@ LONG_SIDE = 640          # px: the long side of the decode features are computed
 MAX_KEYPOINTS = 1000     # the strongest kept; bounds the bytes per photo
 RATIO = 0.8              # Lowe's ratio test: best distance < RATIO * second best
 RANSAC_PX = 4.0          # reprojection error (px at LONG_SIDE) within which a match is an inlier
-MIN_INLIERS = 15         # see the measurement above
+MIN_INLIERS = 12         # see the measurement above
 MIN_SPREAD = 0.03        # share of each image the inliers' convex hull must cover
 
 # OpenCV's defaults (Lowe's), with 8-bit descriptors: what is stored, so nothing is lost by storing it.

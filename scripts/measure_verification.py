@@ -82,6 +82,11 @@ def main() -> int:
               f"median={np.median([verdicts[p].spread for p in pairs]):.3f}")
         print(f"{name} judged same scene at MIN_INLIERS={verify.MIN_INLIERS}, MIN_SPREAD={verify.MIN_SPREAD}: "
               f"{sum(verdicts[p].same_scene for p in pairs)}/{len(pairs)}")
+    print("min inliers (with MIN_SPREAD): same-scene pairs kept, unrelated pairs let in")
+    for least in (6, 8, 10, 12, 15, 20, 30):
+        kept = sum(verdicts[p].inliers >= least and verdicts[p].spread >= verify.MIN_SPREAD for p in same)
+        let_in = sum(verdicts[p].inliers >= least and verdicts[p].spread >= verify.MIN_SPREAD for p in other)
+        print(f"  {least:3d}: {kept}/{len(same)}  {let_in}/{len(other)}")
     worst = sorted(other, key=lambda p: -verdicts[p].inliers)[:5]
     print("most inliers among unrelated pairs:", [(a, b, verdicts[(a, b)].inliers) for a, b in worst])
     missed = [(a, b, verdicts[(a, b)].inliers, round(verdicts[(a, b)].spread, 3))

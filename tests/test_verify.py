@@ -20,8 +20,8 @@ def photo(name: str) -> np.ndarray:
 
 def second_shot(pixels: np.ndarray, keep: float = 0.8) -> np.ndarray:
     """Another shot of the scene: seen from a slightly different angle (each corner moved by up to 6 % of the
-    side), reframed to the right `keep` of its width and the bottom 90 % of its height (so it shares 60-80 % of
-    either frame), scaled to 90 % and 35 % brighter with a warmer white balance."""
+    side), reframed to the right `keep` of its width and the bottom 90 % of its height (so it holds 60-80 % of
+    the first frame), scaled to 90 % and 35 % brighter with a warmer white balance."""
     h, w = pixels.shape[:2]
     corners = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
     moved = corners + np.float32([[0.04 * w, 0.02 * h], [-0.06 * w, 0.05 * h], [-0.02 * w, -0.03 * h],
@@ -59,6 +59,18 @@ def test_a_small_pasted_object_does_not_make_two_photos_one_scene():
     verdict = verify.verify_pair(verify.local_features(astronaut), verify.local_features(coffee))
     assert verdict.inliers >= verify.MIN_INLIERS  # the head is found...
     assert verdict.spread < 70 * 70 / (600 * 400) and not verdict.same_scene  # ...and judged too small
+
+
+def test_matches_are_one_to_one():
+    # b holds every 10th of a's descriptors. Each of those finds its own copy (distance 0) both ways; any other
+    # descriptor of a that passes the ratio test against b's few would be a second match to an already matched
+    # descriptor of b, which one-to-one matching must refuse (without it, many of a's map to one of b's).
+    a = verify.local_features(photo("astronaut")).descriptors
+    chosen = np.arange(0, len(a), 10)
+    in_a, in_b = verify._mutual_matches(a, a[chosen])
+    assert len(set(in_b)) == len(in_b)
+    assert set(zip(in_a, in_b)) <= set(zip(chosen, range(len(chosen))))
+    assert len(in_a) >= 0.9 * len(chosen)  # all but descriptors with a near-twin in b (ratio test)
 
 
 def test_features_are_deterministic_and_bounded():
