@@ -103,11 +103,7 @@ def get_sources(cache: Path) -> Path:
         names = pick_photos(stage / "unpacked", chosen)
         with open(chosen / "sources.csv", "w", newline="", encoding="utf-8") as out:
             csv.writer(out).writerows([["file"]] + [[name] for name in names])
-        try:
-            chosen.rename(cache)
-        except OSError:
-            if not (cache / "sources.csv").is_file():
-                raise
+        devset.publish(chosen, cache, "sources.csv")
     return cache
 
 

@@ -23,6 +23,9 @@ import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import get_test_photos as test_photos  # noqa: E402 - the test photos' manifest helpers
 
 from photocluster import models  # noqa: E402
 from photocluster.cache import load_or_new  # noqa: E402
@@ -38,26 +41,10 @@ PRECISION = 0.97
 
 def build_calibration_library(source: Path, dest: Path) -> None:
     """Copy `source` without duplicate files, add generated variants, and write dest/manifest.csv."""
-    import hashlib
-    import shutil
-
     from PIL import Image
 
-    rows, seen = [], set()
-    for row in csv.DictReader(open(source / "manifest.csv", newline="")):
-        digest = hashlib.sha256((source / row["file"]).read_bytes()).hexdigest()
-        if digest in seen:
-            continue
-        seen.add(digest)
-        (dest / row["file"]).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source / row["file"], dest / row["file"])
-        rows.append(row)
-    sizes: dict[str, int] = {}
-    for row in rows:
-        sizes[row["group"]] = sizes.get(row["group"], 0) + 1
-    for row in rows:  # a group whose other members were duplicates is no group any more
-        if row["group"] and sizes[row["group"]] == 1:
-            row["group"] = row["kind"] = ""
+    # a group whose other members were duplicates is no group any more
+    rows = test_photos.drop_groups_of_one(test_photos.copy_without_duplicates(source, dest))
     for row in list(rows):
         if not row["file"].startswith(("album/", "nature/")):
             continue
@@ -70,10 +57,7 @@ def build_calibration_library(source: Path, dest: Path) -> None:
         img.crop((w * 15 // 200, h * 15 // 200, w - w * 15 // 200, h - h * 15 // 200)).save(dest / f"{stem}.crop.jpg")
         for suffix in ("half", "crop"):
             rows.append({"file": f"{stem}.{suffix}.jpg", "group": group, "kind": "variant", "tags": ""})
-    with open(dest / "manifest.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["file", "group", "kind", "tags"])
-        writer.writeheader()
-        writer.writerows(rows)
+    test_photos.write_manifest(dest / "manifest.csv", rows)
 
 
 def fingerprints(library: Path, model: str, out: Path) -> tuple[list[str], np.ndarray]:

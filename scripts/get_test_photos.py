@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import os
 import re
 import shutil
@@ -73,13 +74,18 @@ def get_test_photos(dest: Path) -> Path:
         library = stage / "library"
         rows = build_library(unpacked, library)
         write_manifest(library / "manifest.csv", rows)
-        try:
-            library.rename(dest)
-        except OSError:
-            if not (dest / "manifest.csv").is_file():
-                raise
-            # another run finished first; its library is as good as this one, which the stage takes away
+        publish(library, dest, "manifest.csv")
     return dest
+
+
+def publish(built: Path, dest: Path, done_file: str) -> None:
+    """Rename a folder built in a stage to `dest`, whole or not at all. Where another run finished first (its
+    `done_file` is there), its folder is as good as this one, which the stage takes away."""
+    try:
+        built.rename(dest)
+    except OSError:
+        if not (dest / done_file).is_file():
+            raise
 
 
 def remove_stale_stages(dest: Path) -> None:
@@ -177,6 +183,20 @@ def drop_groups_of_one(rows: list[dict[str, str]]) -> list[dict[str, str]]:
         sizes[row["group"]] = sizes.get(row["group"], 0) + 1
     return [row if not row["group"] or sizes[row["group"]] > 1 else {**row, "group": "", "kind": ""}
             for row in rows]
+
+
+def copy_without_duplicates(library: Path, dest: Path) -> list[dict[str, str]]:
+    """Copy the test photos at `library` into `dest`, keeping one file (the first by name) of each set of
+    byte-identical files, and return their manifest rows. The wallpapers ship one picture under a dozen names,
+    whose pairs would swamp any pairwise score with pairs that every cut finds (cosine exactly 1)."""
+    rows, seen = [], set()
+    with open(library / "manifest.csv", newline="", encoding="utf-8") as manifest:
+        for row in sorted(csv.DictReader(manifest), key=lambda r: r["file"]):
+            digest = hashlib.sha256((library / row["file"]).read_bytes()).hexdigest()
+            if digest not in seen:
+                seen.add(digest)
+                rows.append(_copy(library / row["file"], dest, row["file"], row["group"], row["kind"], row["tags"]))
+    return rows
 
 
 def write_manifest(path: Path, rows: list[dict[str, str]]) -> None:

@@ -67,6 +67,18 @@ def squeezenet():
 
 
 GET_TEST_PHOTOS = Path(__file__).resolve().parents[1] / "scripts" / "get_test_photos.py"
+
+
+def load_script(name: str):
+    """scripts/NAME.py as a module (scripts/ is no package); registered under its name, as its imports expect."""
+    import importlib.util
+
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, GET_TEST_PHOTOS.with_name(f"{name}.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 PHOTO_SOURCE_UNREACHABLE = 3  # get_test_photos.py's exit status when no package source can be reached
 
 

@@ -1,6 +1,5 @@
 """End to end with real photographs and the real SqueezeNet ImageNet weights, through the command line."""
 import csv
-import hashlib
 import itertools
 import json
 import os
@@ -14,7 +13,7 @@ from skimage import data
 
 from photocluster.cli import main
 
-from .conftest import sha256_tree
+from .conftest import load_script, sha256_tree
 
 def variants(img: Image.Image, folder: Path, stem: str) -> None:
     """The photo plus a resized, a re-compressed and a cropped copy."""
@@ -118,15 +117,8 @@ def unique_devset(devset: Path, dest: Path) -> dict[str, tuple[str, str]]:
     versions: other framings of one picture. Each ungrouped album and nature photo gets two real copies, so that
     'variant' also covers what a library holds most: a half-size re-encoded copy and an 85% centre crop.
     """
-    kept, seen = {}, set()
-    for row in sorted(csv.DictReader(open(devset / "manifest.csv", newline="")), key=lambda r: r["file"]):
-        digest = hashlib.sha256((devset / row["file"]).read_bytes()).hexdigest()
-        if digest in seen:
-            continue
-        seen.add(digest)
-        (dest / row["file"]).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(devset / row["file"], dest / row["file"])
-        kept[row["file"]] = (row["group"], row["kind"])
+    rows = load_script("get_test_photos").copy_without_duplicates(devset, dest)
+    kept = {row["file"]: (row["group"], row["kind"]) for row in rows}
     for rel, (group, _) in list(kept.items()):
         if not group and rel.startswith(("album/", "nature/")):
             kept.update(dict.fromkeys(real_copies(dest, rel), (f"copies:{rel}", "variant")))

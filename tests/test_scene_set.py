@@ -1,6 +1,5 @@
 """scripts/build_scene_set.py: the same-scene measurement set of issue 12, built small from the real photos."""
 import csv
-import importlib.util
 import subprocess
 import sys
 from collections import defaultdict
@@ -13,13 +12,10 @@ from hypothesis import strategies as st
 
 from photocluster.capture import read_capture
 
-from .conftest import PHOTO_SOURCE_UNREACHABLE
+from .conftest import PHOTO_SOURCE_UNREACHABLE, load_script
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "build_scene_set.py"
-_spec = importlib.util.spec_from_file_location("build_scene_set", SCRIPT)
-builder = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = builder  # dataclasses look their module up there
-_spec.loader.exec_module(builder)
+builder = load_script("build_scene_set")
+SCRIPT = Path(builder.__file__)
 
 
 def build(dest: Path, *options: str) -> list[dict[str, str]]:
