@@ -123,6 +123,7 @@ def build_run_parser() -> argparse.ArgumentParser:
                    help="for experts: the raw cosine-similarity cut, overriding --sim")
     p.add_argument("--min-size", type=_number(int, "--min-size"), default=2,
                    help="smallest cluster to show as a folder (default: 2)")
+    _add_scene_options(p)
     p.add_argument("--model", choices=MODEL_NAMES, default=None,
                    help="fingerprint model: vgg16 (best, needs ImageNet weights) or squeezenet "
                    "(about 25x faster, offline via 'photocluster fetch-weights squeezenet') (default: the model "
@@ -140,6 +141,20 @@ def build_run_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     _add_verbosity(p)
     return p
+
+
+def _add_scene_options(p: argparse.ArgumentParser) -> None:
+    defaults = LibrarySettings
+    p.add_argument("--verify", choices=("on", "off"), default="on" if defaults.verify else "off",
+                   help="on: photos a little below the cut still group when their local features match (the same "
+                   "scene from another angle); off: the cosine cut alone (default: %(default)s)")
+    p.add_argument("--burst-seconds", type=_number(float, "--burst-seconds"), default=defaults.burst_seconds,
+                   metavar="S", help="photos from the same camera taken at most S seconds apart group as one scene "
+                   "when their content is close to the cut; 0: off (default: %(default)g)")
+    p.add_argument("--time-weight", type=_number(float, "--time-weight"), default=defaults.time_weight,
+                   metavar="A", help="0 to below 1: how much capture time counts next to content, to group trips "
+                   "or events rather than scenes; photos a day or more apart count as far apart (default: "
+                   "%(default)g, off)")
 
 
 def _add_pattern_options(p: argparse.ArgumentParser) -> None:
@@ -170,6 +185,9 @@ def settings_from_args(args: argparse.Namespace, library: Path) -> LibrarySettin
         sim=args.sim,
         cut=args.cut,
         min_size=args.min_size,
+        verify=args.verify == "on",
+        burst_seconds=args.burst_seconds,
+        time_weight=args.time_weight,
         weights=args.weights or os.environ.get("PHOTOCLUSTER_WEIGHTS") or None,
         batch_size=args.batch_size,
         patterns=PatternOptions(not args.no_patterns, args.threshold, args.min_support, args.labels),
@@ -342,6 +360,7 @@ def build_watch_parser() -> argparse.ArgumentParser:
     library.add_argument("--cut", type=_number(float, "--cut"), default=None, metavar="COSINE",
                          help="the raw cosine-similarity cut, overriding --sim")
     library.add_argument("--min-size", type=_number(int, "--min-size"), default=2, help="smallest cluster shown")
+    _add_scene_options(library)
     library.add_argument("--model", choices=MODEL_NAMES, default=None,
                          help="fingerprint model (default: the model of the library's last run, else vgg16)")
     library.add_argument("--weights", default=None, metavar="FILE", help="a local weights file for the model")

@@ -9,12 +9,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from .cache import FingerprintCache
-from .cluster import IncrementalClusterer, cluster
+from .cluster import IncrementalClusterer, cluster, cluster_with_time
 from .fsutil import FILE, ForeignEntry, open_dir, read_regular, remove_made, write_text_atomic
 from .library import PhotoFile
 
@@ -52,12 +55,26 @@ def cluster_cache(
     min_size: int,
     only: dict[str, PhotoFile] | None = None,
     incremental: IncrementalClustering | None = None,
+    links: Iterable[tuple[str, str]] = (),
+    time_weight: float = 0.0,
+    capture_seconds: Callable[[list[str]], np.ndarray] | None = None,
 ) -> tuple[list[str], list[list[str]]]:
-    """Cluster the cached fingerprints; return the photos considered and the groups of at least `min_size`."""
+    """Cluster the cached fingerprints; return the photos considered and the groups of at least `min_size`.
+
+    `links` are pairs of photos known to show one scene (scenes.SceneLinker): the clusters of the two are joined.
+    With `time_weight` > 0 the distance mixes in capture time (cluster_with_time; `capture_seconds(rels)` gives
+    each photo's time, NaN for none); that path re-clusters everything, also in a daemon.
+    """
     rels = [r for r in cache.fingerprinted() if only is None or r in only]
     if not rels:
         return rels, []
-    cluster_ids = incremental.cluster_ids(cache, rels, cut) if incremental else cluster(cache.vectors(rels), cut)
+    if time_weight > 0 and capture_seconds is not None:
+        cluster_ids = cluster_with_time(cache.vectors(rels), capture_seconds(rels), cut, time_weight)
+    elif incremental:
+        cluster_ids = incremental.cluster_ids(cache, rels, cut)
+    else:
+        cluster_ids = cluster(cache.vectors(rels), cut)
+    cluster_ids = link_groups(rels, cluster_ids, links)
     order = np.argsort(cluster_ids, kind="stable")
     groups: dict[int, list[str]] = {}
     for i in order:
@@ -65,13 +82,38 @@ def cluster_cache(
     return rels, [g for g in groups.values() if len(g) >= min_size]
 
 
+def link_groups(rels: list[str], labels: np.ndarray, links: Iterable[tuple[str, str]]) -> np.ndarray:
+    """Join the clusters of each linked pair: `labels` (cluster per photo of `rels`) with every two clusters that
+    hold a linked pair made one, renumbered 0, 1, ... by each cluster's first photo, as cluster() numbers.
+
+    Average linkage stays the rule for cosines. A link is not a distance: written into the average it would be
+    diluted by the other members' distances, so that two shots verified as one scene could still stay apart.
+    Being one scene is transitive, so a linked pair joins its two clusters whole.
+    """
+    index = {rel: i for i, rel in enumerate(rels)}
+    edges = [(labels[index[a]], labels[index[b]]) for a, b in links if a in index and b in index]
+    if not edges:
+        return labels
+    n = int(labels.max()) + 1
+    first, second = np.array(edges).T
+    graph = coo_matrix((np.ones(len(edges), np.int8), (first, second)), shape=(n, n))
+    _, joined = connected_components(graph, directed=False)
+    merged = joined[labels]
+    first_row = np.full(merged.max() + 1, len(rels))
+    np.minimum.at(first_row, merged, np.arange(len(rels)))
+    _, renumbered = np.unique(first_row[merged], return_inverse=True)
+    return renumbered
+
+
 CLUSTER_KEY_NAME = ".cluster-input"
 
 
-def cluster_input_key(cache: FingerprintCache, cut: float, min_size: int, photos: dict[str, PhotoFile]) -> str:
-    """A digest of everything the clusters depend on: the model, the cut, min_size and each clustered photo's
-    identity and version (path, size, mtime), which in one cache determine its fingerprint."""
-    digest = hashlib.sha256(f"{cache.model_id}\0{cut!r}\0{min_size}".encode())
+def cluster_input_key(cache: FingerprintCache, cut: float, min_size: int, photos: dict[str, PhotoFile],
+                      evidence: str = "") -> str:
+    """A digest of everything the clusters depend on: the model, the cut, min_size, how scene links are found
+    (`evidence`: scenes.SceneOptions.key()) and each clustered photo's identity and version (path, size, mtime),
+    which in one cache determine its fingerprint (and its capture time and local features)."""
+    digest = hashlib.sha256(f"{cache.model_id}\0{cut!r}\0{min_size}\0{evidence}".encode())
     for rel, entry in sorted(cache.entries.items()):
         if entry.row >= 0 and rel in photos:
             digest.update(f"\0{rel}\t{entry.size}\t{entry.mtime_ns}".encode("utf-8", "surrogatepass"))

@@ -139,8 +139,9 @@ DECODE_BUDGET = MemoryBudget(DECODE_MEMORY_BUDGET)
 
 
 def load_image(source: str | Path | BinaryIO, size: tuple[int, int], budget: MemoryBudget = DECODE_BUDGET,
-               on_decode: Callable[[], None] = lambda: None) -> np.ndarray:
-    """Decode `source` into a uint8 array of shape (height, width, 3), resized to `size` = (height, width).
+               on_decode: Callable[[], None] = lambda: None, keep_aspect: bool = False) -> np.ndarray:
+    """Decode `source` into a uint8 array of shape (height, width, 3), resized to `size` = (height, width);
+    with `keep_aspect`, shrunk to fit within `size` instead, in its own proportions (never enlarged).
 
     `source` is an open binary file or a path (whose last component must be a regular file, not a symlink).
     `on_decode` is called once the photo has passed its checks and its memory is reserved, as decoding starts.
@@ -148,7 +149,7 @@ def load_image(source: str | Path | BinaryIO, size: tuple[int, int], budget: Mem
     """
     try:
         with _opened(source) as fh:
-            return _decode(fh, size, budget, on_decode)
+            return _decode(fh, size, budget, on_decode, keep_aspect)
     except (ImageError, DecodeDeferred):
         raise
     except Image.DecompressionBombError as exc:
@@ -173,7 +174,8 @@ def _opened(source: str | Path | BinaryIO) -> Iterator[BinaryIO]:
         yield fh
 
 
-def _decode(fh: BinaryIO, size: tuple[int, int], budget: MemoryBudget, on_decode: Callable[[], None]) -> np.ndarray:
+def _decode(fh: BinaryIO, size: tuple[int, int], budget: MemoryBudget, on_decode: Callable[[], None],
+            keep_aspect: bool = False) -> np.ndarray:
     height, width = size
     _refuse_huge_heif_file(fh, budget)
     with Image.open(fh, formats=PHOTO_FORMATS) as opened:
@@ -193,7 +195,10 @@ def _decode(fh: BinaryIO, size: tuple[int, int], budget: MemoryBudget, on_decode
             if orientation in _TRANSPOSE:
                 img = img.transpose(_TRANSPOSE[orientation])
             img = _to_rgb(img)
-            img = img.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=2.0)
+            if keep_aspect:
+                img.thumbnail((width, height), Image.Resampling.BILINEAR, reducing_gap=2.0)
+            else:
+                img = img.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=2.0)
             return np.asarray(img, dtype=np.uint8)
 
 

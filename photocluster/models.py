@@ -30,7 +30,7 @@ from photocluster import weights as weights_store
 from photocluster.settings import IMAGENET_WEIGHTS, MODEL_NAMES, RANDOM_WEIGHTS
 from photocluster.weights import WeightsUnavailable
 
-__all__ = ["MODEL_NAMES", "Fingerprinter", "ModelSpec", "WeightsUnavailable", "calibration",
+__all__ = ["MODEL_NAMES", "Fingerprinter", "ModelSpec", "WeightsUnavailable", "calibration", "scene_floor",
            "load_fingerprinter", "model_spec"]
 
 _HASH_PREFIX = 16  # hex digits of a weights file's SHA-256 kept in model_id
@@ -41,6 +41,14 @@ _HASH_PREFIX = 16  # hex digits of a weights file's SHA-256 kept in model_id
 CALIBRATION = {
     "vgg16": ((0.0, 0.0), (0.25, 0.55), (0.5, 0.70), (0.75, 0.88), (1.0, 1.0)),
     "squeezenet": ((0.0, 0.0), (0.25, 0.66), (0.5, 0.80), (0.75, 0.92), (1.0, 1.0)),
+}
+
+# (sim, cosine) points of the floor of the band of candidate pairs the scenes stage verifies (scenes.py): pairs with
+# floor <= cosine < cut. At sim 0.75 and above the floor is the cut, so no pair below it is linked (near-copies).
+# SqueezeNet's measured by scripts/measure_scenes.py (README.rst); VGG16's PROVISIONAL, as its cut table.
+SCENE_FLOOR = {
+    "vgg16": ((0.0, 0.0), (0.25, 0.40), (0.5, 0.45), (0.75, 0.88), (1.0, 1.0)),
+    "squeezenet": ((0.0, 0.0), (0.25, 0.45), (0.5, 0.55), (0.75, 0.92), (1.0, 1.0)),
 }
 
 
@@ -99,6 +107,11 @@ class Fingerprinter:
 
     def __repr__(self) -> str:
         return f"Fingerprinter({self.model_id!r}, input_size={self.input_size}, dim={self.dim})"
+
+
+def scene_floor(name: str) -> tuple[tuple[float, float], ...]:
+    """The model's (sim, floor) table for the scenes stage's band of candidates."""
+    return SCENE_FLOOR[name]
 
 
 def calibration(name: str) -> tuple[tuple[float, float], ...]:

@@ -24,6 +24,8 @@ from .fsutil import FILE, is_atomic_temporary, open_dir, open_lock, remove_made,
 from .layout import Layout, number_clusters, read_layout, remove_stale_generations, write_layout
 from .library import PhotoFile, scan_library
 from .outdir import MARKER, adopt
+from .scene_store import SceneStore, sweep_scene_leftovers
+from .scenes import SceneLinker, SceneOptions, SceneReport, capture_seconds
 from .settings import LibrarySettings
 from .wording import plural
 
@@ -54,6 +56,7 @@ class RunReport:
     unclustered: list[str] = field(default_factory=list)  # fingerprinted photos in no cluster (of min_size)
     would_fingerprint: int = 0  # a dry run: photos the real run would fingerprint first
     estimated_seconds: float | None = None  # ...and how long that would take, at the last run's measured speed
+    scenes: SceneReport | None = None  # None: no scenes stage ran (--verify off and no burst cue, or skipped)
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -83,6 +86,7 @@ class RunReport:
             "would_fingerprint": self.would_fingerprint,
             "estimated_seconds": self.estimated_seconds,
             "layout_changed": self.layout_changed,
+            "scenes": self.scenes.as_dict() if self.scenes else None,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
 
@@ -92,6 +96,18 @@ def effective_cut(settings: LibrarySettings) -> float:
     if settings.cut is not None:
         return settings.cut
     return cut_for_sim(models.calibration(settings.model), settings.sim)
+
+
+def scene_options(settings: LibrarySettings, cut: float) -> SceneOptions | None:
+    """How the scenes stage links pairs below the cut, or None when it has nothing to do (--verify off and no
+    burst cue, or a band that is empty: at sim 0.75 and above the floor is the cut). With --cut, the band's
+    floor is the model's at --sim, kept below the cut."""
+    if not settings.verify and settings.burst_seconds <= 0:
+        return None
+    floor = min(cut, cut_for_sim(models.scene_floor(settings.model), settings.sim))
+    if floor >= cut:
+        return None
+    return SceneOptions(floor=floor, verify=settings.verify, burst_seconds=settings.burst_seconds)
 
 
 @contextlib.contextmanager
@@ -154,6 +170,8 @@ class LibraryPipeline:
         self.settings = settings
         self.fingerprint = fingerprint
         self.incremental = IncrementalClustering() if incremental else None
+        self.keep_scenes = incremental  # a daemon keeps the candidate lists between updates
+        self._scenes: SceneLinker | None = None
         self.cache: FingerprintCache | None = None
         self._cache_stamp: tuple | None = None
 
@@ -200,6 +218,8 @@ class LibraryPipeline:
         if run.should_stop():
             return report
         rels = self._cluster_and_lay_out(run, cache, photos)
+        if rels is None:  # stopped while linking scenes: the next run goes on from what the store keeps
+            return report
         clustered = {rel for members in report.layout.clusters.values() for rel in members}
         report.unclustered = [rel for rel in rels if rel not in clustered]
         if settings.patterns.enabled and not run.dry_run and not run.should_stop():
@@ -225,19 +245,31 @@ class LibraryPipeline:
                 self._save_cache(cache)
         report.failed_total = sum(1 for e in cache.entries.values() if e.error)
 
-    def _cluster_and_lay_out(self, run: _Run, cache: FingerprintCache, photos: dict[str, PhotoFile]) -> list[str]:
-        """Cluster the fingerprints and swap in the new tree; return the photos considered."""
+    def _cluster_and_lay_out(self, run: _Run, cache: FingerprintCache,
+                             photos: dict[str, PhotoFile]) -> list[str] | None:
+        """Link scenes, cluster the fingerprints and swap in the new tree; return the photos considered (None:
+        stopped before clustering)."""
         report, out_dir, min_size = run.report, self.settings.out_dir, self.settings.min_size
         previous = read_layout(out_dir)
-        input_key = cluster_input_key(cache, report.cut, min_size, photos)
+        options = scene_options(self.settings, report.cut)
+        evidence = (options.key() if options else "") + f" time_weight={self.settings.time_weight!r}"
+        input_key = cluster_input_key(cache, report.cut, min_size, photos, evidence)
         if previous is not None and read_cluster_key(out_dir) == input_key:
             # Nothing the clusters depend on has changed since `previous` was built: skip the clustering, which
             # at 10,000 VGG16 photos is seconds of all-pairs products (scripts/bench_rerun.py).
             report.layout, report.layout_changed = previous, False
             return [r for r in cache.fingerprinted() if r in photos]
+        links = set()
+        if options is not None:
+            with run.timer("scenes"):
+                links = self._scene_links(run, cache, photos, options)
+            if run.should_stop():
+                return None
         with run.timer("cluster"):
             rels, groups = cluster_cache(cache, cut=report.cut, min_size=min_size, only=photos,
-                                         incremental=self.incremental)
+                                         incremental=self.incremental, links=links,
+                                         time_weight=self.settings.time_weight,
+                                         capture_seconds=lambda rels: self._capture_seconds(run, cache, rels))
         report.layout = number_clusters(groups, previous)
         report.layout_changed = previous is None or previous.clusters != report.layout.clusters
         if not run.dry_run:
@@ -247,6 +279,33 @@ class LibraryPipeline:
                     write_layout(out_dir, Path(self.settings.library), report.layout)
             write_cluster_key(out_dir, input_key)
         return rels
+
+    def _scene_links(self, run: _Run, cache: FingerprintCache, photos: dict[str, PhotoFile],
+                     options: SceneOptions) -> set[tuple[str, str]]:
+        """The pairs below the cut that show one scene (scenes.py), with what they cost kept in <out>/scenes."""
+        linker = self._scenes
+        if linker is None or linker.options != options or linker.cut != run.report.cut:
+            linker = SceneLinker(options, run.report.cut)
+        self._scenes = linker if self.keep_scenes else None
+        store = SceneStore.open(self.settings.out_dir)
+        rels = [rel for rel in cache.fingerprinted() if rel in photos]
+        try:
+            links, run.report.scenes = linker.links(cache, rels, Path(self.settings.library), store,
+                                                    compute=not run.dry_run, progress=run.progress,
+                                                    should_stop=run.should_stop)
+        finally:
+            if not run.dry_run:
+                store.save()
+        return links
+
+    def _capture_seconds(self, run: _Run, cache: FingerprintCache, rels: list[str]):
+        """Each photo's capture time in seconds (NaN: none), read once and kept in <out>/scenes."""
+        store = SceneStore.open(self.settings.out_dir)
+        keys = [(rel, cache.entries[rel].size, cache.entries[rel].mtime_ns) for rel in rels]
+        seconds = capture_seconds(store, keys, Path(self.settings.library), compute=not run.dry_run)
+        if not run.dry_run:
+            store.save()
+        return seconds
 
     def _new_report(self) -> RunReport:
         s = self.settings
@@ -310,6 +369,7 @@ def sweep_leftovers(out_dir: Path, cache_name: str) -> None:
     with open_dir(out_dir, follow=True) as out_fd, os.scandir(out_fd) as it:
         temporaries = {e.name: FILE for e in it if is_atomic_temporary(e.name, own_files)}
         remove_made(out_fd, temporaries, os.fspath(out_dir))  # only regular files: a link by that name is left
+    sweep_scene_leftovers(out_dir)
 
 
 def rekey_moved(cache: FingerprintCache, photos: dict[str, PhotoFile]) -> int:

@@ -15,6 +15,7 @@ RANDOM_WEIGHTS = ("random", "none")  # random initialisation with a fixed seed
 NAMED_WEIGHTS = (None, IMAGENET_WEIGHTS, *RANDOM_WEIGHTS)  # any other `weights` names a weights file
 DEFAULT_BATCH_SIZE = 16  # photos per model call
 LABEL_LEVELS = ("coarse", "fine")
+BURST_SECONDS_MAX = 3600.0  # an hour: a longer "burst" is not one scene any more
 OUTPUT_NAME = "photocluster"
 # Where photocluster must never write, whatever --out says (checked on the real path, links resolved):
 # system trees, refused at any depth...
@@ -69,6 +70,9 @@ class LibrarySettings:
     sim: float = 0.5
     cut: float | None = None
     min_size: int = 2
+    verify: bool = True  # check candidate pairs below the cut with local features; False: the cosine cut alone
+    burst_seconds: float = 5.0  # same camera, this close in time (and cosine above the candidate floor): one scene
+    time_weight: float = 0.0  # imagecluster's alpha: how much capture time counts next to content; 0: off
     model: str = "vgg16"
     weights: str | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
@@ -90,6 +94,14 @@ class LibrarySettings:
             raise SettingsError(f"cut is a cosine similarity between -1 and 1, got {self.cut}")
         if self.min_size < 1:
             raise SettingsError(f"min_size must be at least 1, got {self.min_size}")
+        if not isinstance(self.verify, bool):
+            raise SettingsError(f"verify must be true or false, got {self.verify!r}")
+        if not _number_within(self.burst_seconds, 0.0, BURST_SECONDS_MAX):
+            raise SettingsError(f"burst_seconds must be a number of seconds from 0 (off) to {BURST_SECONDS_MAX:g}, "
+                                f"got {self.burst_seconds!r}")
+        if not _number_within(self.time_weight, 0.0, 1.0) or self.time_weight == 1:
+            raise SettingsError(
+                f"time_weight must be from 0 (off) up to but not including 1, got {self.time_weight!r}")
         if self.model not in MODEL_NAMES:
             raise SettingsError(f"model must be one of {', '.join(MODEL_NAMES)}, got {self.model!r}")
         if not 1 <= self.batch_size <= 1024:
@@ -104,6 +116,11 @@ class LibrarySettings:
         if not library.is_dir():
             raise SettingsError(f"library {library} is not a folder" if library.exists() else f"library {library} does not exist")
         check_output_dir(library, self.out_dir)
+
+
+def _number_within(value, low: float, high: float) -> bool:
+    """A real number (not a bool) in [low, high]; NaN and infinities are not."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and low <= value <= high
 
 
 def check_output_dir(library: Path, out: Path) -> None:

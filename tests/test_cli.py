@@ -58,6 +58,17 @@ def test_json_output(tmp_path, stand_in, capsys):
     (["{lib}", "--cut", "nan"], "cut"),
     (["{lib}", "--cut", "x"], "--cut must be a float"),
     (["{lib}", "--min-size", "-1"], "min_size must be at least 1"),
+    (["{lib}", "--verify", "maybe"], "argument --verify: invalid choice: 'maybe'"),
+    (["{lib}", "--verify"], "argument --verify: expected one argument"),
+    (["{lib}", "--burst-seconds", "-1"], "burst_seconds must be a number of seconds from 0 (off) to 3600, got -1"),
+    (["{lib}", "--burst-seconds", "3601"], "burst_seconds must be a number of seconds"),
+    (["{lib}", "--burst-seconds", "nan"], "burst_seconds must be a number of seconds"),
+    (["{lib}", "--burst-seconds", "inf"], "burst_seconds must be a number of seconds"),
+    (["{lib}", "--burst-seconds", "soon"], "--burst-seconds must be a float"),
+    (["{lib}", "--time-weight", "1"], "time_weight must be from 0 (off) up to but not including 1, got 1"),
+    (["{lib}", "--time-weight", "-0.1"], "time_weight must be from 0"),
+    (["{lib}", "--time-weight", "nan"], "time_weight must be from 0"),
+    (["{lib}", "--time-weight", "half"], "--time-weight must be a float"),
     (["{lib}", "--batch-size", "5000"], "batch_size must be between 1 and 1024"),
     (["{lib}", "--batch-size", "abc"], "--batch-size must be a int"),
     (["{lib}", "--threshold", "1.5"], "threshold"),
@@ -87,6 +98,33 @@ def test_bad_usage_is_one_line_and_exit_2(tmp_path, stand_in, capsys, args, frag
     assert status == EXIT_USAGE and one_line_error(err) and fragment in err, err
 
 
+@pytest.mark.parametrize("command", ["run", "watch"])
+@pytest.mark.parametrize("flags, expected", [
+    ([], (True, 5.0, 0.0)),
+    (["--verify", "off", "--burst-seconds", "2.5", "--time-weight", "0.3"], (False, 2.5, 0.3)),
+    (["--verify", "on", "--burst-seconds", "0", "--time-weight", "0.99"], (True, 0.0, 0.99)),
+    (["--burst-seconds", "3600", "--time-weight", "0"], (True, 3600.0, 0.0)),
+])
+def test_verify_burst_and_time_weight_reach_the_settings(tmp_path, command, flags, expected):
+    from photocluster.cli import build_run_parser, build_watch_parser, settings_from_args
+
+    lib = make_library(tmp_path / "lib", groups=1, singles=0)
+    build = build_run_parser if command == "run" else build_watch_parser
+    settings = settings_from_args(build().parse_args([str(lib), "--model", "squeezenet", *flags]), lib)
+    assert (settings.verify, settings.burst_seconds, settings.time_weight) == expected
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--verify", "maybe"], "argument --verify: invalid choice"),
+    (["--burst-seconds", "-5"], "burst_seconds must be a number of seconds"),
+    (["--time-weight", "1.5"], "time_weight must be from 0"),
+])
+def test_watch_refuses_bad_verify_burst_and_time_weight(tmp_path, capsys, flags, fragment):
+    lib = make_library(tmp_path / "lib", groups=1, singles=0)
+    status, _, err = run_cli(capsys, "watch", "--check", lib, *flags)
+    assert status == EXIT_USAGE and one_line_error(err) and fragment in err, err
+
+
 def test_output_on_a_file_is_one_line_and_exit_3(tmp_path, stand_in, capsys):
     lib = make_library(tmp_path / "lib", groups=1, singles=0)
     (tmp_path / "afile").write_text("x")
@@ -106,7 +144,8 @@ def test_vgg16_without_weights_exits_2_with_a_hint(tmp_path, capsys, monkeypatch
 def test_help_and_module_entry_point():
     done = subprocess.run([sys.executable, "-m", "photocluster", "--help"], capture_output=True, text=True)
     assert done.returncode == 0
-    for option in ["--sim", "--min-size", "--model", "--weights", "--out", "--cut", "--batch-size", "--dry-run",
+    for option in ["--sim", "--min-size", "--verify", "--burst-seconds", "--time-weight",
+                   "--model", "--weights", "--out", "--cut", "--batch-size", "--dry-run",
                    "--json", "--verbose", "--quiet", "Exit status"]:
         assert option in done.stdout
 

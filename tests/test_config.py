@@ -68,6 +68,13 @@ def test_a_full_config(place):
     assert other.model == "vgg16" and other.sim == 0.5
 
 
+def test_verify_burst_seconds_and_time_weight(place):
+    text = GOOD.replace("min_size = 3", "min_size = 3\nverify = false\nburst_seconds = 2\ntime_weight = 0.25")
+    family, other = load_config(write(place, text)).libraries
+    assert (family.verify, family.burst_seconds, family.time_weight) == (False, 2, 0.25)
+    assert (other.verify, other.burst_seconds, other.time_weight) == (True, 5.0, 0.0)  # the defaults
+
+
 @pytest.mark.parametrize("text, expected", [
     (GOOD.replace("sim = 0.6", "sim = 'high'"),
      "[[library]] #1: sim must be a number, got 'high' (a string)"),
@@ -81,6 +88,14 @@ def test_a_full_config(place):
     (GOOD.replace('path = "photos"', 'path = "nowhere"'), "[[library]] #1: path {place}/nowhere does not exist"),
     (GOOD.replace('path = "photos"', ""), "[[library]] #1: path is missing"),
     (GOOD.replace("sim = 0.6", "sim = 2"), "[[library]] #1: sim must be between 0 and 1, got 2"),
+    (GOOD.replace("sim = 0.6", "verify = 'on'"), "[[library]] #1: verify must be true or false, got 'on' (a string)"),
+    (GOOD.replace("sim = 0.6", "verify = 1"), "[[library]] #1: verify must be true or false, got 1 (a whole number)"),
+    (GOOD.replace("sim = 0.6", "burst_seconds = -1"),
+     "[[library]] #1: burst_seconds must be a number of seconds from 0 (off) to 3600, got -1"),
+    (GOOD.replace("sim = 0.6", "burst_seconds = '5s'"), "[[library]] #1: burst_seconds must be a number, got '5s'"),
+    (GOOD.replace("sim = 0.6", "time_weight = 1"),
+     "[[library]] #1: time_weight must be from 0 (off) up to but not including 1, got 1"),
+    (GOOD.replace("sim = 0.6", "time_weight = nan"), "[[library]] #1: time_weight must be from 0"),
     (GOOD.replace('model = "squeezenet"', 'model = "resnet"'), "[[library]] #1: model must be one of"),
     (GOOD.replace("max_delay_seconds = 20", "max_delay_seconds = 1"), "[daemon] max_delay_seconds (1.0) must not"),
     (GOOD.replace("{other}", "photos"), "[[library]] #2: path {place}/photos is already [[library]] #1"),
@@ -149,7 +164,8 @@ TIMINGS = [name for name in DaemonTimings.__dataclass_fields__]
 NOT_A_NUMBER = ["nan", "+nan", "-nan", "inf", "+inf", "-inf", "1e400", "-1", "-0.5", "1e300",
                 "99999999999999999999", "'2'", "true", "[1]", "{a = 1}", "1979-05-27T07:32:00Z"]
 LIBRARY_NUMBERS = {"sim": ["1.5", "-0.1"], "cut": ["1.5", "-1.5"], "patterns.threshold": ["0", "1.5"],
-                   "patterns.min_support": ["0", "2.5"]}
+                   "patterns.min_support": ["0", "2.5"], "burst_seconds": ["-1", "3601"],
+                   "time_weight": ["1", "-0.1"]}
 _HYPOTHESIS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 

@@ -77,12 +77,12 @@ def test_features_are_deterministic_and_bounded():
     big = cv2.resize(photo("astronaut"), (1600, 1200), interpolation=cv2.INTER_CUBIC)  # 4:3, over LONG_SIDE
     one, two = verify.local_features(big), verify.local_features(big.copy())
     assert np.array_equal(one.points, two.points) and np.array_equal(one.descriptors, two.descriptors)
-    assert one.size == (640, 480)  # shrunk to LONG_SIDE on the long side, aspect kept
+    assert one.size == (verify.LONG_SIDE, verify.LONG_SIDE * 3 // 4)  # shrunk to LONG_SIDE, 4:3 kept
     assert len(one.points) == verify.MAX_KEYPOINTS  # the photo has more; the strongest are kept
     assert one.points.dtype == np.float16 and one.descriptors.dtype == np.uint8
     assert one.nbytes == verify.MAX_KEYPOINTS * (2 * 2 + 128)
     assert len(np.unique(one.points, axis=0)) == len(one.points)  # no location twice
-    assert (one.points >= 0).all() and (one.points[:, 0] < 640).all() and (one.points[:, 1] < 480).all()
+    assert (one.points >= 0).all() and (one.points[:, 0] < one.size[0]).all() and (one.points[:, 1] < one.size[1]).all()
 
 
 def test_a_photo_with_nothing_to_match_is_not_the_same_scene_as_anything():

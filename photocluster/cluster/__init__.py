@@ -12,6 +12,9 @@ if within t. The search is exhaustive up to ``ClusterParams.exact_search_max`` p
 how often). Each component is clustered by one of two engines with the same merge rule and arithmetic: a dense
 matrix (`dense`) or its pairs within t (`sparse`, for components too big for a matrix). `incremental` keeps the
 graph and clusters of a changing photo set and re-clusters only the components a change touches.
+`candidates` (`BandNeighbours`) proposes the pairs below the cut that the scenes stage verifies.
+`timemix` (`cluster_with_time`) mixes capture time into the distance, for trips and events rather than
+scenes; it has the same merge rule, on the dense engine only.
 
 Exact, including ties. When two merges are equally close (duplicate photos, repeated distances), scipy's
 result depends on the order in which its nearest-neighbour chain visits clusters across the whole data set, so
@@ -31,7 +34,10 @@ Two more departures from scipy, both where scipy has no useful answer:
   ``cut=1`` identical photos always group (scipy's own rounding leaves some apart).
 """
 from .api import cluster, cut_for_sim
+from .candidates import BandNeighbours
 from .core import ZERO_DISTANCE, ClusterError, ClusterParams
 from .incremental import IncrementalClusterer
+from .timemix import TIME_SPAN_SECONDS, cluster_with_time
 
-__all__ = ["ZERO_DISTANCE", "ClusterError", "ClusterParams", "IncrementalClusterer", "cluster", "cut_for_sim"]
+__all__ = ["TIME_SPAN_SECONDS", "ZERO_DISTANCE", "BandNeighbours", "ClusterError", "ClusterParams",
+           "IncrementalClusterer", "cluster", "cluster_with_time", "cut_for_sim"]

@@ -17,12 +17,14 @@ def dense_merges(unit: np.ndarray, first: np.ndarray, second: np.ndarray, distan
     """Each photo's cluster root after all merges at distance <= t (the component's photos are 0..m-1).
 
     `first`, `second`, `distance`: the pairs within t. `matrix`: instead of the pairs, an m x m matrix of
-    distances (inf where unknown or beyond t), used in place.
+    distances (inf where unknown or beyond t), used in place. `unit`: the photos' unit vectors, from whose sums a
+    cosine distance beyond t is recomputed when a merge needs it; None for distances that are not cosines
+    (time-mixed, `timemix`): then `matrix` must hold every distance, and every one is kept.
     """
-    m = len(unit)
-    held = matrix if matrix is not None else _matrix_of(m, first, second, distance)
+    held = matrix if matrix is not None else _matrix_of(len(unit), first, second, distance)
+    m = len(held)
     np.fill_diagonal(held, np.inf)
-    sums = unit.copy()
+    sums = None if unit is None else unit.copy()
     size = np.ones(m)
     parent = np.arange(m)
     near = np.argmin(held, axis=1)  # argmin: the lowest index among equally near ones
@@ -32,8 +34,11 @@ def dense_merges(unit: np.ndarray, first: np.ndarray, second: np.ndarray, distan
         if near_distance[keep] > t:
             break
         gone = int(near[keep])  # its lowest-index partner, so keep < gone
-        row = _merged_row(held, sums, size, keep, gone, t)
-        sums[keep] += sums[gone]
+        if sums is None:
+            row = _complete_row(held, size, keep, gone)
+        else:
+            row = _merged_row(held, sums, size, keep, gone, t)
+            sums[keep] += sums[gone]
         size[keep] += size[gone]
         size[gone] = 0
         parent[gone] = keep
@@ -66,6 +71,16 @@ def _merged_row(held, sums, size, keep, gone, t) -> np.ndarray:
     either = np.flatnonzero(known_keep | known_gone)
     row[either] = merged_distance(size[keep], to_keep[either], size[gone], to_gone[either])
     row[row > t] = np.inf
+    return row
+
+
+def _complete_row(held, size, keep, gone) -> np.ndarray:
+    """The union's distances when every distance is held and there are no sums to recompute one from: none is
+    dropped, however far (a dropped one could not come back when a later merge needs it)."""
+    row = np.full(len(held), np.inf)
+    alive = np.isfinite(held[keep]) & np.isfinite(held[gone])
+    alive[[keep, gone]] = False
+    row[alive] = merged_distance(size[keep], held[keep, alive], size[gone], held[gone, alive])
     return row
 
 

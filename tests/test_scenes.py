@@ -1,0 +1,107 @@
+"""The scenes stage (photocluster/scenes.py): the burst cue, and what a run verifies (nothing twice)."""
+from __future__ import annotations
+
+import shutil
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from photocluster.capture import Capture
+from photocluster.pipeline import LibraryPipeline, run_once
+from photocluster.scene_store import SceneStore
+from photocluster.scenes import same_burst
+from photocluster.settings import LibrarySettings, PatternOptions
+
+from .conftest import load_script
+
+T0 = datetime(2024, 5, 1, 12, 0, 0)
+CANON = ("Canon", "EOS R6")
+
+
+def shot(seconds: float, camera=CANON, tz=None) -> Capture:
+    when = T0 + timedelta(seconds=seconds)
+    return Capture(when.replace(tzinfo=tz) if tz else when, *camera)
+
+
+def test_one_camera_within_the_seconds_is_a_burst_and_the_limit_is_inclusive():
+    assert same_burst(shot(0), shot(4.999), 5.0)
+    assert same_burst(shot(0), shot(5.0), 5.0)
+    assert not same_burst(shot(0), shot(5.001), 5.0)
+    assert same_burst(shot(3), shot(0), 5.0)  # either order
+
+
+def test_another_camera_or_no_time_or_no_camera_is_no_burst():
+    assert not same_burst(shot(0), shot(1, camera=("Canon", "EOS R5")), 5.0)
+    assert not same_burst(shot(0), Capture(None, *CANON), 5.0)
+    assert not same_burst(Capture(T0, None, None), Capture(T0, None, None), 5.0)
+
+
+def test_times_with_offsets_are_compared_in_utc_and_without_by_the_cameras_clock():
+    plus_two, utc = timezone(timedelta(hours=2)), timezone.utc
+    # 12:00:00+02:00 is 10:00:00 UTC: 3 s before 10:00:03 UTC, though the clocks read two hours apart
+    assert same_burst(shot(0, tz=plus_two), Capture(datetime(2024, 5, 1, 10, 0, 3, tzinfo=utc), *CANON), 5.0)
+    assert not same_burst(shot(0, tz=plus_two), shot(3, tz=utc), 5.0)  # both read 12:00, but two hours apart
+    # one photo without its offset: the one camera's clock is what both read
+    assert same_burst(shot(0, tz=plus_two), shot(3), 5.0)
+
+
+@pytest.fixture
+def library(devset, squeezenet, tmp_path):
+    """Four real nature photos and two shots of a fifth (its garden, framed twice): a candidate pair at least;
+    and a photo to add later: the ladybird's left 70 % is in the library, its right 70 % comes later (the camera
+    panned by 30 % of the frame: a candidate of the first, below the cut)."""
+    builder = load_script("build_scene_set")
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for name in ("Aqua.jpg", "Dune.jpg", "Storm.jpg"):
+        shutil.copyfile(devset / "nature" / name, lib / name)
+    garden = builder.shrunk(Image.open(devset / "nature/Garden.jpg").convert("RGB"), 1600)
+    rng = np.random.default_rng(3)
+    for i, box in enumerate(builder.crop_boxes(rng, garden.size, 2)):
+        builder.make_shot(rng, garden, box, None).save(lib / f"garden_{i}.jpg", quality=90)
+    bird = Image.open(devset / "nature/LadyBird.jpg").convert("RGB")
+    bird.crop((0, 0, int(bird.width * 0.7), bird.height)).save(lib / "LadyBird_left.jpg", quality=90)
+    return lib, bird.crop((int(bird.width * 0.3), 0, bird.width, bird.height))
+
+
+def settings_for(lib, tmp_path) -> LibrarySettings:
+    return LibrarySettings(library=lib, out=tmp_path / "out", model="squeezenet", patterns=PatternOptions(enabled=False))
+
+
+@pytest.fixture
+def verified_pairs(monkeypatch):
+    """The pairs each run verifies (their paths), as the store is given their verdicts."""
+    seen: list[tuple[str, str]] = []
+    put = SceneStore.put_verdict
+    monkeypatch.setattr(SceneStore, "put_verdict",
+                        lambda self, a, b, verdict: (seen.append(tuple(sorted((a[0], b[0])))), put(self, a, b, verdict)))
+    return seen
+
+
+def test_a_re_run_with_no_change_verifies_nothing(library, tmp_path, verified_pairs):
+    lib, _ = library
+    first = run_once(settings_for(lib, tmp_path), progress=False)
+    assert first.scenes is not None and first.scenes.verified_now == len(verified_pairs) > 0
+    assert ("garden_0.jpg", "garden_1.jpg") in verified_pairs
+    verified_pairs.clear()
+    again = run_once(settings_for(lib, tmp_path), progress=False)
+    assert verified_pairs == [] and again.scenes is None  # the clusters' input is unchanged: no stage ran
+    assert again.layout.clusters == first.layout.clusters
+
+
+@pytest.mark.parametrize("incremental", [True, False], ids=["daemon", "one-shot"])
+def test_a_new_photo_verifies_only_pairs_of_its_own(library, tmp_path, verified_pairs, incremental):
+    lib, panned = library
+    pipeline = LibraryPipeline(settings_for(lib, tmp_path), incremental=incremental)
+    pipeline.update(progress=False)
+    first_pairs = set(verified_pairs)
+    verified_pairs.clear()
+    panned.save(lib / "LadyBird_right.jpg", quality=90)
+    report = (pipeline if incremental else LibraryPipeline(settings_for(lib, tmp_path))).update(progress=False)
+    assert verified_pairs and all("LadyBird_right.jpg" in pair for pair in verified_pairs)
+    assert not first_pairs & set(verified_pairs)
+    assert report.scenes.verified_now == len(verified_pairs)
+    assert sorted(sorted(m) for m in report.layout.clusters.values()) == [
+        ["LadyBird_left.jpg", "LadyBird_right.jpg"], ["garden_0.jpg", "garden_1.jpg"]]
