@@ -74,7 +74,8 @@ class SceneReport:
 
     def as_dict(self) -> dict:
         return {"candidates": self.candidates, "bursts": self.bursts, "verified": self.verified,
-                "verified_now": self.verified_now, "features_now": self.features_now, "skipped": self.skipped}
+                "verified_now": self.verified_now, "features_now": self.features_now, "skipped": self.skipped,
+                "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
 
 
 class SceneLinker:
@@ -172,7 +173,9 @@ class _PairWork:
         todo = [(a, b) for a, b in pairs if self.store.verdict(self.keys[a], self.keys[b]) is None]
         if self.compute and todo:
             self._compute_features(sorted({rel for pair in todo for rel in pair}), progress)
+            self.report.seconds["features"] = time.perf_counter() - started
             self._verify(todo, progress)
+            self.report.seconds["pairs"] = time.perf_counter() - started - self.report.seconds["features"]
         self.report.seconds["verify"] = time.perf_counter() - started
         linked = set()
         for a, b in pairs:

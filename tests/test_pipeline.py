@@ -117,7 +117,7 @@ def test_out_elsewhere_and_originals_untouched(tmp_path, stand_in):
     finally:
         os.chmod(lib, 0o755)
     assert sha256_tree(lib) == before
-    assert sorted(os.listdir(tmp_path / "out")) == sorted([".photocluster", ".lock", ".cluster-input", "clusters",
+    assert sorted(os.listdir(tmp_path / "out")) == sorted([".photocluster", ".lock", ".cluster-input", "clusters", "scenes",
                                                            "fingerprints.pk", "last-run.json",
                                                            os.readlink(tmp_path / "out/clusters")])
 
