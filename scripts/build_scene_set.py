@@ -4,25 +4,34 @@ among unrelated real photos, every one with EXIF capture times and cameras.
 
     .venv/bin/python scripts/build_scene_set.py DEST [--groups 150] [--distractors N] [--seed 12]
 
-The real photographs come from Debian packages (photographs only; drawings, paintings, screenshots and abstract
-wallpapers are left out):
-    gcompris-qt-data (44 MB)          115 photos of animals and monuments, in the Qt resource bundles of the
-                                      activities erase, explore_monuments, explore_world_animals,
-                                      explore_farm_animals and categorization
-    lomiri-wallpapers-16.04 (16 MB)   15 photos (Ubuntu's wallpaper contests)
-    lomiri-wallpapers-20.04 (11 MB)   2 photos
-    tuxpaint-data (8 MB)              19 photos (Tux Paint's templates)
-    palapeli-data (2 MB)              5 photos (the jigsaw game's puzzles)
+The real photographs come from Debian packages; scene_sources.py says which files and how drawings, paintings,
+renders and screenshots are left out. Photos after near-duplicates are dropped ("scenes": may become groups):
+    package (download)               photos  scenes
+    gcompris-qt-data (44.2 MB)          233     125  animals, monuments, tools, fish, wind and solar power,
+                                                     music, in the Qt resource bundles of the activities erase,
+                                                     explore_* (4), clickgame and categorization (112, most of
+                                                     them 250 px: too small for shots)
+    lomiri-wallpapers-16.04 and         17      17  Ubuntu's wallpaper contests
+      -20.04 (15.8 + 11.4 MB)
+    tuxpaint-data (7.9 MB)              19      19  Tux Paint's templates
+    palapeli-data (2.1 MB)               5       5  the jigsaw game's puzzles
+    tuxtype-data (9.9 MB)               12      12  landscapes, the typing game's backgrounds
+    scratch (25.7 MB)                   50      50  places, Scratch 1.4's photographed stage backgrounds
+    tuxpaint-stamps-default (160.9 MB) 196       0  animals, food, plants, objects: Tux Paint's stamps that are
+                                                     photographs, cut out, put on white as product shots
+    stellarium-data (246.3 MB)          80       0  galaxies, nebulae and star clusters: Stellarium's photos of
+                                                     the Messier objects (of 100, 20 star clusters so alike that
+                                                     the near-duplicate check drops them)
 and from the devset of get_test_photos.py (already downloaded for the tests, so no download here): the 12
-photos of mate-backgrounds' nature folder and one photo per subject of kphotoalbum's demo album (15).
-Together 183 distinct photographs after near-duplicates are dropped; the first run downloads about 81 MB
-and keeps the chosen originals (35 MB) in a cache (PHOTOCLUSTER_SCENE_SOURCES, else
-~/.cache/photocluster-scene-sources); later runs download nothing. That is fewer than the 150 groups + 400
-distractors the issue hopes for: Debian ships few real photographs outside large packages.
+photos of mate-backgrounds' nature folder and one photo per subject of kphotoalbum's demo album (15), all scenes.
+Together 639 distinct photographs, 255 of which may become groups: with 150 groups and 6 donors, 483 unrelated
+photos. The first run downloads about 525 MB (a minute here) and keeps the chosen originals (56 MB) in a cache
+(PHOTOCLUSTER_SCENE_SOURCES, else ~/.cache/photocluster-scene-sources), replacing an older choice's cache; later
+runs download nothing. Without stellarium-data, 403 unrelated photos would remain.
 
 A few photos (PASTE_DONORS) only lend patches: the "objects" pasted into shots, so no photo in the set shares
-content with a shot except through its own group. Of the rest, --groups become groups and the others (at most
---distractors) stay single, unrelated.
+content with a shot except through its own group. Donors and --groups groups are drawn from the photos that may
+become scenes; all the others (at most --distractors, by default all) stay single, unrelated.
 
 Each group's shots are made as a second shot really differs: a crop of the scene overlapping the first shot's
 by 50-80 % (of the smaller), framed and scaled differently, seen through a slight perspective change (a QUAD
@@ -49,9 +58,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import os
-import re
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -63,15 +70,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import get_test_photos as devset  # noqa: E402 - the devset's download helpers and library, reused
+import scene_sources  # noqa: E402
 
-PACKAGES = ("gcompris-qt-data", "lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04", "tuxpaint-data",
-            "palapeli-data")
-DOWNLOAD_SIZE = "about 81 MB"
-GCOMPRIS_ACTIVITIES = ("erase", "explore_monuments", "explore_world_animals", "explore_farm_animals",
-                       "categorization")
-LOMIRI_NOT_PHOTOS = ("Painting-Colors", "Fossa")  # a painting and a drawing; the other 17 are photographs
-MIN_SIDE = 300          # smaller images in the packages are icons and thumbnails
 SOURCE_LONG_SIDE = 1600  # sources are kept at most this large: enough for 640 px features, light to transform
+SOURCES_LIST = "sources-2.csv"  # the cache's list of chosen photos: a new name when the choice changes
 PASTE_DONORS = 6
 COPY_EVERY = 5
 CAMERAS = [("Canon", "Canon EOS R6", "+02:00"), ("NIKON CORPORATION", "NIKON D750", None),
@@ -91,96 +93,72 @@ def default_sources() -> Path:
 # --- the real photos -----------------------------------------------------------------------------------------
 
 def get_sources(cache: Path) -> Path:
-    """The cache of chosen source photos, one folder per package, downloaded and unpacked the first time."""
-    if (cache / "sources.csv").is_file():
+    """The cache of chosen source photos, one folder per package, downloaded and unpacked the first time. A cache
+    of an older choice (another SOURCES_LIST) is replaced whole."""
+    if (cache / SOURCES_LIST).is_file():
         return cache
+    older = [p.name for p in cache.glob("sources*.csv")]
+    if cache.exists() and not older:
+        raise SystemExit(f"build_scene_set: {cache} exists but holds no {SOURCES_LIST}; move it away or name "
+                         "another folder (PHOTOCLUSTER_SCENE_SOURCES)")
     cache.parent.mkdir(parents=True, exist_ok=True)
     devset.remove_stale_stages(cache)
     with tempfile.TemporaryDirectory(dir=cache.parent, prefix=devset._stage_prefix(cache)) as stage:
         stage = Path(stage)
-        devset.download_and_unpack(stage / "debs", stage / "unpacked", PACKAGES, DOWNLOAD_SIZE)
+        packages = tuple(name for package in scene_sources.PACKAGES for name in package.names)
+        devset.download_and_unpack(stage / "debs", stage / "unpacked", packages, scene_sources.DOWNLOAD_SIZE)
         chosen = stage / "chosen"
-        names = pick_photos(stage / "unpacked", chosen)
-        with open(chosen / "sources.csv", "w", newline="", encoding="utf-8") as out:
-            csv.writer(out).writerows([["file"]] + [[name] for name in names])
-        devset.publish(chosen, cache, "sources.csv")
+        rows = pick_photos(stage / "unpacked", chosen)
+        with open(chosen / SOURCES_LIST, "w", newline="", encoding="utf-8") as out:
+            csv.writer(out).writerows([["file", "scenes"]] + rows)
+        if older:
+            print(f"build_scene_set: replacing the older sources in {cache}", file=sys.stderr)
+            cache.rename(stage / "older")  # the stage takes it away
+        devset.publish(chosen, cache, SOURCES_LIST)
     return cache
 
 
-def pick_photos(root: Path, chosen: Path) -> list[str]:
-    """Save the packages' photographs under `chosen`, shrunk to SOURCE_LONG_SIDE; their paths there."""
-    found: list[tuple[str, Image.Image]] = []
-    found += [(f"gcompris/{name}", img) for name, img in gcompris_photos(root / "usr/share/gcompris-qt/rcc")]
-    backgrounds = root / "usr/share/backgrounds"
-    found += [(f"lomiri/{p.stem}", Image.open(p)) for p in sorted(backgrounds.glob("*_by_*.jpg"))
-              if p.stem.split("_by_")[0] not in LOMIRI_NOT_PHOTOS]
-    for package, folder in (("tuxpaint", "usr/share/tuxpaint/templates"),
-                            ("palapeli", "usr/share/palapeli/collection")):
-        found += [(f"{package}/{p.stem}", Image.open(p)) for p in sorted((root / folder).glob("*.jpg"))]
-    names = []
-    for name, img in found:
-        target = chosen / f"{name}.jpg"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shrunk(img.convert("RGB"), SOURCE_LONG_SIDE).save(target, quality=92)
-        names.append(f"{name}.jpg")
-    return names
+def pick_photos(root: Path, chosen: Path) -> list[tuple[str, int]]:
+    """Save the packages' photographs under `chosen`, shrunk to SOURCE_LONG_SIDE; their paths there, each with
+    1 where it may become a group of shots."""
+    rows = []
+    for package in scene_sources.PACKAGES:
+        for name, img, scenes in package.pick(root):
+            target = chosen / package.label / f"{name}.jpg"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shrunk(img.convert("RGB"), SOURCE_LONG_SIDE).save(target, quality=92)
+            rows.append((f"{package.label}/{name}.jpg", int(scenes)))
+    return rows
 
 
-def gcompris_photos(rcc_folder: Path):
-    """The photographs inside GCompris' compiled Qt resource bundles (.rcc), as (name, image).
-
-    No library reads .rcc files (Qt's rcc tool only writes them), but Qt stores JPEG, PNG and WebP files in them
-    byte for byte, as they do not compress: so each format's signature is tried with Pillow, which reads to the
-    image's end. Images with transparency are cut-outs and drawings, not photographs: left out.
-    """
-    for activity in GCOMPRIS_ACTIVITIES:
-        data = (rcc_folder / f"{activity}.rcc").read_bytes()
-        for start in (m.start() for m in _IMAGE_SIGNATURES.finditer(data)):
-            try:
-                img = Image.open(io.BytesIO(data[start:]), formats=["JPEG", "PNG", "WEBP"])
-                img.load()
-            except Exception:  # noqa: BLE001 - a signature-like run of bytes that is no image
-                continue
-            if min(img.size) >= MIN_SIDE and not _transparent(img):
-                yield f"{activity}-{start:08x}", img
-
-
-_IMAGE_SIGNATURES = re.compile(rb"\xff\xd8\xff[\xe0\xe1\xdb]|\x89PNG\r\n\x1a\n|RIFF....WEBP", re.DOTALL)
-
-
-def _transparent(img: Image.Image) -> bool:
-    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
-        return img.convert("RGBA").getchannel("A").getextrema()[0] < 255
-    return img.mode not in ("RGB", "L", "CMYK", "YCbCr", "P")
-
-
-def source_photos(sources: Path, devset_library: Path) -> list[tuple[str, Path]]:
-    """Every distinct source photo as ('package:name', path), in a fixed order, near-duplicates dropped."""
-    with open(sources / "sources.csv", newline="", encoding="utf-8") as rows:
-        found = [(f"{name.split('/')[0]}:{Path(name).stem}", sources / name) for name in
-                 (row["file"] for row in csv.DictReader(rows))]
+def source_photos(sources: Path, devset_library: Path) -> list[tuple[str, Path, bool]]:
+    """Every distinct source photo as ('label:name', path, whether it may become a group), in a fixed order,
+    near-duplicates dropped."""
+    with open(sources / SOURCES_LIST, newline="", encoding="utf-8") as rows:
+        found = [(f"{row['file'].split('/')[0]}:{Path(row['file']).stem}", sources / row["file"],
+                  row["scenes"] == "1") for row in csv.DictReader(rows)]
     with open(devset_library / "manifest.csv", newline="", encoding="utf-8") as rows:
         subjects_seen = set()
         for row in csv.DictReader(rows):
             top = row["file"].split("/")[0]
             if top == "nature":
-                found.append((f"mate-backgrounds:{Path(row['file']).stem}", devset_library / row["file"]))
+                found.append((f"mate-backgrounds:{Path(row['file']).stem}", devset_library / row["file"], True))
             elif top == "album" and (row["group"] or row["file"]) not in subjects_seen:
                 subjects_seen.add(row["group"] or row["file"])  # one shot per subject: the rest is one scene
-                found.append((f"kphotoalbum:{Path(row['file']).stem}", devset_library / row["file"]))
+                found.append((f"kphotoalbum:{Path(row['file']).stem}", devset_library / row["file"], True))
     return drop_near_duplicates(found)
 
 
-def drop_near_duplicates(photos: list[tuple[str, Path]]) -> list[tuple[str, Path]]:
+def drop_near_duplicates(photos: list[tuple[str, Path, bool]]) -> list[tuple[str, Path, bool]]:
     """Keep the first of photos whose difference hashes (dHash, 64 bits) are within 6 bits: the packages ship a
     few photos twice (a thumbnail and the full one). Hand-written: eight lines, not worth a dependency."""
     kept, hashes = [], []
-    for source, path in photos:
+    for source, path, scenes in photos:
         with Image.open(path) as img:
             grey = np.asarray(img.convert("L").resize((9, 8), Image.Resampling.BOX), dtype=np.int16)
         bits = (grey[:, 1:] > grey[:, :-1]).ravel()
         if all(np.count_nonzero(bits != other) > 6 for other in hashes):
-            kept.append((source, path))
+            kept.append((source, path, scenes))
             hashes.append(bits)
     return kept
 
@@ -271,22 +249,25 @@ def paste_object(rng: np.random.Generator, shot: Image.Image, donor: Image.Image
 
 # --- the set -------------------------------------------------------------------------------------------------
 
-def plan(photos: list[tuple[str, Path]], groups: int, distractors: int | None, seed: int) -> list[Photo]:
+def plan(photos: list[tuple[str, Path, bool]], groups: int, distractors: int | None, seed: int) -> list[Photo]:
+    """Donors and groups from the photos that may become scenes, drawn at random; all the rest unrelated."""
     rng = np.random.default_rng(seed)
-    order = list(rng.permutation(len(photos)))
-    donors = [_open(photos[i][1]) for i in order[:PASTE_DONORS]]
-    pool = [photos[i] for i in order[PASTE_DONORS:]]
-    if len(pool) < groups:
-        raise SystemExit(f"build_scene_set: only {len(pool)} source photos for {groups} groups")
-    grouped, single = pool[:groups], pool[groups:]
+    order = [photos[i] for i in rng.permutation(len(photos))]
+    scenes = [photo for photo in order if photo[2]]
+    if len(scenes) < PASTE_DONORS + groups:
+        raise SystemExit(f"build_scene_set: only {len(scenes) - PASTE_DONORS} source photos for {groups} groups")
+    donors = [_open(path) for _, path, _ in scenes[:PASTE_DONORS]]
+    grouped = scenes[PASTE_DONORS:PASTE_DONORS + groups]
+    taken = set(scenes[:PASTE_DONORS + groups])
+    single = [photo for photo in order if photo not in taken]
     single = single if distractors is None else single[:distractors]
     made: list[Photo] = []
     clock = START
-    for index, (source, path) in enumerate(grouped):
+    for index, (source, path, _) in enumerate(grouped):
         clock += timedelta(hours=float(rng.uniform(1, 30)))  # groups far apart in time
         made += make_group(rng, f"g{index + 1:03d}", source, _open(path), donors, clock)
     shots = [p for p in made if p.kind == "same_scene"]
-    for index, (source, path) in enumerate(single):
+    for index, (source, path, _) in enumerate(single):
         made.append(make_unrelated(rng, f"unrelated/u{index + 1:03d}.jpg", source, _open(path), shots))
     return made
 
