@@ -48,9 +48,10 @@ class SceneOptions:
     """How pairs below the cut may still be linked. The defaults are the measured ones (README.rst)."""
 
     floor: float  # the band's lowest cosine; floor >= cut: no candidates at all
-    k: int = 10  # candidates each photo proposes
+    k: int = 5  # candidates each photo proposes
     verify: bool = True  # geometric verification of candidates
     burst_seconds: float = 5.0  # 0: no burst cue
+    burst_floor: float = -1.0  # the least cosine of a burst pair (at least the band's floor)
 
     @property
     def active(self) -> bool:
@@ -59,6 +60,7 @@ class SceneOptions:
     def key(self) -> str:
         """What the links depend on besides the photos, for the clusters' input key."""
         return (f"floor={self.floor!r} k={self.k} verify={self.verify} burst={self.burst_seconds!r} "
+                f"burst_floor={self.burst_floor!r} "
                 f"{verify.VERSION}")
 
 
@@ -101,7 +103,7 @@ class SceneLinker:
         work = _PairWork(self.options, library, store, keys, compute, report, should_stop)
         links = work.bursts(pairs) if self.options.burst_seconds > 0 else set()
         if self.options.verify:
-            links |= work.verified(sorted(pairs - links), progress)
+            links |= work.verified(sorted(pairs.keys() - links), progress)
         if compute:
             store.forget_except(keys.values())
         report.seconds["total"] = time.perf_counter() - started
@@ -109,7 +111,7 @@ class SceneLinker:
                  report.candidates, report.bursts, report.verified, report.verified_now, report.features_now)
         return links, report
 
-    def _candidates(self, cache: FingerprintCache, rels: list[str]) -> set[Pair]:
+    def _candidates(self, cache: FingerprintCache, rels: list[str]) -> dict[Pair, float]:
         current = {rel: (cache.entries[rel].size, cache.entries[rel].mtime_ns) for rel in rels}
         removed = [rel for rel in self._versions if rel not in current]
         changed = [rel for rel in rels if self._versions.get(rel) != current[rel]]
@@ -161,9 +163,10 @@ class _PairWork:
         self.compute, self.report, self.should_stop = compute, report, should_stop
         self.unreadable: set[str] = set()
 
-    def bursts(self, pairs: Iterable[Pair]) -> set[Pair]:
+    def bursts(self, pairs: dict[Pair, float]) -> set[Pair]:
         started = time.perf_counter()
-        found = {(a, b) for a, b in pairs if same_burst(self._capture(a), self._capture(b), self.options.burst_seconds)}
+        found = {(a, b) for (a, b), sim in pairs.items() if sim >= self.options.burst_floor
+                 and same_burst(self._capture(a), self._capture(b), self.options.burst_seconds)}
         self.report.bursts = len(found)
         self.report.seconds["bursts"] = time.perf_counter() - started
         return found

@@ -10,7 +10,6 @@ lists of names checked by eye where no rule separates them.
 from __future__ import annotations
 
 import io
-import json
 import re
 import struct
 import warnings
@@ -160,34 +159,6 @@ def flat_share(img: Image.Image) -> float:
     return float(same[pairs].mean()) if pairs.any() else 1.0
 
 
-# --- Stellarium: photographs of the Messier objects ------------------------------------------------------------
-
-def stellarium(root: Path) -> Picked:
-    """Stellarium's photographs of the Messier objects (galaxies, nebulae, star clusters), each from its textures'
-    index; one whose patch of sky overlaps an earlier one's (M31 and M110) is left out, as it shows it again."""
-    folder = root / "usr/share/stellarium/nebulae/default"
-    kept: list[tuple[float, ...]] = []
-    text = (folder / "textures.json").read_text(encoding="utf-8")
-    text = re.sub(r"(?<=[\[,\s:-])\.(\d)", r"0.\1", text)  # Qt reads numbers like -.97; JSON wants -0.97
-    for entry in json.loads(text)["subTiles"]:
-        if not re.match(r"m\d+\D", entry["imageUrl"]):
-            continue
-        box = sky_box(entry["worldCoords"][0])
-        if not any(boxes_overlap(box, other) for other in kept):
-            kept.append(box)
-            yield Path(entry["imageUrl"]).stem, _on_ground(_rgba(folder / entry["imageUrl"]), "black"), False
-
-
-def sky_box(corners: list[list[float]]) -> tuple[float, ...]:
-    """(ra0, dec0, ra1, dec1) around an image's corners in degrees; none of Messier's objects straddles ra 0."""
-    ras, decs = [c[0] for c in corners], [c[1] for c in corners]
-    return (min(ras), min(decs), max(ras), max(decs))
-
-
-def boxes_overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
-
-
 def _rgba(path: Path) -> Image.Image:
     with warnings.catch_warnings():  # Pillow's advice to convert palette transparency to RGBA: done here
         warnings.simplefilter("ignore", UserWarning)
@@ -208,6 +179,5 @@ PACKAGES = (
     Package(("tuxtype-data",), "tuxtype", files_in("usr/share/tuxtype/images", "kcas*.jpg")),
     Package(("scratch",), "scratch", scratch),
     Package(("tuxpaint-stamps-default",), "tuxpaint-stamps", tuxpaint_stamps),
-    Package(("stellarium-data",), "stellarium", stellarium),
 )
-DOWNLOAD_SIZE = "about 525 MB"
+DOWNLOAD_SIZE = "about 280 MB"

@@ -32,14 +32,6 @@ def test_kin_drops_a_trailing_number_and_letter_only():
     assert sources.kin("the-movies") != sources.kin("the-movies-inside")
 
 
-def test_sky_boxes_overlap_only_where_they_share_sky():
-    m31 = sources.sky_box([[10.0, 40.0], [11.5, 40.0], [11.5, 42.0], [10.0, 42.0]])
-    assert m31 == (10.0, 40.0, 11.5, 42.0)
-    assert sources.boxes_overlap(m31, (11.0, 41.5, 12.0, 43.0))  # a corner in common
-    assert not sources.boxes_overlap(m31, (11.5, 40.0, 13.0, 42.0))  # edges that touch
-    assert not sources.boxes_overlap(m31, (10.0, 43.0, 11.5, 44.0))
-
-
 def qt_resource_bundle(files: dict[str, tuple[bytes, int]]) -> bytes:
     """A version 3 .rcc as Qt's rcc writes one (its layout documented in rcc.cpp), holding `files` (name: bytes,
     flags) in one folder 'images'."""

@@ -54,12 +54,12 @@ class BandNeighbours:
         lost = [s for s in self._slot.values() if s not in new_slots and any(o in gone_slots for _, o in self._lists[s])]
         self._search(np.array(sorted(set(new_slots) | set(lost)), np.int64), offer=np.array(new_slots, np.int64))
 
-    def pairs(self) -> set[tuple[str, str]]:
-        """The candidate pairs, each as (smaller path, larger path)."""
-        found = set()
+    def pairs(self) -> dict[tuple[str, str], float]:
+        """The candidate pairs, each as (smaller path, larger path), with their cosine."""
+        found = {}
         for path, slot in self._slot.items():
-            for _, other in self._lists[slot]:
-                found.add(tuple(sorted((path, self._path[other]))))
+            for sim, other in self._lists[slot]:
+                found[tuple(sorted((path, self._path[other])))] = sim
         return found
 
     def neighbours(self, path: str) -> list[tuple[str, float]]:
