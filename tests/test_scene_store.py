@@ -13,6 +13,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import tracemalloc
 import zlib
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -232,6 +233,15 @@ def test_features_verify_cannot_make_are_refused_before_writing(out, bad):
     assert not feature_file(out, A).exists()
 
 
+@pytest.mark.parametrize("key", [("a.jpg", -1, 0), ("a.jpg", 0, 1 << 63), ("", 1, 1), ("a" * 70_000, 1, 1)])
+def test_keys_that_cannot_be_stored_are_a_value_error(out, key):
+    store = SceneStore.open(out)
+    with pytest.raises(ValueError):
+        store.put_features(key, features(1))
+    with pytest.raises(ValueError):
+        store.put_capture(key, NO_CAPTURE)
+
+
 # --- persistence, laziness, forgetting -------------------------------------------------------------------------
 
 def test_everything_persists_across_open(out):
@@ -247,8 +257,9 @@ def test_opening_reads_no_feature_file_and_a_bad_one_spoils_only_its_own_photo(o
     filled(out)
     feature_file(out, A).write_bytes(b"garbage" * 100)
     read = []
-    original = scene_store.read_regular
-    monkeypatch.setattr(scene_store, "read_regular", lambda name, *a, **k: read.append(name) or original(name, *a, **k))
+    original = scene_store._read_ours
+    monkeypatch.setattr(scene_store, "_read_ours",
+                        lambda fd, name, limit: read.append(name) or original(fd, name, limit))
     store = SceneStore.open(out)
     assert sorted(read) == ["captures", "pairs"] and warnings_of(caplog) == []
     assert same_features(store.features(B), features(5, 2)) and warnings_of(caplog) == []
@@ -345,17 +356,23 @@ def test_a_bad_features_file_is_a_warning_and_none(out, caplog, damage):
     assert same_features(store.features(A), features(30, 1))
 
 
-def test_an_oversized_features_file_is_refused_without_reading_it_all(out, caplog, monkeypatch):
+@pytest.mark.parametrize("kind", ["features", "captures", "pairs"])
+def test_a_huge_file_is_refused_without_reading_it(out, caplog, kind):
+    """A valid file made 4 GiB long (sparse: no disk used): refused before its bytes are read or allocated."""
     filled(out)
-    path = feature_file(out, A)
-    path.write_bytes(path.read_bytes() + b"\0" * (70_000 + 132_000))
-    sizes = []
-    original = scene_store.read_regular
-    monkeypatch.setattr(scene_store, "read_regular",
-                        lambda *a, **k: sizes.append(len(r := original(*a, **k) or b"")) or r)
-    assert SceneStore.open(out).features(A) is None
-    assert "larger than any file" in one_line_warning(caplog)
-    assert sizes[-1] <= 80 + 0xFFFF + verify.MAX_KEYPOINTS * 132 + 1
+    path = feature_file(out, A) if kind == "features" else out / "scenes" / kind
+    os.truncate(path, 4 << 30)
+    tracemalloc.start()
+    try:
+        store = SceneStore.open(out)
+        got = store.features(A) if kind == "features" else store.capture(A) if kind == "captures" else \
+            store.verdict(A, B)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert got is None and "larger than any file" in one_line_warning(caplog)
+    assert peak < 20 << 20
+    assert path.stat().st_size == 4 << 30  # ours, but only rewritten by a save
 
 
 def _count_field(kind: str) -> int:
@@ -398,7 +415,8 @@ def test_a_bad_captures_or_pairs_file_is_a_warning_and_empty(out, caplog, monkey
     assert warnings_of(caplog) == []
 
 
-@pytest.mark.parametrize("record", ["month-13", "offset-a-day", "flags", "name-bytes", "name-without-flag"])
+@pytest.mark.parametrize("record", ["month-13", "offset-a-day", "microsecond-huge", "flags", "name-bytes",
+                                    "name-without-flag"])
 def test_a_capture_record_that_cannot_be_is_refused(out, caplog, record):
     store = SceneStore.open(out)
     store.put_capture(A, Capture(datetime(2024, 5, 17, 10, 11, 12, tzinfo=timezone.utc), "Canon", "R6"))
@@ -408,7 +426,7 @@ def test_a_capture_record_that_cannot_be_is_refused(out, caplog, record):
     record_at = 10 + 4
     fields = {  # offset in the record (after rel length u16, size u64, mtime i64) -> bytes
         "month-13": (19 + 2, b"\x0d"), "offset-a-day": (19 + 11, (86400).to_bytes(4, "little", signed=True)),
-        "flags": (18, b"\xff"), "name-bytes": (36 + len(A[0]), b"\x07"),
+        "microsecond-huge": (19 + 7, b"\xff\xff\xff\xff"), "flags": (18, b"\xff"), "name-bytes": (36 + len(A[0]), b"\x07"),
         "name-without-flag": (18, bytes([1 | 2 | 16])),
     }
     at, value = fields[record]
@@ -557,11 +575,28 @@ def test_a_symlink_at_any_of_our_names_is_never_followed_nor_removed(tmp_path, o
         planted.unlink()
     aim = outside / ("folder" if target == "folder" else "file.txt")
     planted.symlink_to(aim)
-    before = snapshot(outside)
+    before, unmarked = snapshot(outside), snapshot(planted.parent)
     _every_operation(out)
     assert snapshot(outside) == before
+    if planted.name == MARK:  # a folder whose mark is a link is not ours: nothing in it is written or removed
+        assert snapshot(planted.parent) == unmarked
     assert os.readlink(planted) == str(aim)
     assert all("\n" not in w for w in warnings_of(caplog))
+
+
+@pytest.mark.parametrize("place", ["features", "features-file"])
+def test_a_problem_with_a_features_file_or_folder_is_said_once_however_often_it_is_asked_for(tmp_path, out, caplog,
+                                                                                           place):
+    filled(out)
+    planted = SYMLINK_PLACES[place](out)
+    shutil.rmtree(planted) if planted.is_dir() else planted.unlink()
+    planted.symlink_to(_outside(tmp_path) / "folder")
+    store = SceneStore.open(out)
+    for _ in range(3):
+        assert store.features(A) is None
+        store.put_features(A, features(1))
+    assert len(warnings_of(caplog)) == 2  # one for reading, one for writing
+    assert all(str(planted) in w for w in warnings_of(caplog))
 
 
 @pytest.mark.parametrize("place", ["features-file", "captures"])
@@ -577,7 +612,8 @@ def test_a_fifo_at_our_name_is_refused_without_hanging(out, caplog, place):
 
 
 FOREIGN = ("scenes/notes.txt", "scenes/features/readme.md", "SHARD/notes.txt", "SHARD/.notes.txt.0a1b2c3d.tmp",
-           "scenes/features/zz/0123456789abcdef0123456789abcdef", "scenes/features/cd/0123456789abcdef0123456789abcdef",
+           "scenes/features/zz/0123456789abcdef0123456789abcdef",
+           "scenes/features/cd/0123456789abcdef0123456789abcdef",
            "scenes/features/cd/.0123456789abcdef0123456789abcdef.0a1b2c3d.tmp", "scenes/my folder/x.txt",
            "scenes/.pairs.backup")
 
