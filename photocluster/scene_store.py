@@ -6,7 +6,7 @@
     <out>/scenes/features/<ab>/<ab...> one photo's Features: 32 hex digits of the key's digest, read lazily
 
 A photo is keyed like the fingerprints, by (rel, size, mtime_ns): an edited photo is a new key, and its old data is
-dropped by forget_except. Features are up to 132,000 bytes a photo (verify.py), 13 GB at 100,000 photos, so they
+dropped by forget_except. Features are up to 66,000 bytes a photo (verify.py), 6.6 GB at 100,000 photos, so they
 are never all in memory: one file each, read when asked for. 100,000 files in one folder would make every lookup
 slow on file systems without indexed folders (exFAT disks, some NAS shares) and every listing long, so they are
 sharded into 256 folders by the first two hex digits of the digest (about 400 files each at 100,000 photos).
@@ -24,7 +24,7 @@ MIN_SPREAD), is stale: dropped quietly and made again.
 
 - features file: settings | rel length u16, size u64, mtime_ns i64, width u16, height u16, points n u32 | rel |
   n x 2 float16 x,y | n x 128 uint8 descriptors. Bytes per photo: at most FEATURES_HEAD (80) + len(rel) +
-  MAX_KEYPOINTS * (4 + 128) = 132,080 + len(rel) (mean about 97,500 with a short path); the file repeats its
+  MAX_KEYPOINTS * (4 + 128) = 66,080 + len(rel) (mean about 51,500 with a short path); the file repeats its
   own key and is refused for another.
 - captures: count u32 | per photo a fixed 36-byte record (_CAPTURE) | rel | make | model. The time is stored as its
   fields, microseconds, fold and UTC offset, so the datetime reads back equal, naive or aware alike.

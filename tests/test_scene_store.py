@@ -35,7 +35,7 @@ A, B, C = ("2024/a.jpg", 1000, 1_700_000_000_000_000_001), ("2024/b.jpg", 2000, 
 PATCH = dict(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
-def features(n: int, seed: int = 0, size=(640, 480)) -> Features:
+def features(n: int, seed: int = 0, size=(verify.LONG_SIDE, verify.LONG_SIDE * 3 // 4)) -> Features:
     rng = np.random.default_rng(seed)
     points = (rng.random((n, 2)) * size).astype(np.float16)
     return Features(points, rng.integers(0, 256, (n, 128), dtype=np.uint8), size)
@@ -96,7 +96,7 @@ def filled(out: Path) -> SceneStore:
 
 @pytest.mark.parametrize("n", [0, 1, 17, verify.MAX_KEYPOINTS])
 def test_features_read_back_as_written_now_and_after_reopening(out, n):
-    want = features(n, seed=n, size=(480, 640))
+    want = features(n, seed=n, size=(verify.LONG_SIDE * 3 // 4, verify.LONG_SIDE))
     store = SceneStore.open(out)
     store.put_features(A, want)
     assert same_features(store.features(A), want)
@@ -109,7 +109,7 @@ def test_a_features_file_takes_its_stated_bytes_and_sits_where_its_key_says(out)
     SceneStore.open(out).put_features(A, features(verify.MAX_KEYPOINTS))
     path = feature_file(out, A)
     assert path.stat().st_size == 80 + len(A[0].encode()) + verify.MAX_KEYPOINTS * (4 + 128)
-    assert path.stat().st_size <= 132_080 + len(A[0].encode())
+    assert path.stat().st_size <= 66_080 + len(A[0].encode())
     for folder in (out / "scenes", out / "scenes" / "features", path.parent):
         assert (folder / MARK).is_file() and (folder / MARK).stat().st_size == 0
 
@@ -193,7 +193,8 @@ def test_many_verdicts_round_trip_in_any_order(out):
     store = SceneStore.open(out)
     for _ in range(300):
         a, b = rng.choice(len(photos), 2)
-        verdict = Verdict(bool(rng.integers(2)), int(rng.integers(0, 1000)), float(np.float32(rng.random())))
+        verdict = Verdict(bool(rng.integers(2)), int(rng.integers(0, verify.MAX_KEYPOINTS + 1)),
+                          float(np.float32(rng.random())))
         store.put_verdict(photos[a], photos[b], verdict)
         want[frozenset((a, b))] = verdict
         if rng.random() < 0.1:
