@@ -243,6 +243,11 @@ def _print_summary(settings: LibrarySettings, report, dry_run: bool) -> None:
     where = "would be written to" if dry_run else "in"
     print(f"{plural(report.clusters, 'cluster')} at cosine cut {report.cut:.3f} ({report.model}) {where} "
           f"{settings.out_dir / 'clusters'}")
+    if report.scenes is not None:
+        scenes = report.scenes
+        print(f"same scene below the cut: {plural(scenes.verified + scenes.bursts, 'pair')} joined "
+              f"({scenes.verified} verified, {scenes.bursts} bursts) of {plural(scenes.candidates, 'candidate')}; "
+              f"{scenes.verified_now} verified now")
     lower = "a lower --cut" if settings.cut is not None else "a lower --sim"
     hint = f" (--json lists them; {lower} groups more)" if report.unclustered else ""
     print(f"{plural(report.in_clusters, 'photo')} in clusters, {len(report.unclustered)} in none{hint}")

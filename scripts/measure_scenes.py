@@ -13,7 +13,8 @@ and which are unrelated. Every pair of photos is one of:
                  ones given the same camera and a capture time seconds apart (they test the burst cue)
 For each setting the table gives the recall of the copy and same-scene pairs (the share put in one cluster), the
 pairwise precision (of all pairs put in one cluster, the share that belong together), the unrelated and decoy
-pairs put together, and the scenes stage's candidate pairs and time. The photos are fingerprinted once; the runs
+pairs put together, the share of the unrelated photos left in no cluster, and the scenes stage's candidate pairs
+and time. The photos are fingerprinted once; the runs
 share one output folder, so later runs reuse the stored local features and verdicts (the time column of the first
 run with verification is the one that computed them).
 """
@@ -29,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from photocluster import models  # noqa: E402
+from photocluster.cluster import cut_for_sim  # noqa: E402
 from photocluster.pipeline import run_once  # noqa: E402
 from photocluster.settings import LibrarySettings, PatternOptions  # noqa: E402
 
@@ -53,12 +55,18 @@ def pair_kinds(manifest: Path) -> tuple[list[str], dict[tuple[str, str], str]]:
     return files, kinds
 
 
-def score(clusters: list[list[str]], files: list[str], kinds: dict[tuple[str, str], str]) -> dict[str, float]:
+def unrelated_photos(manifest: Path) -> set[str]:
+    return {r["file"] for r in csv.DictReader(open(manifest, newline="")) if not r["group"]}
+
+
+def score(clusters: list[list[str]], unrelated: set[str], kinds: dict[tuple[str, str], str]) -> dict[str, float]:
     together = {pair for members in clusters for pair in itertools.combinations(sorted(members), 2)}
     total = {kind: sum(1 for k in kinds.values() if k == kind) for kind in ("copy", "same scene", "decoy")}
     found = {kind: sum(1 for p in together if kinds.get(p) == kind) for kind in total}
     wrong = sum(1 for p in together if kinds.get(p) not in ("copy", "same scene"))
-    return {"copy": found["copy"] / max(1, total["copy"]),
+    clustered = {photo for members in clusters for photo in members}
+    return {"alone": len(unrelated - clustered) / max(1, len(unrelated)),
+            "copy": found["copy"] / max(1, total["copy"]),
             "same scene": found["same scene"] / max(1, total["same scene"]),
             "precision": (len(together) - wrong) / max(1, len(together)),
             "unrelated": wrong, "decoys": found["decoy"], "pairs": len(together)}
@@ -72,6 +80,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="the output folder to use (kept); default: a temporary one")
     args = parser.parse_args()
     files, kinds = pair_kinds(args.scene_set / "manifest.csv")
+    unrelated = unrelated_photos(args.scene_set / "manifest.csv")
     counts = {k: sum(1 for v in kinds.values() if v == k) for k in ("copy", "same scene", "decoy")}
     n_pairs = len(files) * (len(files) - 1) // 2
     print(f"{args.scene_set}: {len(files)} photos; pairs: {counts['copy']} copy, {counts['same scene']} same scene, "
@@ -80,21 +89,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp) / "out"
         print("\n  sim  verify   cut  floor  copy recall  same-scene recall  precision  unrelated  decoys  "
-              "candidates  scenes s")
+              "unrelated alone  candidates  scenes s")
         for sim, verify in itertools.product(args.sims, (False, True)):
             settings = LibrarySettings(library=args.scene_set, out=out, model=args.model, sim=sim, verify=verify,
                                        burst_seconds=5.0 if verify else 0.0, patterns=PatternOptions(enabled=False))
             started = time.perf_counter()
             report = run_once(settings, progress=False)
             seconds = report.seconds.get("scenes", 0.0)
-            s = score([list(m) for m in report.layout.clusters.values()], files, kinds)
+            s = score([list(m) for m in report.layout.clusters.values()], unrelated, kinds)
             scenes = report.scenes
             floor = models.scene_floor(args.model)
-            from photocluster.cluster import cut_for_sim
-
             print(f"  {sim:.2f}  {'on ' if verify else 'off'}    {report.cut:.2f}  "
                   f"{min(report.cut, cut_for_sim(floor, sim)):.2f}   {s['copy']:10.3f}  {s['same scene']:17.3f}  "
-                  f"{s['precision']:9.3f}  {s['unrelated']:9d}  {s['decoys']:6d}  "
+                  f"{s['precision']:9.3f}  {s['unrelated']:9d}  {s['decoys']:6d}  {s['alone']:15.3f}  "
                   f"{scenes.candidates if scenes else 0:10d}  {seconds:8.1f}"
                   f"   (run {time.perf_counter() - started:.0f} s)")
 
