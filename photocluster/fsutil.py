@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+# The mark of every folder photocluster makes in <out> (under patterns/ and scenes/): an empty regular file.
+FOLDER_MARK = ".photocluster-folder"
 
 
 class ForeignEntry(OSError):

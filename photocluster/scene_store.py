@@ -11,27 +11,9 @@ are never all in memory: one file each, read when asked for. 100,000 files in on
 slow on file systems without indexed folders (exFAT disks, some NAS shares) and every listing long, so they are
 sharded into 256 folders by the first two hex digits of the digest (about 400 files each at 100,000 photos).
 
-Formats: hand-written little-endian records (struct and np.frombuffer), never pickle, so a tampered file can only
-fail validation. Each file is
-
-    magic (8 bytes) | format version (u16) | settings | contents | CRC-32 of everything before it (u32)
-
-and is refused, with one warning, when its magic, checksum, lengths or values are wrong: every length is checked
-against the file's size and a hard limit before anything is built, so no file can make the store allocate more
-than its size limit. A file of another format version, or made with other verification settings (the features':
-verify's LONG_SIDE, MAX_KEYPOINTS and SIFT parameters; the verdicts': those and RATIO, RANSAC_PX, MIN_INLIERS,
-MIN_SPREAD), is stale: dropped quietly and made again.
-
-- features file: settings | rel length u16, size u64, mtime_ns i64, width u16, height u16, points n u32 | rel |
-  n x 2 float16 x,y | n x 128 uint8 descriptors. Bytes per photo: at most FEATURES_HEAD (80) + len(rel) +
-  MAX_KEYPOINTS * (4 + 128) = 66,080 + len(rel) (mean about 51,500 with a short path); the file repeats its
-  own key and is refused for another.
-- captures: count u32 | per photo a fixed 36-byte record (_CAPTURE) | rel | make | model. The time is stored as its
-  fields, microseconds, fold and UTC offset, so the datetime reads back equal, naive or aware alike.
-- pairs: settings | count u32 | keys (count x 32 bytes: the two photos' 16-byte digests, smaller first; sorted) |
-  inliers u32 | spread float32 | same_scene u8, as columns: 41 bytes a pair on disk and in memory, searched with
-  np.searchsorted (measured: 1,000,000 verdicts take 41 MB and load in 0.05 s; as a dict of Verdicts, 240 MB).
-  Captures are a dict: 100,000 take about 43 MB and load in 0.4 s.
+The files' formats are in scene_formats.py: checked binary records, never pickle. A file that fails its checks is
+refused with one warning; one of another format version or made with other verification settings is stale:
+dropped quietly and made again.
 
 Every write is atomic (fsutil.atomic_writer) and every access goes through directory descriptors with O_NOFOLLOW: a
 symlink at any of these names is never followed and never removed, a file or folder the store did not make (one
@@ -52,60 +34,26 @@ import math
 import os
 import re
 import stat
-import struct
-import zlib
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 
-from . import verify
-from .capture import MAX_NAME_LENGTH, Capture
-from .fsutil import (FILE, READ_FLAGS, ForeignEntry, atomic_writer, is_atomic_temporary, kind_of, lstat_at,
-                     make_dir, open_dir, open_dir_fd, remove_made)
+from . import scene_formats, verify
+from .capture import Capture
+from .fsutil import (FILE, FOLDER_MARK, READ_FLAGS, ForeignEntry, atomic_writer, is_atomic_temporary, kind_of,
+                     lstat_at, make_dir, open_dir, open_dir_fd, remove_made)
 from .library import PhotoFile, printable_path
+from .scene_formats import (DIGEST, PhotoKey, Refused, Stale, decode_captures, decode_features, decode_pairs,
+                            encode_capture, encode_captures, encode_features, encode_pairs)
 from .verify import Features, Verdict
 
 log = logging.getLogger(__name__)
 
-PhotoKey = tuple[str, int, int]  # (rel path in the library, size, mtime_ns): keyed like the fingerprints
-
 SCENES, FEATURES, CAPTURES, PAIRS = "scenes", "features", "captures", "pairs"
-# The mark of every folder photocluster makes in <out> (the same name as patterns.FOLDER_MARK, which lies in a
-# higher layer; tests/test_scene_store.py checks that they agree).
-FOLDER_MARK = ".photocluster-folder"
-FORMAT_VERSION = 1
-MAGIC_FEATURES, MAGIC_CAPTURES, MAGIC_PAIRS = b"PCSFEAT\x00", b"PCSCAPT\x00", b"PCSPAIR\x00"
-
-REL_MAX = 0xFFFF  # bytes of a photo's path in the library (a u16 length; PATH_MAX is 4096)
-MAX_PAIRS = 16_000_000  # 250,000 photos with 64 candidate pairs each; 656 MB of pairs file
-CAPTURES_MAX_BYTES = 256 << 20  # at most 36 + 4,096 + 128 bytes a photo; 100,000 photos take about 10 MB
-
-_HEAD = struct.Struct("<8sH")  # magic, format version
-_CRC = struct.Struct("<I")
-_FEATURE_SETTINGS = struct.Struct("<IIiiddd")  # LONG_SIDE, MAX_KEYPOINTS, SIFT: n, octave layers, contrast, edge, sigma
-_VERDICT_SETTINGS = struct.Struct("<ddId")  # RATIO, RANSAC_PX, MIN_INLIERS, MIN_SPREAD
-_FEATURE_KEY = struct.Struct("<HQqHHI")  # rel length, size, mtime_ns, width, height, points
-FEATURES_HEAD = _HEAD.size + _FEATURE_SETTINGS.size + _FEATURE_KEY.size + _CRC.size  # 80 bytes
-_BYTES_PER_POINT = 2 * 2 + 128
-# rel length, size, mtime_ns, flags, year, month, day, hour, minute, second, microsecond, UTC offset s, make/model len
-_CAPTURE = struct.Struct("<HQqBHBBBBBIiBB")
-_HAS_TIME, _AWARE, _FOLD, _HAS_MAKE, _HAS_MODEL = 1, 2, 4, 8, 16
-_COUNT = struct.Struct("<I")
-_DIGEST = 16  # bytes of a photo key's sha256 kept: a collision among 10^6 photos has odds below 1 in 10^26
-_PAIR_BYTES = 2 * _DIGEST + 4 + 4 + 1
 _FEATURE_NAME = re.compile(r"[0-9a-f]{32}")
 _FEATURE_TEMPORARY = re.compile(r"\.[0-9a-f]{32}\..+\.tmp")  # atomic_writer's `.<name>.<token>.tmp`
 _SHARD = re.compile(r"[0-9a-f]{2}")
-
-
-class _Refused(Exception):
-    """A file that is not a valid scene file: warned about, treated as absent."""
-
-
-class _Stale(Exception):
-    """A valid file of another format version or other verification settings: dropped quietly."""
 
 
 def photo_key(photo: PhotoFile) -> PhotoKey:
@@ -115,7 +63,7 @@ def photo_key(photo: PhotoFile) -> PhotoKey:
 def key_digest(key: PhotoKey) -> bytes:
     """The 16 bytes that name a photo key on disk (its features file, its pairs)."""
     rel, size, mtime_ns = key
-    return hashlib.sha256(b"%b\0%d\0%d" % (os.fsencode(rel), size, mtime_ns)).digest()[:_DIGEST]
+    return hashlib.sha256(b"%b\0%d\0%d" % (os.fsencode(rel), size, mtime_ns)).digest()[:DIGEST]
 
 
 class SceneStore:
@@ -150,10 +98,11 @@ class SceneStore:
         return store
 
     def _load(self, scenes_fd: int) -> None:
-        self._captures_dirty, self._captures = self._load_file(scenes_fd, CAPTURES, CAPTURES_MAX_BYTES,
-                                                               _decode_captures, {})
+        self._captures_dirty, self._captures = self._load_file(
+            scenes_fd, CAPTURES, scene_formats.CAPTURES_MAX_BYTES, decode_captures, {})
         empty = (self._pair_keys, self._inliers, self._spread, self._same)
-        self._pairs_dirty, columns = self._load_file(scenes_fd, PAIRS, _pairs_size(MAX_PAIRS), _decode_pairs, empty)
+        self._pairs_dirty, columns = self._load_file(scenes_fd, PAIRS, scene_formats.pairs_max_bytes(), decode_pairs,
+                                                     empty)
         self._pair_keys, self._inliers, self._spread, self._same = columns
 
     def _load_file(self, fd: int, name: str, limit: int, decode, empty):
@@ -161,9 +110,9 @@ class SceneStore:
         try:
             raw = _read_ours(fd, name, limit)
             return False, (empty if raw is None else decode(raw))
-        except _Stale:
+        except Stale:
             log.info("scenes: %s were made by another version or with other settings; they are made again", name)
-        except _Refused as exc:
+        except Refused as exc:
             log.warning("scenes: ignoring %s: %s", _shown(self.out_dir, SCENES, name), exc)
         except OSError as exc:  # a symlink, a FIFO, a folder, an unreadable file: not ours to replace
             log.warning("scenes: ignoring %s: %s", _shown(self.out_dir, SCENES, name), _reason(exc))
@@ -188,14 +137,14 @@ class SceneStore:
                 if not _is_marked(fd):
                     return None  # not ours, or a folder made but not yet marked: it holds nothing of ours
                 try:
-                    raw = _read_ours(fd, name, FEATURES_HEAD + REL_MAX + verify.MAX_KEYPOINTS * _BYTES_PER_POINT)
-                    return None if raw is None else _decode_features(raw, key)
-                except (OSError, _Refused) as exc:
+                    raw = _read_ours(fd, name, scene_formats.features_max_bytes())
+                    return None if raw is None else decode_features(raw, key)
+                except (OSError, Refused) as exc:
                     reason = _reason(exc) if isinstance(exc, OSError) else exc
                     self._warn_once(f"read {folder}/{name}", "scenes: ignoring %s (features of %s): %s",
                                     os.path.join(folder, name), printable_path(key[0]), reason)
                     return None
-        except (FileNotFoundError, _Stale):
+        except (FileNotFoundError, Stale):
             return None
         except OSError as exc:  # a symlink or a file on the way to the folder: left alone
             self._warn_once(f"read {folder}", "scenes: not reading features in %s: %s", folder, _reason(exc))
@@ -205,7 +154,7 @@ class SceneStore:
         """Write the features of `key` now, atomically (a later kill loses nothing written).
 
         ValueError for features that verify.local_features cannot have made (the file would be refused)."""
-        data = _encode_features(key, features)
+        data = encode_features(key, features)
         if not self._usable:
             return
         shard, name = _feature_path(key)
@@ -225,7 +174,7 @@ class SceneStore:
         return self._captures.get(key)
 
     def put_capture(self, key: PhotoKey, capture: Capture) -> None:
-        _encode_capture(key, capture)  # ValueError now, not at save, for what cannot be stored
+        encode_capture(key, capture)  # ValueError now, not at save, for what cannot be stored
         if self._captures.get(key) != capture:
             self._captures[key] = capture
             self._captures_dirty = True
@@ -268,10 +217,10 @@ class SceneStore:
             self._remove_feature_files({d.hex() for d in digests})
 
     def _forget_pairs(self, digests: set[bytes]) -> None:
-        new = {pair: v for pair, v in self._new_pairs.items() if pair[:_DIGEST] in digests
-               and pair[_DIGEST:] in digests}
-        halves = self._pair_keys.view(f"S{_DIGEST}").reshape(-1, 2)
-        known = np.array(sorted(digests), f"S{_DIGEST}")
+        new = {pair: v for pair, v in self._new_pairs.items() if pair[:DIGEST] in digests
+               and pair[DIGEST:] in digests}
+        halves = self._pair_keys.view(f"S{DIGEST}").reshape(-1, 2)
+        known = np.array(sorted(digests), f"S{DIGEST}")
         keep = np.isin(halves[:, 0], known) & np.isin(halves[:, 1], known)
         if len(new) != len(self._new_pairs) or not keep.all():
             self._new_pairs = new
@@ -290,10 +239,10 @@ class SceneStore:
         if not self.dirty or not self._usable:
             return
         if self._captures_dirty:
-            self._captures_dirty = not self._write(CAPTURES, lambda: _encode_captures(self._captures))
+            self._captures_dirty = not self._write(CAPTURES, lambda: encode_captures(self._captures))
         if self._pairs_dirty:
             self._merge_new_pairs()
-            self._pairs_dirty = not self._write(PAIRS, lambda: _encode_pairs(self._pair_keys, self._inliers,
+            self._pairs_dirty = not self._write(PAIRS, lambda: encode_pairs(self._pair_keys, self._inliers,
                                                                               self._spread, self._same))
 
     def _write(self, name: str, encode) -> bool:
@@ -391,7 +340,7 @@ def _our_shards(out_dir: Path):
 
 def _read_ours(fd: int, name: str, limit: int) -> bytes | None:
     """The bytes of our file `name`, None when missing: never through a symlink, never from a FIFO or a device
-    (ForeignEntry), and _Refused when longer than `limit`, before anything is read.
+    (ForeignEntry), and Refused when longer than `limit`, before anything is read.
 
     Not fsutil.read_regular: its read(limit) allocates `limit` bytes up front, 656 MB for the pairs file.
     """
@@ -408,10 +357,10 @@ def _read_ours(fd: int, name: str, limit: int) -> bytes | None:
         if not stat.S_ISREG(st.st_mode):
             raise ForeignEntry(name, kind_of(st.st_mode))
         if st.st_size > limit:
-            raise _Refused("larger than any file photocluster writes there")
+            raise Refused("larger than any file photocluster writes there")
         data = fh.read(st.st_size + 1)  # one more: a file that grew since is seen
     if len(data) > limit:
-        raise _Refused("larger than any file photocluster writes there")
+        raise Refused("larger than any file photocluster writes there")
     return data
 
 
@@ -445,217 +394,3 @@ def _shown(out_dir: Path, *parts: str) -> str:
 def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc) or errno.errorcode.get(exc.errno or 0, "error")
 
-
-# --- formats ---------------------------------------------------------------------------------------------------
-
-def _feature_settings() -> bytes:
-    """What the features depend on, read from verify at each call (so a test, or an upgrade, that changes them
-    makes the old files stale). The SIFT parameters have no public name in verify, so they are asked of its
-    detector."""
-    sift = verify._SIFT  # noqa: SLF001 - see above
-    return _FEATURE_SETTINGS.pack(verify.LONG_SIDE, verify.MAX_KEYPOINTS, sift.getNFeatures(),
-                                  sift.getNOctaveLayers(), sift.getContrastThreshold(), sift.getEdgeThreshold(),
-                                  sift.getSigma())
-
-
-def _verdict_settings() -> bytes:
-    return _feature_settings() + _VERDICT_SETTINGS.pack(verify.RATIO, verify.RANSAC_PX, verify.MIN_INLIERS,
-                                                        verify.MIN_SPREAD)
-
-
-def _sealed(magic: bytes, *parts: bytes) -> bytes:
-    body = _HEAD.pack(magic, FORMAT_VERSION) + b"".join(parts)
-    return body + _CRC.pack(zlib.crc32(body))
-
-
-def _opened(raw: bytes, magic: bytes, settings: bytes) -> memoryview:
-    """The contents of a sealed file (after its settings, before its checksum); _Refused or _Stale."""
-    if len(raw) < _HEAD.size or raw[:len(magic)] != magic:
-        raise _Refused("not a photocluster scene file")
-    if _HEAD.unpack_from(raw)[1] != FORMAT_VERSION:
-        raise _Stale()
-    end = len(raw) - _CRC.size
-    if end < _HEAD.size + len(settings) or _CRC.unpack_from(raw, end)[0] != zlib.crc32(memoryview(raw)[:end]):
-        raise _Refused("damaged or cut short (its checksum does not match)")
-    if raw[_HEAD.size:_HEAD.size + len(settings)] != settings:
-        raise _Stale()
-    return memoryview(raw)[_HEAD.size + len(settings):end]
-
-
-def _rel_bytes(rel: str) -> bytes:
-    data = os.fsencode(rel)
-    if not 0 < len(data) <= REL_MAX:
-        raise ValueError(f"a photo path of {len(data)} bytes cannot be stored")
-    return data
-
-
-def _features_problem(n: int, width: int, height: int) -> str | None:
-    if n > verify.MAX_KEYPOINTS:
-        return f"more than {verify.MAX_KEYPOINTS} points"
-    if not (0 < width <= verify.LONG_SIDE and 0 < height <= verify.LONG_SIDE):
-        return f"a decode size beyond {verify.LONG_SIDE} px"
-    return None
-
-
-def _encode_features(key: PhotoKey, features: Features) -> bytes:
-    rel, size, mtime_ns = key
-    points, descriptors = np.asarray(features.points), np.asarray(features.descriptors)
-    n = len(points)
-    width, height = (int(v) for v in features.size)
-    problem = _features_problem(n, width, height)
-    if problem is None and (points.shape != (n, 2) or descriptors.shape != (n, 128) or descriptors.dtype != np.uint8
-                            or points.dtype != np.float16 or not np.isfinite(points).all()):
-        problem = "points or descriptors of the wrong shape or type"
-    if problem is not None:
-        raise ValueError(f"features verify cannot have made: {problem}")
-    rel_data = _rel_bytes(rel)
-    return _sealed(MAGIC_FEATURES, _feature_settings(),
-                   _packed(_FEATURE_KEY, len(rel_data), size, mtime_ns, width, height, n), rel_data,
-                   points.astype("<f2").tobytes(), descriptors.tobytes())
-
-
-def _packed(layout: struct.Struct, *values: int) -> bytes:
-    """ValueError, not struct.error, for a size or mtime out of range: a caller's mistake."""
-    try:
-        return layout.pack(*values)
-    except struct.error as exc:
-        raise ValueError(f"cannot be stored: {exc}") from None
-
-
-def _decode_features(raw: bytes, key: PhotoKey) -> Features:
-    body = _opened(raw, MAGIC_FEATURES, _feature_settings())
-    if len(body) < _FEATURE_KEY.size:
-        raise _Refused("cut short")
-    rel_length, size, mtime_ns, width, height, n = _FEATURE_KEY.unpack_from(body)
-    problem = _features_problem(n, width, height)
-    if problem is not None:
-        raise _Refused(problem)
-    if len(body) != _FEATURE_KEY.size + rel_length + n * _BYTES_PER_POINT:
-        raise _Refused("its length does not match its contents")
-    at = _FEATURE_KEY.size + rel_length
-    if (os.fsdecode(bytes(body[_FEATURE_KEY.size:at])), size, mtime_ns) != tuple(key):
-        raise _Refused("it holds the features of another photo")
-    points = np.frombuffer(body, "<f2", n * 2, at).astype(np.float16, copy=False).reshape(n, 2)
-    if not np.isfinite(points).all():
-        raise _Refused("points that are not numbers")
-    descriptors = np.frombuffer(body, np.uint8, n * 128, at + n * 4).reshape(n, 128)
-    return Features(points, descriptors, (width, height))
-
-
-def _encode_capture(key: PhotoKey, capture: Capture) -> bytes:
-    rel, size, mtime_ns = key
-    rel_data = _rel_bytes(rel)
-    make, model = (_name_bytes(capture.make), _name_bytes(capture.model))
-    flags = (_HAS_MAKE if make is not None else 0) | (_HAS_MODEL if model is not None else 0)
-    fields, offset = (0,) * 7, 0
-    if capture.time is not None:
-        t = capture.time
-        flags |= _HAS_TIME | (_FOLD if t.fold else 0)
-        fields = (t.year, t.month, t.day, t.hour, t.minute, t.second, t.microsecond)
-        if t.utcoffset() is not None:
-            flags |= _AWARE
-            offset = t.utcoffset() // timedelta(seconds=1)
-            if t.utcoffset() != timedelta(seconds=offset):
-                raise ValueError(f"a UTC offset of a fraction of a second cannot be stored: {t}")
-    make, model = make or b"", model or b""
-    return _packed(_CAPTURE, len(rel_data), size, mtime_ns, flags, *fields, offset, len(make), len(model)) \
-        + rel_data + make + model
-
-
-def _name_bytes(name: str | None) -> bytes | None:
-    if name is None:
-        return None
-    if not _is_camera_name(name):
-        raise ValueError(f"a camera name capture.read_capture cannot give: {name!r}")
-    return name.encode("ascii")
-
-
-def _is_camera_name(name: str) -> bool:
-    return 0 < len(name) <= MAX_NAME_LENGTH and name.isascii() and name.isprintable()
-
-
-def _encode_captures(captures: dict[PhotoKey, Capture]) -> bytes:
-    return _sealed(MAGIC_CAPTURES, _COUNT.pack(len(captures)),
-                   *(_encode_capture(key, capture) for key, capture in sorted(captures.items(), key=lambda i: i[0])))
-
-
-def _decode_captures(raw: bytes) -> dict[PhotoKey, Capture]:
-    body = _opened(raw, MAGIC_CAPTURES, b"")
-    if len(body) < _COUNT.size:
-        raise _Refused("cut short")
-    (count,), at = _COUNT.unpack_from(body), _COUNT.size
-    if count * _CAPTURE.size > len(body):
-        raise _Refused("it counts more records than it holds")
-    captures, names = {}, {}
-    for _ in range(count):
-        if at + _CAPTURE.size > len(body):
-            raise _Refused("cut short")
-        rel_length, size, mtime_ns, flags, *fields, offset, make_length, model_length = _CAPTURE.unpack_from(body, at)
-        at += _CAPTURE.size
-        end = at + rel_length + make_length + model_length
-        if end > len(body) or rel_length == 0:
-            raise _Refused("a record longer than the file")
-        rel = os.fsdecode(bytes(body[at:at + rel_length]))
-        make = _decoded_name(body[at + rel_length:at + rel_length + make_length], flags & _HAS_MAKE, names)
-        model = _decoded_name(body[end - model_length:end], flags & _HAS_MODEL, names)
-        captures[(rel, size, mtime_ns)] = Capture(_decoded_time(flags, fields, offset), make, model)
-        at = end
-    if at != len(body):
-        raise _Refused("data after its last record")
-    return captures
-
-
-def _decoded_time(flags: int, fields: list[int], offset: int) -> datetime | None:
-    if flags & ~(_HAS_TIME | _AWARE | _FOLD | _HAS_MAKE | _HAS_MODEL):
-        raise _Refused("a record with unknown flags")
-    if not flags & _HAS_TIME:
-        if any(fields) or offset or flags & (_AWARE | _FOLD):
-            raise _Refused("a time in a record without one")
-        return None
-    if not flags & _AWARE and offset:
-        raise _Refused("a UTC offset for a time without one")
-    try:
-        zone = timezone(timedelta(seconds=offset)) if flags & _AWARE else None
-        return datetime(*fields, tzinfo=zone, fold=1 if flags & _FOLD else 0)
-    except (ValueError, OverflowError):  # a 13th month, an offset of a day or more, 2**32 microseconds
-        raise _Refused("a time that does not exist") from None
-
-
-def _decoded_name(data: memoryview, present: int, names: dict[str, str]) -> str | None:
-    if not present:
-        if len(data):
-            raise _Refused("a camera name in a record without one")
-        return None
-    text = bytes(data).decode("ascii", "replace")
-    if not _is_camera_name(text):
-        raise _Refused("a camera name that is not one")
-    return names.setdefault(text, text)  # one string per camera, not one per photo
-
-
-def _pairs_size(count: int) -> int:
-    return _HEAD.size + len(_verdict_settings()) + _COUNT.size + count * _PAIR_BYTES + _CRC.size
-
-
-def _encode_pairs(keys: np.ndarray, inliers: np.ndarray, spread: np.ndarray, same: np.ndarray) -> bytes:
-    return _sealed(MAGIC_PAIRS, _verdict_settings(), _COUNT.pack(len(keys)), keys.astype("S32").tobytes(),
-                   inliers.astype("<u4").tobytes(), spread.astype("<f4").tobytes(), same.astype(np.uint8).tobytes())
-
-
-def _decode_pairs(raw: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    body = _opened(raw, MAGIC_PAIRS, _verdict_settings())
-    if len(body) < _COUNT.size:
-        raise _Refused("cut short")
-    (count,) = _COUNT.unpack_from(body)
-    if count > MAX_PAIRS or len(body) != _COUNT.size + count * _PAIR_BYTES:
-        raise _Refused("its length does not match its contents")
-    at = _COUNT.size
-    keys = np.frombuffer(body, "S32", count, at)
-    inliers = np.frombuffer(body, "<u4", count, at + 32 * count).astype(np.uint32, copy=False)
-    spread = np.frombuffer(body, "<f4", count, at + 36 * count).astype(np.float32, copy=False)
-    same = np.frombuffer(body, np.uint8, count, at + 40 * count)
-    halves = keys.view(f"S{_DIGEST}").reshape(-1, 2)
-    if not (np.all(keys[1:] > keys[:-1]) and np.all(halves[:, 0] <= halves[:, 1])):
-        raise _Refused("pairs out of order")
-    if np.any(inliers > verify.MAX_KEYPOINTS) or not np.isfinite(spread).all() or np.any(same > 1):
-        raise _Refused("verdicts verify cannot give")
-    return keys, inliers, spread, same

@@ -55,8 +55,11 @@ MIN_SPREAD = 0.03        # share of each image the inliers' convex hull must cov
 # Stored features and verdicts are kept only while these are what computed them.
 VERSION = f"sift{LONG_SIDE}-k{MAX_KEYPOINTS}-root-mutual-r{RATIO}-h{RANSAC_PX}-in{MIN_INLIERS}-s{MIN_SPREAD}"
 
-# OpenCV's defaults (Lowe's), with 8-bit descriptors: what is stored, so nothing is lost by storing it.
-_SIFT = cv2.SIFT_create(0, 3, 0.04, 10, 1.6, cv2.CV_8U)
+# OpenCV's defaults (Lowe's): features (0: all), octave layers, contrast threshold, edge threshold, sigma. Stored
+# features are kept only while these are what computed them (scene_formats.py).
+SIFT_PARAMS = (0, 3, 0.04, 10, 1.6)
+# With 8-bit descriptors: what is stored, so nothing is lost by storing it.
+_SIFT = cv2.SIFT_create(*SIFT_PARAMS, cv2.CV_8U)
 
 
 @dataclass(frozen=True)

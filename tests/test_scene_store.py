@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from photocluster import pipeline, scene_store, verify
+from photocluster import fsutil, pipeline, scene_formats, scene_store, verify
 from photocluster.capture import MAX_NAME_LENGTH, NO_CAPTURE, Capture
 from photocluster.outdir import MARKER, MARKER_TEXT, foreign_reason
 from photocluster.scene_store import SceneStore, sweep_scene_leftovers
@@ -389,9 +389,9 @@ def test_a_bad_captures_or_pairs_file_is_a_warning_and_empty(out, caplog, monkey
     data = path.read_bytes()
     if damage == "oversized":  # the limits lowered, as files of millions of pairs are too large for a test
         if kind == "pairs":
-            monkeypatch.setattr(scene_store, "MAX_PAIRS", 1)
+            monkeypatch.setattr(scene_formats, "MAX_PAIRS", 1)
         else:
-            monkeypatch.setattr(scene_store, "CAPTURES_MAX_BYTES", len(data) - 1)
+            monkeypatch.setattr(scene_formats, "CAPTURES_MAX_BYTES", len(data) - 1)
     elif damage.startswith("count"):
         at = _count_field(kind)
         count = 0xFFFFFFFF if damage == "count-large" else 1
@@ -520,7 +520,7 @@ def test_each_verification_setting_discards_what_depends_on_it(out, monkeypatch,
 
 def test_another_format_version_discards_everything_quietly(out, monkeypatch, caplog):
     filled(out)
-    monkeypatch.setattr(scene_store, "FORMAT_VERSION", scene_store.FORMAT_VERSION + 1)
+    monkeypatch.setattr(scene_formats, "FORMAT_VERSION", scene_formats.FORMAT_VERSION + 1)
     store = SceneStore.open(out)
     assert store.features(A) is None and store.capture(A) is None and store.verdict(A, B) is None
     assert warnings_of(caplog) == []
@@ -652,7 +652,7 @@ def test_an_empty_scenes_folder_is_adopted(out):
 def test_the_mark_is_the_one_patterns_uses():
     from photocluster.patterns import FOLDER_MARK
 
-    assert scene_store.FOLDER_MARK == FOLDER_MARK == MARK
+    assert scene_store.FOLDER_MARK is fsutil.FOLDER_MARK is FOLDER_MARK == MARK  # one home: fsutil
 
 
 def test_a_marked_output_holding_scenes_is_still_photoclusters(out):

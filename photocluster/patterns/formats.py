@@ -9,6 +9,7 @@ import os
 import re
 from collections.abc import Sequence
 
+from ..fsutil import FOLDER_MARK  # in every folder photocluster made under patterns/
 from .mining import Pattern, PhotoObjects
 
 PATTERNS_DIR = "patterns"
@@ -17,7 +18,6 @@ LIBRARY_DIR = "_library"
 STATE_NAME = ".state.json"
 TRANSACTIONS, PHOTOS, PATTERNS, SUMMARY = "transactions.txt", "photos.txt", "patterns.txt", "summary.md"
 OUR_FILES = (TRANSACTIONS, PHOTOS, PATTERNS, SUMMARY)
-FOLDER_MARK = ".photocluster-folder"  # in every folder photocluster made under patterns/
 RESERVED_NAMES = OUR_FILES + (FOLDER_MARK, STATE_NAME)
 FORMAT_VERSION = 1  # part of every digest: bump it when the files' content changes, to rewrite them all
 
