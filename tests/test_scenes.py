@@ -105,3 +105,22 @@ def test_a_new_photo_verifies_only_pairs_of_its_own(library, tmp_path, verified_
     assert report.scenes.verified_now == len(verified_pairs)
     assert sorted(sorted(m) for m in report.layout.clusters.values()) == [
         ["LadyBird_left.jpg", "LadyBird_right.jpg"], ["garden_0.jpg", "garden_1.jpg"]]
+
+
+@pytest.mark.parametrize("apart, grouped", [(timedelta(seconds=1), True), (timedelta(days=365), False)],
+                         ids=["a second apart", "a year apart"])
+def test_time_weight_groups_photos_taken_together_whatever_they_show(devset, squeezenet, tmp_path, apart, grouped):
+    """imagecluster's mixing: at time weight 0.9 a sea and a storm (cosine distance about 0.6) taken a second
+    apart are at 0.1 * 0.6 + 0.9 * 0 = 0.06, within the default cut's 0.12; a year apart at 0.06 + 0.9."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for name, when in (("Aqua.jpg", T0), ("Storm.jpg", T0 + apart)):
+        exif = Image.Exif()
+        exif.get_ifd(0x8769)[0x9003] = when.strftime("%Y:%m:%d %H:%M:%S")  # DateTimeOriginal
+        Image.open(devset / "nature" / name).save(lib / name, exif=exif)
+    settings = LibrarySettings(library=lib, out=tmp_path / "out", model="squeezenet", verify=False, burst_seconds=0,
+                               patterns=PatternOptions(enabled=False))
+    assert run_once(settings, progress=False).layout.clusters == {}  # by content alone, apart
+    settings.time_weight = 0.9
+    clusters = run_once(settings, progress=False).layout.clusters
+    assert (sorted(clusters.values()) == [["Aqua.jpg", "Storm.jpg"]]) is grouped
