@@ -21,7 +21,8 @@ from . import __version__
 from .logs import setup_logging  # its home is logs.py; cli.setup_logging stays importable
 from .settings import (DEFAULT_BATCH_SIZE, LABEL_LEVELS, MODEL_NAMES, LibrarySettings, PatternOptions,
                        SettingsError)
-from .wording import duration, plural
+from .summary import print_summary
+from .wording import plural
 
 log = logging.getLogger("photocluster")
 
@@ -117,8 +118,8 @@ def build_run_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("path", type=Path, help="the photo library (a folder; searched recursively)")
     p.add_argument("--sim", type=_number(float, "--sim"), default=0.5,
-                   help="similarity level from 0 (everything in one cluster) to 1 (identical photos only); "
-                   "0.5 means 'same scene or subject' (default: 0.5)")
+                   help="similarity level from 0 (everything in one cluster) to 1 (identical photos only): "
+                   "0.75 near-copies, 0.5 also other shots of a scene, 0.25 the same kind of subject (default: 0.5)")
     p.add_argument("--cut", type=_number(float, "--cut"), default=None, metavar="COSINE",
                    help="for experts: the raw cosine-similarity cut, overriding --sim")
     p.add_argument("--min-size", type=_number(int, "--min-size"), default=2,
@@ -218,49 +219,8 @@ def cmd_run(argv: list[str]) -> int:
         json.dump(report.as_dict(), sys.stdout, indent=1, ensure_ascii=True)
         print()
     elif not args.quiet:
-        _print_summary(settings, report, args.dry_run)
+        print_summary(settings, report, args.dry_run)
     return EXIT_OK
-
-
-def _print_summary(settings: LibrarySettings, report, dry_run: bool) -> None:
-    if report.photos == 0:
-        print(f"no photos found in {settings.library}")
-        return
-    fp = report.fingerprinted
-    if dry_run:
-        print(f"dry run, nothing is written: {plural(report.photos, 'photo')}, {report.removed} gone")
-        if report.would_fingerprint:
-            _print_estimate(report)
-            return
-    else:
-        rate = f" ({fp.images_per_second:.1f}/s)" if fp.computed else ""
-        print(f"{plural(report.photos, 'photo')}: {fp.computed} fingerprinted{rate}, {len(fp.failed)} skipped now, "
-              f"{report.failed_total} unreadable in all, {report.removed} gone")
-    if report.layout is None:
-        return
-    for line in report.layout.summary_lines():
-        print(line)
-    where = "would be written to" if dry_run else "in"
-    print(f"{plural(report.clusters, 'cluster')} at cosine cut {report.cut:.3f} ({report.model}) {where} "
-          f"{settings.out_dir / 'clusters'}")
-    if report.scenes is not None:
-        scenes = report.scenes
-        print(f"same scene below the cut: {plural(scenes.verified + scenes.bursts, 'pair')} joined "
-              f"({scenes.verified} verified, {scenes.bursts} bursts) of {plural(scenes.candidates, 'candidate')}; "
-              f"{scenes.verified_now} verified now")
-    lower = "a lower --cut" if settings.cut is not None else "a lower --sim"
-    hint = f" (--json lists them; {lower} groups more)" if report.unclustered else ""
-    print(f"{plural(report.in_clusters, 'photo')} in clusters, {len(report.unclustered)} in none{hint}")
-
-
-def _print_estimate(report) -> None:
-    """A dry run cannot know the clusters of photos not yet fingerprinted; say so, and how long that would take."""
-    if report.estimated_seconds is None:
-        when = "no speed measured on this machine yet"
-    else:
-        when = f"about {duration(report.estimated_seconds)} at the speed measured on this machine"
-    print(f"{plural(report.would_fingerprint, 'photo')} would be fingerprinted ({when}); "
-          "clusters are known after that")
 
 
 def cmd_fetch_weights(argv: list[str]) -> int:

@@ -24,8 +24,8 @@ from .fsutil import FILE, is_atomic_temporary, open_dir, open_lock, remove_made,
 from .layout import Layout, number_clusters, read_layout, remove_stale_generations, write_layout
 from .library import PhotoFile, scan_library
 from .outdir import MARKER, adopt
-from .scene_store import SceneStore, sweep_scene_leftovers
-from .scenes import SceneLinker, SceneOptions, SceneReport, capture_seconds
+from .scene_store import sweep_scene_leftovers
+from .scenes import SceneLinker, SceneOptions, SceneReport, scene_links, scene_options, stored_capture_seconds
 from .settings import LibrarySettings
 from .wording import plural
 
@@ -96,21 +96,6 @@ def effective_cut(settings: LibrarySettings) -> float:
     if settings.cut is not None:
         return settings.cut
     return cut_for_sim(models.calibration(settings.model), settings.sim)
-
-
-def scene_options(settings: LibrarySettings, cut: float) -> SceneOptions | None:
-    """How the scenes stage links pairs below the cut, or None when it has nothing to do (--verify off and no
-    burst cue, or a band that is empty: at sim 0.75 and above the floor is the cut). With --cut, the band's
-    floor is the model's at --sim, kept below the cut."""
-    if not settings.verify and settings.burst_seconds <= 0:
-        return None
-    floor = min(cut, cut_for_sim(models.scene_floor(settings.model), settings.sim))
-    if floor >= cut:
-        return None
-    # A burst's frames are near-identical, so they sit in the upper half of the band; unrelated photos one camera
-    # took seconds apart sit low (measured: at the floor itself 7 such pairs joined, in the upper half none).
-    return SceneOptions(floor=floor, verify=settings.verify, burst_seconds=settings.burst_seconds,
-                        burst_floor=(floor + cut) / 2)
 
 
 @contextlib.contextmanager
@@ -272,7 +257,8 @@ class LibraryPipeline:
             rels, groups = cluster_cache(cache, cut=report.cut, min_size=min_size, only=photos,
                                          incremental=self.incremental, links=links,
                                          time_weight=self.settings.time_weight,
-                                         capture_seconds=lambda rels: self._capture_seconds(run, cache, rels))
+                                         capture_seconds=lambda rels: stored_capture_seconds(
+                                             self.settings, cache, rels, dry_run=run.dry_run))
         report.layout = number_clusters(groups, previous)
         report.layout_changed = previous is None or previous.clusters != report.layout.clusters
         if not run.dry_run:
@@ -286,29 +272,12 @@ class LibraryPipeline:
     def _scene_links(self, run: _Run, cache: FingerprintCache, photos: dict[str, PhotoFile],
                      options: SceneOptions) -> set[tuple[str, str]]:
         """The pairs below the cut that show one scene (scenes.py), with what they cost kept in <out>/scenes."""
-        linker = self._scenes
-        if linker is None or linker.options != options or linker.cut != run.report.cut:
-            linker = SceneLinker(options, run.report.cut)
-        self._scenes = linker if self.keep_scenes else None
-        store = SceneStore.open(self.settings.out_dir)
         rels = [rel for rel in cache.fingerprinted() if rel in photos]
-        try:
-            links, run.report.scenes = linker.links(cache, rels, Path(self.settings.library), store,
-                                                    compute=not run.dry_run, progress=run.progress,
-                                                    should_stop=run.should_stop)
-        finally:
-            if not run.dry_run:
-                store.save()
+        linker, links, run.report.scenes = scene_links(
+            self._scenes, options, run.report.cut, cache, rels, self.settings, dry_run=run.dry_run,
+            progress=run.progress, should_stop=run.should_stop)
+        self._scenes = linker if self.keep_scenes else None
         return links
-
-    def _capture_seconds(self, run: _Run, cache: FingerprintCache, rels: list[str]):
-        """Each photo's capture time in seconds (NaN: none), read once and kept in <out>/scenes."""
-        store = SceneStore.open(self.settings.out_dir)
-        keys = [(rel, cache.entries[rel].size, cache.entries[rel].mtime_ns) for rel in rels]
-        seconds = capture_seconds(store, keys, Path(self.settings.library), compute=not run.dry_run)
-        if not run.dry_run:
-            store.save()
-        return seconds
 
     def _new_report(self) -> RunReport:
         s = self.settings

@@ -28,13 +28,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import verify
+from . import models, verify
 from .cache import FingerprintCache
 from .capture import Capture, read_capture
-from .cluster import BandNeighbours
+from .cluster import BandNeighbours, cut_for_sim
 from .images import DecodeDeferred, ImageError, load_image
 from .library import open_photo, printable_path
 from .scene_store import PhotoKey, SceneStore
+from .settings import LibrarySettings
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,49 @@ class SceneLinker:
         self._neighbours.update(dict(zip(changed, cache.vectors(changed))), removed)
         self._versions = current
         return self._neighbours.pairs()
+
+
+def scene_options(settings: LibrarySettings, cut: float) -> SceneOptions | None:
+    """How the scenes stage links pairs below the cut, or None when it has nothing to do (--verify off and no
+    burst cue, or a band that is empty: at sim 0.75 and above the floor is the cut). With --cut, the band's
+    floor is the model's at --sim, kept below the cut."""
+    if not settings.verify and settings.burst_seconds <= 0:
+        return None
+    floor = min(cut, cut_for_sim(models.scene_floor(settings.model), settings.sim))
+    if floor >= cut:
+        return None
+    # A burst's frames are near-identical, so they sit in the upper half of the band; unrelated photos one camera
+    # took seconds apart sit low (measured: at the floor itself 7 such pairs joined, in the upper half none).
+    return SceneOptions(floor=floor, verify=settings.verify, burst_seconds=settings.burst_seconds,
+                        burst_floor=(floor + cut) / 2)
+
+
+def scene_links(linker: SceneLinker | None, options: SceneOptions, cut: float, cache: FingerprintCache,
+                rels: list[str], settings: LibrarySettings, *, dry_run: bool, progress: bool | None,
+                should_stop: Callable[[], bool]) -> tuple[SceneLinker, set[Pair], SceneReport]:
+    """The links among `rels`, through `linker` (a daemon's, kept between runs) when it was made for these
+    options and cut, else a new one; what they cost is kept in <out>/scenes (a dry run writes nothing)."""
+    if linker is None or linker.options != options or linker.cut != cut:
+        linker = SceneLinker(options, cut)
+    store = SceneStore.open(settings.out_dir)
+    try:
+        links, report = linker.links(cache, rels, Path(settings.library), store, compute=not dry_run,
+                                     progress=progress, should_stop=should_stop)
+    finally:
+        if not dry_run:
+            store.save()
+    return linker, links, report
+
+
+def stored_capture_seconds(settings: LibrarySettings, cache: FingerprintCache, rels: list[str],
+                           dry_run: bool) -> np.ndarray:
+    """Each photo's capture time in seconds (NaN: none), read once and kept in <out>/scenes."""
+    store = SceneStore.open(settings.out_dir)
+    keys = [(rel, cache.entries[rel].size, cache.entries[rel].mtime_ns) for rel in rels]
+    seconds = capture_seconds(store, keys, Path(settings.library), compute=not dry_run)
+    if not dry_run:
+        store.save()
+    return seconds
 
 
 def same_burst(a: Capture, b: Capture, seconds: float) -> bool:

@@ -24,7 +24,7 @@ LAYERS = [
     {"config", "pipeline"},
     {"worker", "watching"},
     {"watched", "worker_fingerprinter"},
-    {"daemon_status", "daemon_reload"},
+    {"daemon_status", "daemon_reload", "summary"},
     {"daemon"},
     {"cli", "__init__"},
     {"__main__"},
