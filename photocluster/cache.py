@@ -5,9 +5,14 @@ On disk `fingerprints.pk` is one pickle of plain built-in types only (dict, list
     {"format": "photocluster-fingerprints", "version": 1, "model_id": str, "dim": int,
      "paths": [str], "sizes": [int], "mtimes": [int], "errors": [str | None],
      "vectors": float16 bytes, rows in path order (photos that failed to decode have no row),
-     "label_idx": uint16 bytes (n x 10, 65535 = none), "label_prob": float16 bytes (n x 10)}
+     "label_idx": uint16 bytes (n x 10, 65535 = none), "label_prob": float16 bytes (n x 10),
+     "det_count": uint8 bytes (n; 255 = not through the detector), "det_class": uint8 bytes (one per detection,
+     photos in path order; the COCO class index), "det_score": float16 bytes, "det_box": float16 bytes (x1, y1,
+     x2, y2 per detection)}
 
-The two label columns hold each photo's predictions (labels.Predictions): its 10 most probable ImageNet classes.
+The two label columns hold each photo's predictions (labels.Predictions): its 10 most probable ImageNet classes;
+the four det columns its detections (labels.Detections): at most DETECTIONS_KEPT, best first. A version-1 cache
+(before detections) loads with none, so its fingerprints are kept and only the detections are computed again.
 
 Storing columns rather than one object per photo keeps a 250,000-photo cache loading in about a second, and
 because no class is ever named in the pickle, the loader can refuse every global: a tampered file cannot run
@@ -30,14 +35,16 @@ import numpy as np
 
 from .cache_guard import CacheError, RefusingUnpickler, check_opcodes
 from .fsutil import ForeignEntry, NotAFileError, atomic_writer, kind_of, open_regular
-from .labels import Predictions
+from .detection_columns import DETECTIONS_KEPT, columns_to_detections, detections_to_columns, stored_detections
+from .labels import Detections, Predictions
 from .library import PhotoFile
 from .wording import plural
 
 log = logging.getLogger(__name__)
 
 FORMAT = "photocluster-fingerprints"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 PREDICTIONS_KEPT = 10
 NO_LABEL = 0xFFFF
 N_CLASSES = 1000
@@ -54,6 +61,7 @@ class Entry:
     row: int
     predictions: Predictions = ()
     error: str | None = None
+    detections: Detections | None = None  # None: not through the detector yet
 
 
 class FingerprintCache:
@@ -88,14 +96,30 @@ class FingerprintCache:
     def predictions(self, rels: list[str]) -> dict[str, Predictions]:
         return {rel: self.entries[rel].predictions for rel in rels}
 
+    def detections(self, rels: list[str]) -> list[Detections | None]:
+        return [self.entries[rel].detections for rel in rels]
+
+    def undetected(self) -> list[str]:
+        """The fingerprinted photos that have not been through the detector."""
+        return [rel for rel in self.fingerprinted() if self.entries[rel].detections is None]
+
     # --- changes ---------------------------------------------------------------------------------------
-    def put(self, photo: PhotoFile, vector: np.ndarray, predictions: Predictions) -> None:
+    def put(self, photo: PhotoFile, vector: np.ndarray, predictions: Predictions,
+            detections: Detections | None = None) -> None:
         if vector.shape != (self.dim,):
             raise ValueError(f"fingerprint of shape {vector.shape}, expected ({self.dim},)")
         row = self._append_row(vector)
         kept = tuple((int(c), _stored_prob(p)) for c, p in predictions[:PREDICTIONS_KEPT])
-        self.entries[photo.rel] = Entry(photo.size, photo.mtime_ns, row, kept)
+        self.entries[photo.rel] = Entry(photo.size, photo.mtime_ns, row, kept, None, stored_detections(detections))
         self.dirty = True
+
+    def put_detections(self, photo: PhotoFile, detections: Detections) -> None:
+        """The detections of a photo fingerprinted before (its fingerprint is kept); ignored when the photo has
+        changed since, or failed."""
+        entry = self.entries.get(photo.rel)
+        if entry is not None and entry.row >= 0 and (entry.size, entry.mtime_ns) == (photo.size, photo.mtime_ns):
+            entry.detections = stored_detections(detections)
+            self.dirty = True
 
     def put_failure(self, photo: PhotoFile, reason: str) -> None:
         """Remember that this version of the file cannot be fingerprinted, so it is not retried every run."""
@@ -148,6 +172,7 @@ class FingerprintCache:
             if e.row >= 0:
                 e.row = next(next_row)
         idx, prob = _predictions_to_arrays([e.predictions for e in entries])
+        det_columns = detections_to_columns([e.detections for e in entries])
         return {
             "format": FORMAT,
             "version": VERSION,
@@ -160,6 +185,7 @@ class FingerprintCache:
             "vectors": pickle.PickleBuffer(np.ascontiguousarray(self._vectors)),
             "label_idx": pickle.PickleBuffer(idx),
             "label_prob": pickle.PickleBuffer(prob),
+            **{name: pickle.PickleBuffer(column) for name, column in det_columns.items()},
         }
 
     @classmethod
@@ -187,7 +213,7 @@ class FingerprintCache:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise CacheError("not a photocluster fingerprint cache")
         version = data.get("version")
-        if version != VERSION:
+        if version not in READABLE_VERSIONS:
             shown = version if type(version) is int else "unknown"  # never the content: it may be huge
             raise CacheError(f"cache format version {_short(str(shown))}, this photocluster reads {VERSION}")
         try:
@@ -214,9 +240,10 @@ class FingerprintCache:
         cache._used_rows = n_ok
         predictions = _arrays_to_predictions(idx.reshape(n, PREDICTIONS_KEPT), prob.reshape(n, PREDICTIONS_KEPT))
         rows = np.cumsum([e is None for e in errors]) - 1
+        detections = columns_to_detections(data, n) if data["version"] >= 2 else [None] * n
         for i, rel in enumerate(paths):
             row = int(rows[i]) if errors[i] is None else -1
-            cache.entries[rel] = Entry(sizes[i], mtimes[i], row, predictions[i], errors[i])
+            cache.entries[rel] = Entry(sizes[i], mtimes[i], row, predictions[i], errors[i], detections[i])
         return cache
 
 

@@ -11,6 +11,7 @@ import functools
 import importlib.resources
 import json
 import re
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,6 +20,21 @@ LEVELS = ("coarse", "fine")  # the label level: how finely a class is named
 # The cache keeps them; the patterns stage turns those at or above the minimum probability into object names.
 Predictions = tuple[tuple[int, float], ...]
 CLASS_COUNT = 1000
+COCO_CLASS_COUNT = 80
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """One object the detector found: a COCO class name, its score, and its box as fractions of the photo."""
+
+    label: str
+    score: float
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2
+
+
+# A photo's detections, best first; None where the photo has not been through the detector (an older cache).
+Detections = tuple[Detection, ...]
+
 # Labels are items in comma-separated transactions and in `item<TAB>item:support` pattern lines.
 _UNSAFE = re.compile(r"[,\t\r\n:]")
 
@@ -71,3 +87,16 @@ def imagenet_classes() -> list[tuple[str, str]]:
     text = importlib.resources.files("photocluster").joinpath("data/imagenet_classes.json").read_text(
         encoding="utf-8")
     return [(wnid, short_name) for wnid, short_name in json.loads(text)]
+
+
+@functools.cache
+def coco_labels() -> tuple[str, ...]:
+    """The 80 COCO class names in the detector's class order (data/coco_labels.json, from the detector's package)."""
+    try:
+        text = importlib.resources.files("photocluster").joinpath("data/coco_labels.json").read_text(encoding="utf-8")
+        names = tuple(str(name) for name in json.loads(text)["labels"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise LabelTableError(f"photocluster's COCO label table is unreadable ({error}); reinstall photocluster") from None
+    if len(names) != COCO_CLASS_COUNT or len(set(names)) != COCO_CLASS_COUNT or any(_UNSAFE.search(n) for n in names):
+        raise LabelTableError("photocluster's COCO label table does not hold 80 distinct usable names")
+    return names

@@ -475,3 +475,63 @@ def test_a_fifo_at_the_cache_path_stops_the_cli_at_once_in_one_line(tmp_path, st
     errors = [line for line in err.splitlines() if line.startswith("photocluster: error:")]
     assert status != 0 and len(errors) == 1 and "fingerprints.pk" in errors[0] and "Traceback" not in err
     assert stat.S_ISFIFO(os.lstat(out / "fingerprints.pk").st_mode)
+
+
+# --- detections (issue 13) ---------------------------------------------------------------------------------------
+
+from photocluster.labels import Detection  # noqa: E402
+
+PERSON = Detection("person", 0.875, (0.25, 0.125, 0.5, 0.75))
+CUP = Detection("cup", 0.5, (0.0, 0.5, 0.25, 1.0))
+
+
+def test_detections_round_trip_with_photos_not_yet_detected(tmp_path):
+    cache = make_cache(3)
+    photos = [PhotoFile(f"dir/p{i}.jpg", 100 + i, 10**9 + i) for i in range(3)]
+    cache.put_detections(photos[0], (CUP, PERSON))  # kept best first
+    cache.put_detections(photos[1], ())  # through the detector, nothing found
+    cache.save(tmp_path / "c.pk")
+    loaded = FingerprintCache.load(tmp_path / "c.pk")
+    # the values are exact in float16, so they read back equal
+    assert loaded.detections([p.rel for p in photos]) == [(PERSON, CUP), (), None]
+    assert loaded.undetected() == ["dir/p2.jpg"]
+    np.testing.assert_array_equal(loaded.vectors(["dir/p0.jpg"]), cache.vectors(["dir/p0.jpg"]))
+
+
+def test_detections_of_a_changed_or_failed_photo_are_not_kept():
+    cache = make_cache(1)
+    cache.put_failure(PhotoFile("bad.jpg", 3, 4), "cannot identify image file")
+    cache.put_detections(PhotoFile("dir/p0.jpg", 100, 10**9 + 1), (PERSON,))  # another mtime: changed since
+    cache.put_detections(PhotoFile("bad.jpg", 3, 4), (PERSON,))
+    assert cache.detections(["dir/p0.jpg", "bad.jpg"]) == [None, None]
+
+
+def test_a_version_1_cache_keeps_its_fingerprints_and_has_no_detections(tmp_path):
+    cache = make_cache(2)
+    cache.put_detections(PhotoFile("dir/p0.jpg", 100, 10**9), (PERSON,))
+    columns = cache._to_columns()
+    columns["version"] = 1
+    for name in ("det_count", "det_class", "det_score", "det_box"):
+        del columns[name]
+    path = tmp_path / "fingerprints.pk"
+    path.write_bytes(pickle.dumps(columns, protocol=5))
+    loaded = load_or_new(path, "test-model", DIM)
+    assert loaded.fingerprinted() == ["dir/p0.jpg", "dir/p1.jpg"]
+    assert loaded.undetected() == ["dir/p0.jpg", "dir/p1.jpg"]
+
+
+@pytest.mark.parametrize("damage", ["count beyond the columns", "class beyond COCO", "count over the limit"])
+def test_detection_columns_that_disagree_are_refused(tmp_path, damage):
+    cache = make_cache(2)
+    cache.put_detections(PhotoFile("dir/p0.jpg", 100, 10**9), (PERSON,))
+    columns = {k: (bytes(v.raw()) if isinstance(v, pickle.PickleBuffer) else v) for k, v in cache._to_columns().items()}
+    if damage == "count beyond the columns":
+        columns["det_count"] = bytes([2, 0xFF])
+    elif damage == "class beyond COCO":
+        columns["det_class"] = bytes([80])
+    else:
+        columns["det_count"] = bytes([33, 0xFF])
+    path = tmp_path / "c.pk"
+    path.write_bytes(pickle.dumps(columns, protocol=5))
+    with pytest.raises(CacheError, match="inconsistent"):
+        FingerprintCache.load(path)

@@ -15,7 +15,7 @@ PACKAGE = Path(photocluster.__file__).parent
 # Bottom first. A module may import only from the layers below its own.
 LAYERS = [
     {"errors", "wording", "fsutil", "logs", "interrupts", "labels", "notify", "library", "cache_guard", "jpeg_scans",
-     "verify"},
+     "verify", "detection_columns"},
     {"images", "weights", "outdir", "cache"},
     {"settings", "networks", "capture"},
     {"models", "scene_formats"},
