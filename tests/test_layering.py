@@ -15,9 +15,9 @@ PACKAGE = Path(photocluster.__file__).parent
 # Bottom first. A module may import only from the layers below its own.
 LAYERS = [
     {"errors", "wording", "fsutil", "logs", "interrupts", "labels", "notify", "library", "cache_guard", "jpeg_scans",
-     "verify", "detection_columns"},
-    {"images", "weights", "outdir", "cache"},
-    {"settings", "networks", "capture"},
+     "verify"},
+    {"images", "weights", "outdir", "detection_columns"},
+    {"settings", "networks", "capture", "cache"},
     {"models", "scene_formats"},
     {"lastrun", "fingerprint", "layout", "patterns", "cluster", "scene_store"},
     {"checkpoint", "clustering", "scenes"},
