@@ -15,7 +15,7 @@ import numpy as np
 from . import interrupts
 from .cache import FingerprintCache
 from .fingerprint import FingerprintSink
-from .labels import Predictions
+from .labels import Detections, Predictions
 from .library import PhotoFile
 
 CHECKPOINT_SECONDS = 60.0  # the most fingerprinting time a SIGKILL, an OOM kill or a power cut can lose
@@ -36,8 +36,13 @@ class CheckpointingCache(FingerprintSink):
         self.unsaved = 0  # results since the last save
         self._last_save = time.monotonic()
 
-    def put(self, photo: PhotoFile, vector: np.ndarray, predictions: Predictions) -> None:
-        self.cache.put(photo, vector, predictions)
+    def put(self, photo: PhotoFile, vector: np.ndarray, predictions: Predictions,
+            detections: Detections | None = None) -> None:
+        self.cache.put(photo, vector, predictions, detections)
+        self._added()
+
+    def put_detections(self, photo: PhotoFile, detections: Detections) -> None:
+        self.cache.put_detections(photo, detections)
         self._added()
 
     def put_failure(self, photo: PhotoFile, reason: str) -> None:

@@ -26,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import images
-from .labels import Predictions, top_labels
+from .labels import Detections, Predictions, top_labels
 from .library import PhotoFile, UnsafePhoto, open_photo, printable_path
 from .settings import DEFAULT_BATCH_SIZE
 
@@ -65,7 +65,8 @@ class FingerprintSink(Protocol):
     """Where the fingerprint step puts its results: the pipeline's cache writer (pipeline.CheckpointingCache), or,
     inside the worker process, the pipe back to the daemon."""
 
-    def put(self, photo: PhotoFile, vector: np.ndarray, predictions: Predictions) -> None: ...
+    def put(self, photo: PhotoFile, vector: np.ndarray, predictions: Predictions,
+            detections: Detections | None = None) -> None: ...
 
     def put_failure(self, photo: PhotoFile, reason: str) -> None: ...
 
@@ -85,8 +86,9 @@ class ResultRecorder:
                  on_count: Callable[[int], None] = lambda answered: None):
         self.sink, self.report, self.on_count = sink, report, on_count
 
-    def fingerprint(self, photo: PhotoFile, vector: np.ndarray, predictions: Predictions) -> None:
-        self.sink.put(photo, vector, predictions)
+    def fingerprint(self, photo: PhotoFile, vector: np.ndarray, predictions: Predictions,
+                    detections: Detections | None = None) -> None:
+        self.sink.put(photo, vector, predictions, detections)
         self.report.computed += 1
         self.on_count(self.report.computed + len(self.report.failed))
 
@@ -110,8 +112,10 @@ def fingerprint_photos(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    detector=None,
 ) -> FingerprintReport:
     """Fingerprint `photos` into `sink`. A photo that fails to decode is logged once and remembered as failed.
+    With a `detector` (detector.Detector), each photo's decode also feeds it, at its own input size, batched.
 
     `sink` is the pipeline's CheckpointingCache (which saves the results as they come, about once a minute) or,
     in the worker, the pipe to the daemon. `should_stop` ends the run between batches (on SIGINT or SIGTERM); the
@@ -122,17 +126,20 @@ def fingerprint_photos(
     show = sys.stderr.isatty() if progress is None else progress
     started = time.monotonic()
     with tqdm(total=len(photos), unit="photo", disable=not show or not photos, desc="fingerprinting") as bar:
-        for batch in _decoded_batches(photos, library_root, model.input_size, batch_size, should_stop):
+        sizes = [model.input_size] + ([detector.input_size] if detector is not None else [])
+        for batch in _decoded_batches(photos, library_root, sizes, batch_size, should_stop):
             if should_stop():
                 break
-            decoded = [(photo, pixels) for photo, pixels in batch if isinstance(pixels, np.ndarray)]
+            decoded = [(photo, pixels) for photo, pixels in batch if isinstance(pixels, list)]
             report.deferred += sum(pixels is None for _, pixels in batch)
             for photo, reason in ((p, r) for p, r in batch if isinstance(r, str)):
                 record.failure(photo, reason)
             if decoded:
-                features, probs = model.predict(np.stack([pixels for _, pixels in decoded]))
-                for (photo, _), vector, row in zip(decoded, features, probs):
-                    record.fingerprint(photo, vector, top_labels(row))
+                features, probs = model.predict(np.stack([pixels[0] for _, pixels in decoded]))
+                found = (detector.detect(np.stack([pixels[1] for _, pixels in decoded])) if detector is not None
+                         else [None] * len(decoded))
+                for (photo, _), vector, row, detections in zip(decoded, features, probs, found):
+                    record.fingerprint(photo, vector, top_labels(row), detections)
             bar.update(len(batch))
     if report.deferred:
         log.warning("%d photos were not fingerprinted after a photo hung the decoder; the next run does them",
@@ -141,15 +148,33 @@ def fingerprint_photos(
     return report
 
 
-Decoded = tuple[PhotoFile, "np.ndarray | str | None"]  # pixels, why it could not be decoded, or None: not now
+def detect_photos(photos: list[PhotoFile], library_root: Path, detector, sink, *,
+                  batch_size: int = DEFAULT_BATCH_SIZE, progress: bool | None = None,
+                  should_stop: Callable[[], bool] = lambda: False) -> int:
+    """Run only the detector on photos fingerprinted before it was there (`sink.put_detections`): their
+    fingerprints are kept, never computed again. A photo that fails to decode now is left as it is."""
+    show = sys.stderr.isatty() if progress is None else progress
+    done = 0
+    with tqdm(total=len(photos), unit="photo", disable=not show or not photos, desc="detecting objects") as bar:
+        for batch in _decoded_batches(photos, library_root, [detector.input_size], batch_size, should_stop):
+            decoded = [(photo, pixels[0]) for photo, pixels in batch if isinstance(pixels, list)]
+            if decoded:
+                for (photo, _), detections in zip(decoded, detector.detect(np.stack([p for _, p in decoded]))):
+                    sink.put_detections(photo, detections)
+                done += len(decoded)
+            bar.update(len(batch))
+    return done
+
+
+Decoded = tuple[PhotoFile, "list[np.ndarray] | str | None"]  # pixels at each size, why not, or None: not now
 
 
 class _DecodeTask:
     """One photo's decode, run by a _DecodeThreads thread."""
 
-    def __init__(self, photo: PhotoFile, library_root: Path, size: tuple[int, int]):
-        self.photo, self.library_root, self.size = photo, library_root, size
-        self.result: np.ndarray | str | None = None
+    def __init__(self, photo: PhotoFile, library_root: Path, sizes: list[tuple[int, int]]):
+        self.photo, self.library_root, self.sizes = photo, library_root, sizes
+        self.result: list[np.ndarray] | str | None = None
         self.started: float | None = None  # when decoding proper began (checks passed, memory reserved)
         self.thread_id: int | None = None
         self.finished = threading.Event()
@@ -159,7 +184,7 @@ class _DecodeTask:
     def run(self) -> None:
         self.thread_id = threading.get_ident()
         try:
-            result = _decode(self.photo, self.library_root, self.size, self._decoding)
+            result = _decode(self.photo, self.library_root, self.sizes, self._decoding)
         except Exception as exc:  # noqa: BLE001 - whatever goes wrong with one photo is that photo's failure
             result = f"could not be decoded ({type(exc).__name__}: {exc})"
         with self.lock:
@@ -220,7 +245,7 @@ class _DecodeThreads:
 
 
 def _decoded_batches(
-    photos: list[PhotoFile], library_root: Path, size: tuple[int, int], batch_size: int,
+    photos: list[PhotoFile], library_root: Path, sizes: list[tuple[int, int]], batch_size: int,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> Iterator[list[Decoded]]:
     """Yield batches of decoded photos, keeping a few batches of decoding in flight ahead of the consumer.
@@ -237,9 +262,9 @@ def _decoded_batches(
         in_flight = 3 * batch_size
         while True:
             if _hung_decodes[0] >= MAX_HUNG_DECODES:
-                pending += [_DecodeTask(p, library_root, size) for p in todo]  # never decoded: left for later
+                pending += [_DecodeTask(p, library_root, sizes) for p in todo]  # never decoded: left for later
             else:
-                pending += [threads.submit(_DecodeTask(p, library_root, size))
+                pending += [threads.submit(_DecodeTask(p, library_root, sizes))
                             for p in _take(todo, in_flight - len(pending))]
             if not pending:
                 return
@@ -263,11 +288,11 @@ def _wait(task: _DecodeTask, threads: _DecodeThreads, should_stop: Callable[[], 
     return task.photo, task.result
 
 
-def _decode(photo: PhotoFile, library_root: Path, size: tuple[int, int],
-            on_decode: Callable[[], None] = lambda: None) -> np.ndarray | str | None:
+def _decode(photo: PhotoFile, library_root: Path, sizes: list[tuple[int, int]],
+            on_decode: Callable[[], None] = lambda: None) -> list[np.ndarray] | str | None:
     try:
         with open_photo(library_root, photo.rel) as fh:
-            return images.load_image(fh, size, on_decode=on_decode)
+            return images.load_image_sizes(fh, sizes, on_decode=on_decode)
     except images.DecodeDeferred:
         return None
     except (UnsafePhoto, images.ImageError) as exc:

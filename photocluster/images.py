@@ -139,9 +139,11 @@ DECODE_BUDGET = MemoryBudget(DECODE_MEMORY_BUDGET)
 
 
 def load_image(source: str | Path | BinaryIO, size: tuple[int, int], budget: MemoryBudget = DECODE_BUDGET,
-               on_decode: Callable[[], None] = lambda: None, keep_aspect: bool = False) -> np.ndarray:
+               on_decode: Callable[[], None] = lambda: None, keep_aspect: bool = False,
+               also: tuple[tuple[int, int], ...] = ()) -> np.ndarray | list[np.ndarray]:
     """Decode `source` into a uint8 array of shape (height, width, 3), resized to `size` = (height, width);
-    with `keep_aspect`, shrunk to fit within `size` instead, in its own proportions (never enlarged).
+    with `keep_aspect`, shrunk to fit within `size` instead, in its own proportions (never enlarged); with
+    `also`, a list: the photo at `size`, then at each of `also`, all from one decode.
 
     `source` is an open binary file or a path (whose last component must be a regular file, not a symlink).
     `on_decode` is called once the photo has passed its checks and its memory is reserved, as decoding starts.
@@ -149,7 +151,7 @@ def load_image(source: str | Path | BinaryIO, size: tuple[int, int], budget: Mem
     """
     try:
         with _opened(source) as fh:
-            return _decode(fh, size, budget, on_decode, keep_aspect)
+            return _decode(fh, size, budget, on_decode, keep_aspect, also)
     except (ImageError, DecodeDeferred):
         raise
     except Image.DecompressionBombError as exc:
@@ -174,9 +176,19 @@ def _opened(source: str | Path | BinaryIO) -> Iterator[BinaryIO]:
         yield fh
 
 
+def load_image_sizes(source: str | Path | BinaryIO, sizes: list[tuple[int, int]],
+                     budget: MemoryBudget = DECODE_BUDGET, on_decode: Callable[[], None] = lambda: None
+                     ) -> list[np.ndarray]:
+    """One decode of `source`, resized to each of `sizes` (height, width): one photo for two models. The decode
+    is made for the largest size (load_image's errors)."""
+    if len(sizes) == 1:
+        return [load_image(source, sizes[0], budget=budget, on_decode=on_decode)]
+    return load_image(source, sizes[0], budget=budget, on_decode=on_decode, also=tuple(sizes[1:]))
+
+
 def _decode(fh: BinaryIO, size: tuple[int, int], budget: MemoryBudget, on_decode: Callable[[], None],
-            keep_aspect: bool = False) -> np.ndarray:
-    height, width = size
+            keep_aspect: bool = False, also: tuple[tuple[int, int], ...] = ()) -> np.ndarray | list[np.ndarray]:
+    height, width = max((size, *also), key=lambda s: s[0] * s[1])  # decode for the largest
     _refuse_huge_heif_file(fh, budget)
     with Image.open(fh, formats=PHOTO_FORMATS) as opened:
         need = _check_bounds(opened, fh, (width, height), budget)
@@ -197,9 +209,10 @@ def _decode(fh: BinaryIO, size: tuple[int, int], budget: MemoryBudget, on_decode
             img = _to_rgb(img)
             if keep_aspect:
                 img.thumbnail((width, height), Image.Resampling.BILINEAR, reducing_gap=2.0)
-            else:
-                img = img.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=2.0)
-            return np.asarray(img, dtype=np.uint8)
+                return np.asarray(img, dtype=np.uint8)
+            resized = [np.asarray(img.resize((w, h), Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.uint8)
+                       for h, w in (size, *also)]
+            return resized if also else resized[0]
 
 
 def _check_bounds(img: Image.Image, fh: BinaryIO, target: tuple[int, int], budget: MemoryBudget) -> int:

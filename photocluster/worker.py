@@ -131,7 +131,8 @@ class _ResultSender(FingerprintSink):
     def __init__(self, conn: Connection):
         self.conn = conn
 
-    def put(self, photo: PhotoFile, vector: np.ndarray, predictions: Predictions) -> None:
+    def put(self, photo: PhotoFile, vector: np.ndarray, predictions: Predictions, detections=None) -> None:
+        # The worker runs no detector yet: its photos get their detections from a later one-shot run.
         self.conn.send(("photo", photo.rel, np.asarray(vector, np.float32), tuple(predictions), None))
 
     def put_failure(self, photo: PhotoFile, reason: str) -> None:

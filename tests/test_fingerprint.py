@@ -215,7 +215,7 @@ class RecordingSink:
         self.fingerprints: list[str] = []
         self.failures: list[tuple[str, str]] = []
 
-    def put(self, photo, vector, predictions) -> None:
+    def put(self, photo, vector, predictions, detections=None) -> None:
         self.fingerprints.append(photo.rel)
 
     def put_failure(self, photo, reason) -> None:
