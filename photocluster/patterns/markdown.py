@@ -73,16 +73,16 @@ def summary_markdown(summary: Summary, settings: PatternSettings, *, library_roo
     return "\n".join(lines) + "\n" + extra
 
 
-def shared_patterns(library: Summary, folders: Mapping[str, Sequence[PhotoObjects]],
-                    settings: PatternSettings) -> str:
-    """The library summary's list of its patterns that two or more folders share, objects seen together first.
+def shared_patterns(library: Summary, candidates: Sequence[tuple[str, ...]],
+                    folders: Mapping[str, Sequence[PhotoObjects]], settings: PatternSettings) -> str:
+    """The library summary's list of the patterns that two or more folders share, objects seen together first.
 
-    A folder shares a pattern when the pattern is frequent there: at least the folder's own minimum support of its
-    photos hold all the pattern's objects. Links go to the folder summaries, relative to patterns/_library/.
+    The candidates are the folders' own patterns and the library's. A folder shares a pattern when the pattern is
+    frequent there: at least the folder's own minimum support of its photos hold all of its objects. Links go to
+    the folder summaries, relative to patterns/_library/.
     """
-    lines = ["", "## Patterns shared by folders", ""]
-    ordered = sorted(library.patterns, key=lambda pattern: len(pattern[0]) < 2)  # stable: by support within
-    for items, _ in ordered:
+    found = []
+    for items in dict.fromkeys([items for items, _ in library.patterns] + list(candidates)):
         holders = []
         for folder, members in sorted(folders.items()):
             count = sum(1 for photo in members if all(item in photo.objects for item in items))
@@ -90,11 +90,13 @@ def shared_patterns(library: Summary, folders: Mapping[str, Sequence[PhotoObject
                 holders.append((count, folder))
         if len(holders) >= 2:
             holders.sort(key=lambda holder: (-holder[0], holder[1]))
-            where = ", ".join(f"{_folder_link(folder)} ({plural(count, 'photo')})" for count, folder in holders)
-            lines.append(f"- **{_md(' + '.join(items))}**: {len(holders)} folders: {where}")
-        if len(lines) - 3 == TOP_PATTERNS:
-            break
-    if len(lines) == 3:
+            found.append((items, holders))
+    found.sort(key=lambda pair: (len(pair[0]) < 2, -len(pair[1]), -sum(count for count, _ in pair[1]), pair[0]))
+    lines = ["", "## Patterns shared by folders", ""]
+    for items, holders in found[:TOP_PATTERNS]:
+        where = ", ".join(f"{_folder_link(folder)} ({plural(count, 'photo')})" for count, folder in holders)
+        lines.append(f"- **{_md(' + '.join(items))}**: {len(holders)} folders: {where}")
+    if not found:
         lines.append("No pattern is frequent in two folders or more.")
     return "\n".join(lines) + "\n"
 

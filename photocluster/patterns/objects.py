@@ -108,9 +108,6 @@ COCO_ITEMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "toothbrush": ("toothbrush", ()),
 }
 
-OBJECT_SOURCES = ("detector", "imagenet", "both")  # the --objects choices (settings.OBJECT_SOURCES)
-
-
 def detected_items(detections: Sequence[Detection], min_score: float) -> tuple[dict[str, float], dict[str, int]]:
     """The items of the detections scoring at least `min_score`: item -> best score, item -> how many were found.
 

@@ -118,7 +118,9 @@ class _Update:
         started = time.perf_counter()
         summary = summarise("the whole library", everything, self.settings)
         self.report.library_mining_seconds = time.perf_counter() - started
-        shared = shared_patterns(summary, folders, self.settings)
+        candidates = [tuple(items) for key, entry in self.new_state.items() if key != LIBRARY_DIR
+                      for items, _ in entry["patterns"]]
+        shared = shared_patterns(summary, candidates, folders, self.settings)
         files = self._render(summary, (LIBRARY_DIR,), names_relative_to="", extra=shared + index)
         if self.where.write((LIBRARY_DIR,), files):
             self.report.library_written = True
@@ -141,11 +143,16 @@ class _Update:
         }
 
 
+SHARED_CANDIDATES = 20  # a folder's patterns kept in the state, for the library's list of shared ones
+
+
 def _state_entry(digest: str, summary: Summary) -> dict:
-    """What the state keeps of a written summary: its digest, and what the library's folder index shows."""
+    """What the state keeps of a written summary: its digest, what the library's folder index shows, and its top
+    patterns, which the library summary looks for in the other folders."""
     top = summary.patterns[0] if summary.patterns else None
     return {"digest": digest, "title": summary.title, "photos": len(summary.photos),
-            "top": [list(top[0]), top[1]] if top else None}
+            "top": [list(top[0]), top[1]] if top else None,
+            "patterns": [[list(items), support] for items, support in summary.patterns[:SHARED_CANDIDATES]]}
 
 
 def _group_by_folder(photos: Mapping[str, Predictions | None], detections: Mapping[str, Detections | None],
