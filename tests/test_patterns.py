@@ -499,6 +499,9 @@ def test_items_merge_across_the_two_vocabularies():
     # at the fine level the same word is one item too ("laptop"); its coarse "computer" is what COCO covers
     objects, _ = items_of(labels(("laptop", 0.5), ("notebook", 0.3)), seen(("laptop", 0.8)), level="fine")
     assert objects == {"laptop": 0.8}
+    # a parking meter covers no coarse label (ImageNet's rolls up to "clock"), but the fine names coincide
+    both = items_of(labels(("parking meter", 0.5)), seen(("parking meter", 0.4), ("parking meter", 0.3)), level="fine")
+    assert both == ({"parking meter": 0.5}, {"parking meter": 2})
 
 
 def test_the_threshold_applies_to_detection_scores():
@@ -550,6 +553,7 @@ PARK = {  # people with dogs again, and a bench; no table
 SHORE = {  # only the seashore: no detector results yet (an old cache)
     "shore/x.jpg": (labels(("seashore", 0.8)), None),
     "shore/y.jpg": (labels(("seashore", 0.9)), None),
+    "shore/z.jpg": (labels(("seashore", 0.7)), None),
 }
 
 
@@ -573,7 +577,7 @@ def test_utilities_count_the_instances_found(tmp_path):
     lines = (party / TRANSACTIONS).read_text(encoding="utf-8").splitlines()
     assert [",".join(row) for row in read_utilities(party / UTILITIES)] == lines
     # an ImageNet-only object counts one
-    assert read_utilities(out / "patterns" / "shore" / UTILITIES) == [{"seashore": 1}, {"seashore": 1}]
+    assert read_utilities(out / "patterns" / "shore" / UTILITIES) == [{"seashore": 1}] * 3
     summary = (party / SUMMARY).read_text(encoding="utf-8")
     assert "- **person**: 5 photos (83%), 8 found in all" in summary  # 3 + 1 + 2 + 1 + 1 people
     assert "- **cake**: 1 photo (17%)\n" in summary  # one found in one photo: no "found in all"
@@ -615,10 +619,11 @@ def test_the_library_summary_shows_which_folders_share_a_pattern(tmp_path):
     whole = out / "patterns" / LIBRARY_DIR
     text = (whole / SUMMARY).read_text(encoding="utf-8")
     shared = text.split("## Patterns shared by folders\n\n")[1].split("\n\n")[0].splitlines()
-    # person + dog: 3 party photos, 2 park photos; seashore alone: park 3, shore 2; the table only at the party
+    # person + dog: 3 party photos, 2 park photos; seashore alone: park 3, shore 3, more photos but one object,
+    # so second; the table and the cups only at the party
     assert shared == [
         "- **person + dog**: 2 folders: [party](../party/summary.md) (3 photos), [park](../park/summary.md) (2 photos)",
-        "- **seashore**: 2 folders: [park](../park/summary.md) (3 photos), [shore](../shore/summary.md) (2 photos)",
+        "- **seashore**: 2 folders: [park](../park/summary.md) (3 photos), [shore](../shore/summary.md) (3 photos)",
     ]
     for link in links_in(whole / SUMMARY):
         assert os.path.exists(os.path.join(whole, urllib.parse.unquote(link))), link
