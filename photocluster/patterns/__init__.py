@@ -43,9 +43,9 @@ on a file of ours. Each summary folder holds:
                       photos (relative links), then the most common single objects and how many of each were found;
                       in _library, also the patterns that two or more folders share, and every folder summary
 
-The modules: options (the settings as mining uses them), objects (a photo's items from both vocabularies), mining (transactions, fpmax), formats (the files' names and
-text formats, name escaping), markdown (summary.md), folders (writing under patterns/ safely), update (the
-incremental update that ties them together).
+The modules: options (the settings as mining uses them), objects (a photo's items from both vocabularies), mining
+(transactions, fpmax), formats (the files' names and text formats, name escaping), markdown (summary.md), folders
+(writing under patterns/ safely), update (the incremental update that ties them together).
 """
 from __future__ import annotations
 
