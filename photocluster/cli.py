@@ -19,8 +19,8 @@ from pathlib import Path
 
 from . import __version__
 from .logs import setup_logging  # its home is logs.py; cli.setup_logging stays importable
-from .settings import (DEFAULT_BATCH_SIZE, LABEL_LEVELS, MODEL_NAMES, LibrarySettings, PatternOptions,
-                       SettingsError)
+from .settings import (DEFAULT_BATCH_SIZE, LABEL_LEVELS, MODEL_NAMES, OBJECT_SOURCES, LibrarySettings,
+                       PatternOptions, SettingsError)
 from .summary import print_summary
 from .wording import plural
 
@@ -168,6 +168,9 @@ def _add_pattern_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--labels", choices=LABEL_LEVELS, default=defaults.labels,
                    help="object names: coarse (dog, car, boat...) or fine (the 1000 ImageNet classes) "
                    f"(default: {defaults.labels})")
+    p.add_argument("--objects", choices=OBJECT_SOURCES, default=defaults.objects,
+                   help="where a photo's objects come from: detector (every COCO object found), imagenet (the "
+                   "classifier's labels, which also name scenes) or both, merged (default: %(default)s)")
 
 
 def _add_verbosity(p: argparse.ArgumentParser) -> None:
@@ -191,7 +194,7 @@ def settings_from_args(args: argparse.Namespace, library: Path) -> LibrarySettin
         time_weight=args.time_weight,
         weights=args.weights or os.environ.get("PHOTOCLUSTER_WEIGHTS") or None,
         batch_size=args.batch_size,
-        patterns=PatternOptions(not args.no_patterns, args.threshold, args.min_support, args.labels),
+        patterns=PatternOptions(not args.no_patterns, args.threshold, args.min_support, args.labels, args.objects),
     )
     if args.model is not None:
         settings.model = args.model
@@ -256,7 +259,8 @@ def cmd_patterns(argv: list[str]) -> int:
     args = p.parse_args(argv)
     setup_logging(args.verbose, args.quiet)
     settings = LibrarySettings(library=args.path, out=args.out, weights=args.weights,
-                               patterns=PatternOptions(True, args.threshold, args.min_support, args.labels))
+                               patterns=PatternOptions(True, args.threshold, args.min_support, args.labels,
+                                                       args.objects))
     settings.validate()
     if not settings.cache_path.exists():
         raise UsageError(f"no fingerprint cache at {settings.cache_path}; run 'photocluster {args.path}' first")

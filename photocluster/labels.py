@@ -19,21 +19,22 @@ LEVELS = ("coarse", "fine")  # the label level: how finely a class is named
 # A photo's predictions: its most probable ImageNet classes as (class index, probability), most probable first.
 # The cache keeps them; the patterns stage turns those at or above the minimum probability into object names.
 Predictions = tuple[tuple[int, float], ...]
-CLASS_COUNT = 1000
-COCO_CLASS_COUNT = 80
 
 
 @dataclass(frozen=True, slots=True)
 class Detection:
-    """One object the detector found: a COCO class name, its score, and its box as fractions of the photo."""
+    """One object the detector found in a photo."""
 
-    label: str
-    score: float
-    box: tuple[float, float, float, float]  # x1, y1, x2, y2
+    label: str  # a COCO class name, e.g. "person", "dog", "dining table" (the 80 COCO names)
+    score: float  # 0..1
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 as fractions of the photo
 
 
 # A photo's detections, best first; None where the photo has not been through the detector (an older cache).
 Detections = tuple[Detection, ...]
+CLASS_COUNT = 1000
+COCO_CLASS_COUNT = 80
+
 
 # Labels are items in comma-separated transactions and in `item<TAB>item:support` pattern lines.
 _UNSAFE = re.compile(r"[,\t\r\n:]")

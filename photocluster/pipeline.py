@@ -380,8 +380,10 @@ def forget_missing(cache: FingerprintCache, photos: dict[str, PhotoFile]) -> int
 def write_patterns(settings: LibrarySettings, cache: FingerprintCache, rels: list[str]) -> int:
     from .patterns import PatternSettings, update_patterns
 
+    detections = getattr(cache, "detections", None)  # the detector's objects, where the cache has them
     result = update_patterns(settings.out_dir, cache.predictions(rels), PatternSettings.from_options(settings.patterns),
-                             library_root=Path(settings.library))
+                             library_root=Path(settings.library),
+                             detections=dict(zip(rels, detections(rels), strict=True)) if detections else None)
     return result.written
 
 

@@ -15,6 +15,7 @@ RANDOM_WEIGHTS = ("random", "none")  # random initialisation with a fixed seed
 NAMED_WEIGHTS = (None, IMAGENET_WEIGHTS, *RANDOM_WEIGHTS)  # any other `weights` names a weights file
 DEFAULT_BATCH_SIZE = 16  # photos per model call
 LABEL_LEVELS = ("coarse", "fine")
+OBJECT_SOURCES = ("detector", "imagenet", "both")  # where a photo's objects come from (--objects)
 BURST_SECONDS_MAX = 3600.0  # an hour: a longer "burst" is not one scene any more
 OUTPUT_NAME = "photocluster"
 # Where photocluster must never write, whatever --out says (checked on the real path, links resolved):
@@ -37,7 +38,7 @@ class PatternOptions:
     """Whether and how to write the per-folder object summaries: the one home of their defaults and checks.
 
     The fields are named as the user names them (flags --threshold, --min-support, --labels; the same keys in a
-    config file). Inside the patterns package they are the minimum probability and the label level
+    config file; --objects too). Inside the patterns package they are the minimum probability and the label level
     (patterns.PatternSettings.from_options).
     """
 
@@ -45,6 +46,7 @@ class PatternOptions:
     threshold: float = 0.2  # the minimum probability that makes a prediction one of the photo's objects
     min_support: float = 0.05  # a fraction of the folder's photos when < 1, a photo count when >= 1
     labels: str = "coarse"  # the label level: "coarse" (rolled up, readable) or "fine" (the 1000 ImageNet classes)
+    objects: str = "both"  # "detector" (COCO objects), "imagenet" (the classifier's labels) or both, merged
 
     def validate(self) -> None:
         """Raise SettingsError, one line naming the setting, for the first bad value."""
@@ -61,6 +63,8 @@ class PatternOptions:
                 f"min_support must be a fraction in (0, 1) or a whole photo count >= 1, got {support!r}")
         if self.labels not in LEVELS:
             raise SettingsError(f"labels must be one of {', '.join(LEVELS)}, got {self.labels!r}")
+        if self.objects not in OBJECT_SOURCES:
+            raise SettingsError(f"objects must be one of {', '.join(OBJECT_SOURCES)}, got {self.objects!r}")
 
 
 @dataclass

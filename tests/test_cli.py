@@ -80,6 +80,8 @@ def test_json_output(tmp_path, stand_in, capsys):
     (["{lib}", "--out"], "expected one argument"),
     (["patterns", "{lib}", "--threshold", "7"], "threshold"),
     (["patterns", "{lib}", "--labels", "x"], "invalid choice"),
+    (["{lib}", "--objects", "yolo"], "argument --objects: invalid choice: 'yolo'"),
+    (["patterns", "{lib}", "--objects", "x"], "argument --objects: invalid choice: 'x'"),
     (["fetch-weights", "resnet"], "invalid choice"),
     (["{lib}", "--model"], "expected one argument"),
     (["{lib}", "--out", "{lib}"], "library itself"),
@@ -112,6 +114,18 @@ def test_verify_burst_and_time_weight_reach_the_settings(tmp_path, command, flag
     build = build_run_parser if command == "run" else build_watch_parser
     settings = settings_from_args(build().parse_args([str(lib), "--model", "squeezenet", *flags]), lib)
     assert (settings.verify, settings.burst_seconds, settings.time_weight) == expected
+
+
+@pytest.mark.parametrize("command", ["run", "watch"])
+@pytest.mark.parametrize("flags, expected", [([], "both"), (["--objects", "imagenet"], "imagenet"),
+                                             (["--objects", "detector"], "detector")])
+def test_objects_reach_the_settings(tmp_path, command, flags, expected):
+    from photocluster.cli import build_run_parser, build_watch_parser, settings_from_args
+
+    lib = make_library(tmp_path / "lib", groups=1, singles=0)
+    build = build_run_parser if command == "run" else build_watch_parser
+    settings = settings_from_args(build().parse_args([str(lib), "--model", "squeezenet", *flags]), lib)
+    assert settings.patterns.objects == expected
 
 
 @pytest.mark.parametrize("flags, fragment", [

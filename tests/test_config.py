@@ -68,6 +68,17 @@ def test_a_full_config(place):
     assert other.model == "vgg16" and other.sim == 0.5
 
 
+def test_the_objects_key(place):
+    def objects(value: str) -> str:
+        return GOOD.replace('labels = "fine"', f'labels = "fine"\nobjects = {value}')
+
+    family, other = load_config(write(place, objects('"imagenet"'))).libraries
+    assert (family.patterns.objects, other.patterns.objects) == ("imagenet", "both")
+    message = error_of(place, objects('"yolo"'))
+    assert message.endswith("[[library]] #1: [patterns] objects must be one of detector, imagenet, both, got 'yolo'")
+    assert "[patterns] objects must be a string" in error_of(place, objects("1"))
+
+
 def test_verify_burst_seconds_and_time_weight(place):
     text = GOOD.replace("min_size = 3", "min_size = 3\nverify = false\nburst_seconds = 2\ntime_weight = 0.25")
     family, other = load_config(write(place, text)).libraries

@@ -17,9 +17,9 @@ from PIL import Image, ImageOps
 
 from photocluster.labels import class_labels, top_labels
 from photocluster.patterns import (
-    FOLDER_MARK, LIBRARY_DIR, OUR_FILES, PATTERNS, PHOTOS, ROOT_DIR, SUMMARY, TRANSACTIONS, PatternSettings, escape_name,
-    format_patterns, mine_maximal, mirror_parts, parse_min_support, photo_objects, read_patterns, read_photo_names,
-    unescape_name, update_patterns,
+    COCO_ITEMS, FOLDER_MARK, LIBRARY_DIR, OUR_FILES, PATTERNS, PHOTOS, ROOT_DIR, SUMMARY, TRANSACTIONS, UTILITIES,
+    PatternSettings, escape_name, format_patterns, mine_maximal, mirror_parts, parse_min_support, photo_items,
+    photo_objects, read_patterns, read_photo_names, read_utilities, transaction_stats, unescape_name, update_patterns,
 )
 
 FINE = class_labels("fine")
@@ -434,3 +434,229 @@ def test_pattern_options_are_checked_without_the_patterns_package_and_share_its_
     options = PatternOptions()
     assert PatternSettings() == PatternSettings(options.threshold, options.min_support, options.labels)
     assert PatternSettings.from_options(PatternOptions(True, 0.4, 3, "fine")) == PatternSettings(0.4, 3, "fine")
+
+
+# --- objects from the detector (issue 13) ----------------------------------------------------
+
+# The 80 COCO class names, in the detector's order (@vladmandic/human src/object/labels.ts), written out here so that
+# the table is checked against the list and not against itself.
+COCO_NAMES = [
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
+    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow", "elephant",
+    "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard",
+    "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
+    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange", "broccoli",
+    "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant", "bed", "dining table", "toilet",
+    "tv", "laptop", "mouse", "remote", "keyboard", "cell phone", "microwave", "oven", "toaster", "sink",
+    "refrigerator", "book", "clock", "vase", "scissors", "teddy bear", "hair drier", "toothbrush",
+]
+COARSE = class_labels("coarse")
+
+
+def box() -> tuple[float, float, float, float]:
+    return (0.1, 0.1, 0.5, 0.5)
+
+
+def seen(*pairs: tuple[str, float]) -> tuple:
+    """Detections from (COCO label, score) pairs."""
+    from photocluster.labels import Detection
+
+    return tuple(Detection(label, score, box()) for label, score in pairs)
+
+
+def items_of(predictions, detections, source="both", level="coarse", threshold=0.2):
+    return photo_items(predictions, detections, names=class_labels(level), coarse=COARSE,
+                       min_probability=threshold, source=source)
+
+
+def test_every_coco_class_is_itself_or_a_coarse_label():
+    coarse = set(COARSE)
+    assert list(COCO_ITEMS) == COCO_NAMES
+    for name, (item, covers) in COCO_ITEMS.items():
+        assert item == name or item in coarse or (name, item) == ("kite", "kite (toy)"), name
+        assert set(covers) <= coarse, name  # covers names real coarse labels
+        if name in coarse:  # the same word in both vocabularies is one item
+            assert item == name and name in covers, name
+        if item in coarse:  # an item renamed to a coarse label merges with it
+            assert item in covers, name
+    assert COCO_ITEMS["couch"][0] == "sofa" and COCO_ITEMS["tv"][0] == "television"
+    assert COCO_ITEMS["cow"][0] == "cattle"
+    # items are safe in transactions and pattern lines, and the fine ImageNet "kite" (a bird) stays apart
+    assert not any(re.search(r"[,\t\r\n:]", item) for item, _ in COCO_ITEMS.values())
+    assert "kite (toy)" not in set(FINE) | coarse
+
+
+def test_items_merge_across_the_two_vocabularies():
+    # ImageNet: tabby 0.6 (coarse "cat") and studio couch 0.3 (coarse "sofa"); the detector: a cat, two people, a couch
+    predictions = labels(("tabby", 0.6), ("studio couch", 0.3))
+    detections = seen(("cat", 0.9), ("person", 0.8), ("person", 0.7), ("couch", 0.5))
+    objects, utilities = items_of(predictions, detections)
+    assert objects == {"cat": 0.9, "person": 0.8, "sofa": 0.5}  # cat and sofa once each, best confidence kept
+    assert utilities == {"cat": 1, "person": 2, "sofa": 1}
+    # a vaguer ImageNet label of a detected thing goes; a scene COCO cannot name stays
+    objects, _ = items_of(labels(("Granny Smith", 0.7), ("seashore", 0.25)), seen(("banana", 0.6), ("apple", 0.4)))
+    assert objects == {"banana": 0.6, "apple": 0.4, "seashore": 0.25}
+    # at the fine level the same word is one item too ("laptop"); its coarse "computer" is what COCO covers
+    objects, _ = items_of(labels(("laptop", 0.5), ("notebook", 0.3)), seen(("laptop", 0.8)), level="fine")
+    assert objects == {"laptop": 0.8}
+    # a parking meter covers no coarse label (ImageNet's rolls up to "clock"), but the fine names coincide
+    both = items_of(labels(("parking meter", 0.5)), seen(("parking meter", 0.4), ("parking meter", 0.3)), level="fine")
+    assert both == ({"parking meter": 0.5}, {"parking meter": 2})
+
+
+def test_the_threshold_applies_to_detection_scores():
+    detections = seen(("person", 0.19), ("dog", 0.2), ("bicycle", 0.5), ("person", 0.6))
+    objects, utilities = items_of((), detections, threshold=0.2)
+    assert objects == {"person": 0.6, "bicycle": 0.5, "dog": 0.2}  # 0.2 is in (inclusive), 0.19 out
+    assert utilities == {"person": 1, "bicycle": 1, "dog": 1}  # the person at 0.19 is not counted
+    assert items_of((), detections, threshold=0.55) == ({"person": 0.6}, {"person": 1})
+
+
+def test_each_objects_choice():
+    predictions = labels(("seashore", 0.5), ("beagle", 0.3))
+    detections = seen(("person", 0.9), ("dog", 0.6), ("dog", 0.4), ("umbrella", 0.1))
+    names = class_labels("coarse")
+    assert items_of(predictions, detections, "imagenet") == (photo_objects(predictions, names, 0.2),
+                                                             {"seashore": 1, "dog": 1})
+    assert items_of(predictions, detections, "detector") == ({"person": 0.9, "dog": 0.6}, {"person": 1, "dog": 2})
+    assert items_of(predictions, detections, "both") == ({"person": 0.9, "dog": 0.6, "seashore": 0.5},
+                                                         {"person": 1, "dog": 2, "seashore": 1})
+
+
+@pytest.mark.parametrize("source", ["detector", "imagenet", "both"])
+def test_a_photo_without_detections_has_its_imagenet_items(source):
+    predictions = labels(("seashore", 0.5), ("sandbar", 0.3))
+    assert items_of(predictions, None, source) == ({"seashore": 0.5, "sandbar": 0.3}, {"seashore": 1, "sandbar": 1})
+    assert items_of(predictions, (), source)[0] == ({} if source == "detector" else
+                                                    {"seashore": 0.5, "sandbar": 0.3})
+
+
+def test_transaction_stats():
+    assert transaction_stats([]) == (0.0, 0.0)
+    share, mean = transaction_stats([{"a", "b"}, {"a"}, set(), ["a", "b", "c"]])
+    assert share == 0.5 and mean == 6 / 4
+
+
+PARTY = {  # a party folder: people with a dog or at a table; one photo only a cake
+    "party/1.jpg": (labels(("beagle", 0.4)), seen(("person", 0.9), ("person", 0.8), ("person", 0.7), ("dog", 0.8))),
+    "party/2.jpg": (labels(("beagle", 0.5)), seen(("person", 0.9), ("dog", 0.7))),
+    "party/3.jpg": (labels(), seen(("person", 0.9), ("person", 0.6), ("dog", 0.3))),
+    "party/4.jpg": (labels(("dining table", 0.3)), seen(("person", 0.9), ("dining table", 0.8), ("cup", 0.5))),
+    "party/5.jpg": (labels(), seen(("person", 0.7), ("dining table", 0.6), ("cup", 0.6), ("cup", 0.5))),
+    "party/6.jpg": (labels(), seen(("cake", 0.9))),
+}
+PARK = {  # people with dogs again, and a bench; no table
+    "park/a.jpg": (labels(("seashore", 0.6)), seen(("person", 0.8), ("dog", 0.9))),
+    "park/b.jpg": (labels(("seashore", 0.5)), seen(("person", 0.8), ("dog", 0.5), ("bench", 0.4))),
+    "park/c.jpg": (labels(("seashore", 0.7)), seen(("bench", 0.5))),
+}
+SHORE = {  # only the seashore: no detector results yet (an old cache)
+    "shore/x.jpg": (labels(("seashore", 0.8)), None),
+    "shore/y.jpg": (labels(("seashore", 0.9)), None),
+    "shore/z.jpg": (labels(("seashore", 0.7)), None),
+}
+
+
+def split(photos: dict) -> tuple[dict, dict]:
+    return {rel: value[0] for rel, value in photos.items()}, {rel: value[1] for rel, value in photos.items()}
+
+
+def test_utilities_count_the_instances_found(tmp_path):
+    predictions, detections = split({**PARTY, **SHORE})
+    out = tmp_path / "out"
+    update_patterns(out, predictions, PatternSettings(min_support=2), tmp_path / "lib", detections=detections)
+    party = out / "patterns" / "party"
+    assert (party / UTILITIES).read_text(encoding="utf-8").splitlines()[0] == "person,dog:4:3,1"
+    rows = dict(zip(read_photo_names(party / PHOTOS), read_utilities(party / UTILITIES)))
+    assert rows["1.jpg"] == {"person": 3, "dog": 1}
+    assert rows["3.jpg"] == {"person": 2, "dog": 1}
+    assert rows["5.jpg"] == {"person": 1, "dining table": 1, "cup": 2}
+    # dining table: the detector's and ImageNet's are one item, counted as the detector found it
+    assert rows["4.jpg"] == {"person": 1, "dining table": 1, "cup": 1}
+    # the transactions keep PAMI's plain format, the same objects in the same order
+    lines = (party / TRANSACTIONS).read_text(encoding="utf-8").splitlines()
+    assert [",".join(row) for row in read_utilities(party / UTILITIES)] == lines
+    # an ImageNet-only object counts one
+    assert read_utilities(out / "patterns" / "shore" / UTILITIES) == [{"seashore": 1}] * 3
+    summary = (party / SUMMARY).read_text(encoding="utf-8")
+    assert "- **person**: 5 photos (83%), 8 found in all" in summary  # 3 + 1 + 2 + 1 + 1 people
+    assert "- **cake**: 1 photo (17%)\n" in summary  # one found in one photo: no "found in all"
+
+
+def test_a_summary_shows_objects_seen_together_first(tmp_path):
+    library = tmp_path / "lib"
+    photos = {**PARTY, **PARK, **{f"party/{n}.jpg": (labels(), seen(("cake", 0.8))) for n in (7, 8, 9)}}
+    make_library(library, photos)
+    predictions, detections = split(photos)
+    out = library / "photocluster"
+    update_patterns(out, predictions, PatternSettings(min_support=2), library, detections=detections)
+    party = out / "patterns" / "party"
+    # cake alone in 4 photos is a maximal pattern with more support than either pair
+    assert read_patterns(party / PATTERNS) == [(("cake",), 4), (("person", "dog"), 3),
+                                               (("person", "dining table", "cup"), 2)]
+    summary = (party / SUMMARY).read_text(encoding="utf-8")
+    together, common = summary.split("## Objects seen together\n")[1].split("## Most common objects\n")
+    pairs = [line for line in together.splitlines() if line.startswith("- ")]
+    assert [line.split("**")[1] for line in pairs] == ["person + dog", "person + dining table + cup"]
+    assert pairs[0].startswith("- **person + dog**: 3 photos (33%), e.g. [")
+    # most confident first, by each photo's least confident object of the pattern: 0.8, 0.7, 0.3
+    assert re.findall(r"\[([^]]+)\]", pairs[0]) == ["1.jpg", "2.jpg", "3.jpg"]
+    assert re.findall(r"\[([^]]+)\]", pairs[1]) == ["5.jpg", "4.jpg"]  # least confident object 0.6, then 0.5
+    assert "cake" not in together
+    assert [line.split("**")[1] for line in common.splitlines() if line.startswith("- ")][:3] == \
+        ["person", "cake", "dog"]
+    for link in links_in(party / SUMMARY):
+        assert os.path.exists(os.path.join(party, urllib.parse.unquote(link))), link
+
+
+def test_the_library_summary_shows_which_folders_share_a_pattern(tmp_path):
+    library = tmp_path / "lib"
+    photos = {**PARTY, **PARK, **SHORE}
+    make_library(library, photos)
+    predictions, detections = split(photos)
+    out = library / "photocluster"
+    update_patterns(out, predictions, PatternSettings(min_support=2), library, detections=detections)
+    whole = out / "patterns" / LIBRARY_DIR
+    text = (whole / SUMMARY).read_text(encoding="utf-8")
+    shared = text.split("## Patterns shared by folders\n\n")[1].split("\n\n")[0].splitlines()
+    # person + dog: 3 party photos, 2 park photos; seashore alone: park 3, shore 3, more photos but one object,
+    # so second; the table and the cups only at the party
+    assert shared == [
+        "- **person + dog**: 2 folders: [party](../party/summary.md) (3 photos), [park](../park/summary.md) (2 photos)",
+        "- **seashore**: 2 folders: [park](../park/summary.md) (3 photos), [shore](../shore/summary.md) (3 photos)",
+    ]
+    for link in links_in(whole / SUMMARY):
+        assert os.path.exists(os.path.join(whole, urllib.parse.unquote(link))), link
+
+
+def test_the_objects_choice_rewrites_the_summaries(tmp_path):
+    predictions, detections = split({**PARTY, **SHORE})
+    out = tmp_path / "out"
+    for source, first_line in [("both", "person,dog"), ("imagenet", "dog"), ("detector", "person,dog")]:
+        report = update_patterns(out, predictions, PatternSettings(objects=source), tmp_path / "lib",
+                                 detections=detections)
+        assert report.written == 3, source
+        assert (out / "patterns" / "party" / TRANSACTIONS).read_text().splitlines()[0] == first_line
+    # without detections at all, "both" is today's ImageNet summary
+    update_patterns(out, predictions, PatternSettings(objects="imagenet"), tmp_path / "lib")
+    imagenet_only = (out / "patterns" / "party" / TRANSACTIONS).read_text()
+    update_patterns(out, predictions, PatternSettings(objects="both"), tmp_path / "lib")
+    assert (out / "patterns" / "party" / TRANSACTIONS).read_text() == imagenet_only
+
+
+def test_bad_detections_are_a_warning_and_the_imagenet_items_stand_in(tmp_path, caplog):
+    predictions = {"a.jpg": labels(("tabby", 0.9)), "b.jpg": labels(("tabby", 0.9))}
+    detections = {"a.jpg": "not detections", "b.jpg": (("person", 0.9, box()),)}
+    with caplog.at_level(logging.WARNING, logger="photocluster.patterns"):
+        update_patterns(tmp_path / "out", predictions, PatternSettings(), tmp_path / "lib", detections=detections)
+    assert (tmp_path / "out" / "patterns" / ROOT_DIR / TRANSACTIONS).read_text() == "cat\ncat\n"
+    assert caplog.text.count("ignored the detections") == 2
+
+
+def test_objects_setting_is_checked():
+    with pytest.raises(ValueError, match="objects must be one of detector, imagenet, both, got 'yolo'"):
+        PatternSettings(objects="yolo")
+    from photocluster.settings import PatternOptions
+
+    assert PatternOptions().objects == "both" == PatternSettings().objects
+    assert PatternSettings.from_options(PatternOptions(objects="detector")).objects == "detector"

@@ -49,7 +49,7 @@ class PatternsFolder:
                 return {}
             state = json.loads(raw)
             folders = state["folders"] if state.get("version") == FORMAT_VERSION else {}
-            if not all(isinstance(entry, dict) and set(entry) == {"digest", "title", "photos", "top"}
+            if not all(isinstance(entry, dict) and set(entry) == {"digest", "title", "photos", "top", "patterns"}
                        for entry in folders.values()):
                 raise ValueError("unexpected entries")
         except (OSError, ValueError, AttributeError, KeyError, TypeError) as error:

@@ -1,7 +1,8 @@
 """The files under <out>/patterns/: their names and layout, and the text formats of transactions and patterns.
 
-transactions.txt is PAMI's transactional format (sep=","), patterns.txt PAMI's pattern format, and photos.txt
-names the photo of each transaction line, escaped to one line of valid UTF-8 (see the package docstring).
+transactions.txt is PAMI's transactional format (sep=","), utilities.txt PAMI's utility format (the same lines,
+with how many of each object were found), patterns.txt PAMI's pattern format, and photos.txt names the photo of
+each transaction line, escaped to one line of valid UTF-8 (see the package docstring).
 """
 from __future__ import annotations
 
@@ -17,14 +18,45 @@ ROOT_DIR = "_root"
 LIBRARY_DIR = "_library"
 STATE_NAME = ".state.json"
 TRANSACTIONS, PHOTOS, PATTERNS, SUMMARY = "transactions.txt", "photos.txt", "patterns.txt", "summary.md"
-OUR_FILES = (TRANSACTIONS, PHOTOS, PATTERNS, SUMMARY)
+UTILITIES = "utilities.txt"
+OUR_FILES = (TRANSACTIONS, UTILITIES, PHOTOS, PATTERNS, SUMMARY)
 RESERVED_NAMES = OUR_FILES + (FOLDER_MARK, STATE_NAME)
-FORMAT_VERSION = 1  # part of every digest: bump it when the files' content changes, to rewrite them all
+FORMAT_VERSION = 2  # part of every digest: bump it when the files' content changes, to rewrite them all
 
 
 def transactions_text(photos: Sequence[PhotoObjects]) -> str:
     """One line per photo: its objects comma-separated, most probable first (empty: no object)."""
     return "".join(",".join(photo.objects) + "\n" for photo in photos)
+
+
+def utilities_text(photos: Sequence[PhotoObjects]) -> str:
+    """PAMI's utility format, sep=",": `items:total utility:utilities`, one line per photo in the order of
+    transactions.txt, where an object's utility is how many of it were found ("person,dog:4:3,1"); an empty line for
+    a photo with no object, so that line i is still the photo on line i of photos.txt."""
+    def line(photo: PhotoObjects) -> str:
+        if not photo.objects:
+            return "\n"
+        utilities = [photo.utility(item) for item in photo.objects]
+        return f"{','.join(photo.objects)}:{sum(utilities)}:{','.join(map(str, utilities))}\n"
+
+    return "".join(line(photo) for photo in photos)
+
+
+def read_utilities(path: str | os.PathLike) -> list[dict[str, int]]:
+    """Read a utilities.txt back: per line, object -> utility ({} for an empty line). ValueError on a bad line."""
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            line = line.rstrip("\n")
+            if not line:
+                rows.append({})
+                continue
+            items, total, utilities = line.split(":")
+            row = dict(zip(items.split(","), map(int, utilities.split(",")), strict=True))
+            if sum(row.values()) != int(total):
+                raise ValueError(f"{path}:{number}: the total utility is not the sum of the utilities")
+            rows.append(row)
+    return rows
 
 
 def photos_text(names: Sequence[str]) -> str:

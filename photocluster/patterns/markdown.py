@@ -1,13 +1,14 @@
-"""summary.md: a summary folder's patterns and objects in Markdown, with relative links to example photos."""
+"""summary.md: a summary folder's patterns and objects in Markdown, with relative links to example photos; the
+library's also lists the patterns that folders share, and every folder summary."""
 from __future__ import annotations
 
 import os
 import re
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from ..wording import plural
-from .formats import PATTERNS, PHOTOS, SUMMARY, TRANSACTIONS, escape_name
+from .formats import PATTERNS, PHOTOS, SUMMARY, TRANSACTIONS, UTILITIES, escape_name, mirror_parts
 from .mining import PhotoObjects, Summary
 from .options import PatternSettings
 
@@ -34,31 +35,75 @@ def _examples(summary: Summary, items: tuple[str, ...]) -> list[PhotoObjects]:
     return holders[:EXAMPLES_PER_PATTERN]
 
 
+_SOURCES = {"both": "found by the detector or named by the ImageNet classifier", "detector": "found by the detector",
+            "imagenet": "named by the ImageNet classifier"}
+
+
 def summary_markdown(summary: Summary, settings: PatternSettings, *, library_root: str, summary_dir: str,
                      link_label: Callable[[PhotoObjects], str], extra: str = "") -> str:
-    """summary.md: the top patterns with example photos linked relative to `summary_dir`, the common objects."""
+    """summary.md: the objects seen together, with example photos linked relative to `summary_dir`, then the most
+    common single objects."""
     total = len(summary.photos)
     with_objects = sum(1 for photo in summary.photos if photo.objects)
+    together = [pattern for pattern in summary.patterns if len(pattern[0]) >= 2]
     lines = [f"# Objects in {_md(escape_name(summary.title))}", "",
-             (f"{plural(total, 'photo')}, {with_objects} with an object of probability {settings.min_probability:g} "
-              f"or more ({settings.level} labels). A pattern is a largest set of objects seen together in at least "
-              f"{settings.describe_support(total)}."), "", "## Top patterns", ""]
-    if not summary.patterns:
-        lines.append(f"No object appears in {plural(summary.min_count, 'photo')} or more.")
-    for items, support in summary.patterns[:TOP_PATTERNS]:
+             (f"{plural(total, 'photo')}, {with_objects} with an object {_SOURCES[settings.objects]} at "
+              f"{settings.min_probability:g} or more ({settings.level} labels). A pattern is a largest set of "
+              f"objects seen together in at least {settings.describe_support(total)}."), "",
+             "## Objects seen together", ""]
+    if not together:
+        lines.append(f"No two objects are seen together in {plural(summary.min_count, 'photo')} or more.")
+    for items, support in together[:TOP_PATTERNS]:
         links = ", ".join(_photo_link(photo, link_label(photo), library_root, summary_dir)
                           for photo in _examples(summary, items))
-        lines.append(f"- **{_md(' + '.join(items))}**: {plural(support, 'photo')}, e.g. {links}")
-    if len(summary.patterns) > TOP_PATTERNS:
-        lines.append(f"- ... {len(summary.patterns) - TOP_PATTERNS} more in [{PATTERNS}]({PATTERNS})")
+        lines.append(f"- **{_md(' + '.join(items))}**: {plural(support, 'photo')} ({support / total:.0%}), "
+                     f"e.g. {links}")
+    if len(together) > TOP_PATTERNS:
+        lines.append(f"- ... {len(together) - TOP_PATTERNS} more in [{PATTERNS}]({PATTERNS})")
     lines += ["", "## Most common objects", ""]
     if not summary.object_counts:
         lines.append("None.")
     for item, count in sorted(summary.object_counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_OBJECTS]:
-        lines.append(f"- **{_md(item)}**: {plural(count, 'photo')} ({count / total:.0%})")
+        instances = summary.instance_counts.get(item, count)
+        found = f", {instances} found in all" if instances > count else ""
+        lines.append(f"- **{_md(item)}**: {plural(count, 'photo')} ({count / total:.0%}){found}")
     lines += ["", (f"Files: [{TRANSACTIONS}]({TRANSACTIONS}) (one photo a line, named in [{PHOTOS}]({PHOTOS})), "
+                   f"[{UTILITIES}]({UTILITIES}) (the same with how many of each object), "
                    f"[{PATTERNS}]({PATTERNS}) (every maximal pattern).")]
     return "\n".join(lines) + "\n" + extra
+
+
+def shared_patterns(library: Summary, candidates: Sequence[tuple[str, ...]],
+                    folders: Mapping[str, Sequence[PhotoObjects]], settings: PatternSettings) -> str:
+    """The library summary's list of the patterns that two or more folders share, objects seen together first.
+
+    The candidates are the folders' own patterns and the library's. A folder shares a pattern when the pattern is
+    frequent there: at least the folder's own minimum support of its photos hold all of its objects. Links go to
+    the folder summaries, relative to patterns/_library/.
+    """
+    found = []
+    for items in dict.fromkeys([items for items, _ in library.patterns] + list(candidates)):
+        holders = []
+        for folder, members in sorted(folders.items()):
+            count = sum(1 for photo in members if all(item in photo.objects for item in items))
+            if count >= settings.min_count(len(members)):
+                holders.append((count, folder))
+        if len(holders) >= 2:
+            holders.sort(key=lambda holder: (-holder[0], holder[1]))
+            found.append((items, holders))
+    found.sort(key=lambda pair: (len(pair[0]) < 2, -len(pair[1]), -sum(count for count, _ in pair[1]), pair[0]))
+    lines = ["", "## Patterns shared by folders", ""]
+    for items, holders in found[:TOP_PATTERNS]:
+        where = ", ".join(f"{_folder_link(folder)} ({plural(count, 'photo')})" for count, folder in holders)
+        lines.append(f"- **{_md(' + '.join(items))}**: {len(holders)} folders: {where}")
+    if not found:
+        lines.append("No pattern is frequent in two folders or more.")
+    return "\n".join(lines) + "\n"
+
+
+def _folder_link(folder: str) -> str:
+    href = urllib.parse.quote(os.fsencode(f"../{'/'.join(mirror_parts(folder))}/{SUMMARY}"), safe="/")
+    return f"[{_md(escape_name(folder or 'the library root'))}]({href})"
 
 
 def folder_index(state: Mapping[str, dict]) -> str:

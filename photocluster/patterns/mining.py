@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -68,11 +68,14 @@ def mine_maximal(transactions: Sequence[Collection[str]], min_count: int,
 
 @dataclass
 class PhotoObjects:
-    """One photo's transaction: its objects, with their probabilities."""
-
+    """One photo's transaction: its objects, with their probabilities (or detection scores), and utilities."""
 
     rel: str  # library-relative path
-    objects: dict[str, float]
+    objects: dict[str, float]  # most confident first
+    utilities: dict[str, int] = field(default_factory=dict)  # how many of each were found; missing: one
+
+    def utility(self, item: str) -> int:
+        return self.utilities.get(item, 1)
 
 
 @dataclass
@@ -83,8 +86,9 @@ class Summary:
     title: str  # the folder's library path, or a description
     photos: list[PhotoObjects]
     patterns: list[Pattern]
-    object_counts: Counter
+    object_counts: Counter  # photos holding each object
     min_count: int
+    instance_counts: Counter = field(default_factory=Counter)  # each object's instances over all the photos
 
 
 def summarise(title: str, photos: list[PhotoObjects], settings: PatternSettings) -> Summary:
@@ -95,4 +99,15 @@ def summarise(title: str, photos: list[PhotoObjects], settings: PatternSettings)
         confidence.update(photo.objects)
     patterns = mine_maximal(transactions, min_count, confidence)
     counts = Counter(item for transaction in transactions for item in transaction)
-    return Summary(title, photos, patterns, counts, min_count)
+    instances = Counter({item: sum(photo.utility(item) for photo in photos if item in photo.objects)
+                         for item in counts})
+    return Summary(title, photos, patterns, counts, min_count, instances)
+
+
+def transaction_stats(transactions: Sequence[Collection[str]]) -> tuple[float, float]:
+    """The share of transactions with two or more items, and the mean number of items per transaction (issue 13's
+    measures: how often a photo shows objects together). (0.0, 0.0) for no transactions."""
+    if not transactions:
+        return 0.0, 0.0
+    sizes = [len(set(transaction)) for transaction in transactions]
+    return sum(1 for size in sizes if size >= 2) / len(sizes), sum(sizes) / len(sizes)

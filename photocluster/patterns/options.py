@@ -1,4 +1,4 @@
-"""The pattern settings as the miner uses them: minimum probability, minimum support, label level.
+"""The pattern settings as the miner uses them: minimum probability, minimum support, label level, object source.
 
 Their defaults and checks have one home, settings.PatternOptions (the user's names for them); PatternSettings adds
 what mining needs: the minimum support as a photo count.
@@ -18,18 +18,22 @@ MIN_FRACTION_COUNT = 2  # a fractional minimum support never asks for fewer phot
 class PatternSettings:
     """min_probability: the lowest probability that makes a prediction an object of the photo, in (0, 1].
     min_support: a photo count (whole number >= 1) or a fraction of a folder's photos (0 < x < 1).
-    level: the label level, "coarse" (rolled up, readable) or "fine" (the 1000 ImageNet classes)."""
+    level: the label level, "coarse" (rolled up, readable) or "fine" (the 1000 ImageNet classes).
+    objects: where a photo's objects come from: "detector", "imagenet" or "both" (see objects.py).
+    min_probability is also the minimum detection score."""
 
     min_probability: float = PatternOptions.threshold
     min_support: int | float = PatternOptions.min_support
     level: str = PatternOptions.labels
+    objects: str = PatternOptions.objects
 
     def __post_init__(self) -> None:
-        PatternOptions(True, self.min_probability, self.min_support, self.level).validate()  # SettingsError
+        PatternOptions(True, self.min_probability, self.min_support, self.level, self.objects).validate()
 
     @classmethod
     def from_options(cls, options: PatternOptions) -> PatternSettings:
-        return cls(min_probability=options.threshold, min_support=options.min_support, level=options.labels)
+        return cls(min_probability=options.threshold, min_support=options.min_support, level=options.labels,
+                   objects=options.objects)
 
     def min_count(self, photos: int) -> int:
         """The minimum support as a photo count for a set of `photos` photos."""

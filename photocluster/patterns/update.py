@@ -10,13 +10,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..fsutil import ForeignEntry
-from ..labels import Predictions, class_labels
+from ..labels import Detection, Detections, Predictions, class_labels
 from ..wording import plural
 from .folders import PatternsFolder, open_patterns_dir
-from .formats import (FORMAT_VERSION, LIBRARY_DIR, PATTERNS, PATTERNS_DIR, PHOTOS, SUMMARY, TRANSACTIONS,
-                      escape_name, format_patterns, mirror_parts, photos_text, transactions_text, valid_photo_path)
-from .markdown import folder_index, summary_markdown
-from .mining import PhotoObjects, Summary, photo_objects, summarise
+from .formats import (FORMAT_VERSION, LIBRARY_DIR, PATTERNS, PATTERNS_DIR, PHOTOS, SUMMARY, TRANSACTIONS, UTILITIES,
+                      escape_name, format_patterns, mirror_parts, photos_text, transactions_text, utilities_text,
+                      valid_photo_path)
+from .markdown import folder_index, shared_patterns, summary_markdown
+from .mining import PhotoObjects, Summary, summarise
+from .objects import photo_items
 from .options import PatternSettings
 
 log = logging.getLogger("photocluster.patterns")
@@ -38,8 +40,10 @@ class PatternReport:
 
 
 def update_patterns(out_dir: str | os.PathLike, photos: Mapping[str, Predictions | None], settings: PatternSettings,
-                    library_root: str | os.PathLike) -> PatternReport:
-    """Bring <out_dir>/patterns/ up to date with `photos` (library-relative path -> its predictions).
+                    library_root: str | os.PathLike,
+                    detections: Mapping[str, Detections | None] | None = None) -> PatternReport:
+    """Bring <out_dir>/patterns/ up to date with `photos` (library-relative path -> its predictions) and their
+    `detections` (path -> the detector's objects; a photo missing there, or None, has not been through it).
 
     Mines and rewrites only the folders whose transactions, settings or link base changed, rewrites the
     whole-library summary when anything changed, and removes the summaries of folders with no photos left.
@@ -48,7 +52,7 @@ def update_patterns(out_dir: str | os.PathLike, photos: Mapping[str, Predictions
     patterns_dir = os.path.abspath(os.path.join(out_dir, PATTERNS_DIR))
     library_root = os.path.abspath(library_root)
     report = PatternReport()
-    folders = _group_by_folder(photos, class_labels(settings.level), settings.min_probability)
+    folders = _group_by_folder(photos, detections or {}, settings)
     report.photos = sum(len(members) for members in folders.values())
     try:
         with open_patterns_dir(out_dir) as root_fd:
@@ -77,7 +81,7 @@ class _Update:
     def context(self) -> list:
         """What every summary depends on besides its photos: the format, the settings, where the library lies."""
         s = self.settings
-        return [FORMAT_VERSION, s.min_probability, s.min_support, s.level,
+        return [FORMAT_VERSION, s.min_probability, s.min_support, s.level, s.objects,
                 os.path.relpath(self.library_root, self.patterns_dir)]
 
     def run(self, folders: dict[str, list[PhotoObjects]]) -> None:
@@ -114,14 +118,17 @@ class _Update:
         started = time.perf_counter()
         summary = summarise("the whole library", everything, self.settings)
         self.report.library_mining_seconds = time.perf_counter() - started
-        files = self._render(summary, (LIBRARY_DIR,), names_relative_to="", extra=index)
+        candidates = [tuple(items) for key, entry in self.new_state.items() if key != LIBRARY_DIR
+                      for items, _ in entry["patterns"]]
+        shared = shared_patterns(summary, candidates, folders, self.settings)
+        files = self._render(summary, (LIBRARY_DIR,), names_relative_to="", extra=shared + index)
         if self.where.write((LIBRARY_DIR,), files):
             self.report.library_written = True
             self.new_state[LIBRARY_DIR] = _state_entry(digest, summary)
 
     def _render(self, summary: Summary, parts: tuple[str, ...], *, names_relative_to: str,
                 extra: str = "") -> dict[str, str]:
-        """The four files of one summary folder, patterns/<parts...>."""
+        """The files of one summary folder, patterns/<parts...>."""
         def name(photo: PhotoObjects) -> str:
             return photo.rel[len(names_relative_to):] if names_relative_to else photo.rel
 
@@ -129,29 +136,38 @@ class _Update:
                                     summary_dir=os.path.join(self.patterns_dir, *parts), link_label=name, extra=extra)
         return {
             TRANSACTIONS: transactions_text(summary.photos),
+            UTILITIES: utilities_text(summary.photos),
             PHOTOS: photos_text([name(photo) for photo in summary.photos]),
             PATTERNS: format_patterns(summary.patterns),
             SUMMARY: markdown,
         }
 
 
+SHARED_CANDIDATES = 20  # a folder's patterns kept in the state, for the library's list of shared ones
+
+
 def _state_entry(digest: str, summary: Summary) -> dict:
-    """What the state keeps of a written summary: its digest, and what the library's folder index shows."""
+    """What the state keeps of a written summary: its digest, what the library's folder index shows, and its top
+    patterns, which the library summary looks for in the other folders."""
     top = summary.patterns[0] if summary.patterns else None
     return {"digest": digest, "title": summary.title, "photos": len(summary.photos),
-            "top": [list(top[0]), top[1]] if top else None}
+            "top": [list(top[0]), top[1]] if top else None,
+            "patterns": [[list(items), support] for items, support in summary.patterns[:SHARED_CANDIDATES]]}
 
 
-def _group_by_folder(photos: Mapping[str, Predictions | None], names: Sequence[str],
-                     min_probability: float) -> dict[str, list[PhotoObjects]]:
+def _group_by_folder(photos: Mapping[str, Predictions | None], detections: Mapping[str, Detections | None],
+                     settings: PatternSettings) -> dict[str, list[PhotoObjects]]:
+    names, coarse = class_labels(settings.level), class_labels("coarse")
     folders: dict[str, list[PhotoObjects]] = {}
     for rel in sorted(photos):
         if not valid_photo_path(rel):
             log.warning("patterns: skipped %r: not a path inside the library", rel)
             continue
         predictions = _checked_predictions(rel, photos[rel], len(names))
-        objects = photo_objects(predictions, names, min_probability)
-        folders.setdefault(rel.rpartition("/")[0], []).append(PhotoObjects(rel, objects))
+        objects, utilities = photo_items(predictions, _checked_detections(rel, detections.get(rel)), names=names,
+                                         coarse=coarse, min_probability=settings.min_probability,
+                                         source=settings.objects)
+        folders.setdefault(rel.rpartition("/")[0], []).append(PhotoObjects(rel, objects, utilities))
     return folders
 
 
@@ -166,7 +182,21 @@ def _checked_predictions(rel: str, predictions: Predictions | None, classes: int
     return ()
 
 
+def _checked_detections(rel: str, detections: Sequence[Detection] | None) -> Detections | None:
+    """The detections, or None (not detected: the ImageNet items stand in) when they are not Detection objects."""
+    if detections is None:
+        return None
+    try:
+        checked = tuple(detections)
+        if all(isinstance(d, Detection) and isinstance(d.label, str) and 0.0 <= d.score <= 1.0 for d in checked):
+            return checked
+    except TypeError:
+        pass
+    log.warning("patterns: ignored the detections of %s: not detector results", escape_name(rel))
+    return None
+
+
 def _digest(context: list, photos: list[PhotoObjects]) -> str:
     """What a summary's files depend on: settings, where the library lies, and each photo's transaction."""
-    payload = json.dumps([context, [[photo.rel, list(photo.objects.items())] for photo in photos]])
+    payload = json.dumps([context, [[photo.rel, list(photo.objects.items()), photo.utilities] for photo in photos]])
     return hashlib.sha256(payload.encode("utf-8", "surrogateescape")).hexdigest()
