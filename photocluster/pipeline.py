@@ -8,7 +8,6 @@ import contextlib
 import logging
 import os
 import time
-from collections import Counter
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +18,11 @@ from .checkpoint import CHECKPOINT_ENV, checkpointing  # noqa: F401 - CHECKPOINT
 from .cluster import cut_for_sim
 from .clustering import (CLUSTER_KEY_NAME, IncrementalClustering, cluster_cache, cluster_input_key,
                          read_cluster_key, write_cluster_key)
-from .fingerprint import Fingerprinter, FingerprintReport, FingerprintSink, fingerprint_photos
+from .fingerprint import Fingerprinter, FingerprintReport, FingerprintSink, detect_photos, fingerprint_photos
 from .fsutil import FILE, is_atomic_temporary, open_dir, open_lock, remove_made, try_lock
 from .layout import Layout, number_clusters, read_layout, remove_stale_generations, write_layout
 from .library import PhotoFile, scan_library
+from .moves import forget_missing, rekey_moved
 from .outdir import MARKER, adopt
 from .scene_store import sweep_scene_leftovers
 from .scenes import SceneLinker, SceneOptions, SceneReport, scene_links, scene_options, stored_capture_seconds
@@ -54,6 +54,7 @@ class RunReport:
     layout_changed: bool = False
     patterns_written: int = 0
     unclustered: list[str] = field(default_factory=list)  # fingerprinted photos in no cluster (of min_size)
+    detected: int = 0  # photos fingerprinted before that went through the detector in this run
     would_fingerprint: int = 0  # a dry run: photos the real run would fingerprint first
     estimated_seconds: float | None = None  # ...and how long that would take, at the last run's measured speed
     scenes: SceneReport | None = None  # None: no scenes stage ran (--verify off and no burst cue, or skipped)
@@ -75,6 +76,7 @@ class RunReport:
             "out": self.out,
             "photos": self.photos,
             "fingerprinted": self.fingerprinted.computed,
+            "detected_earlier_photos": self.detected,
             "failed_now": self.fingerprinted.failed,
             "failed_total": self.failed_total,
             "removed": self.removed,
@@ -128,8 +130,20 @@ def fingerprint_in_process(
     worker_fingerprinter.WorkerFingerprinter instead, which runs the model in a child process)."""
     log.info("fingerprinting %s with %s", plural(len(todo), "new or changed photo"), settings.model)
     model = models.load_fingerprinter(settings.model, settings.weights)
+    detector = load_detector() if wants_detections(settings) else None
     return fingerprint_photos(todo, Path(settings.library), model, sink, batch_size=settings.batch_size,
-                              progress=progress, should_stop=should_stop)
+                              progress=progress, should_stop=should_stop, detector=detector)
+
+
+def wants_detections(settings: LibrarySettings) -> bool:
+    """Whether the photos go through the object detector: only the pattern summaries use its objects."""
+    return settings.patterns.enabled and settings.patterns.objects != "imagenet"
+
+
+def load_detector():
+    from .detector import load_detector as load  # TensorFlow: imported only when there is work
+
+    return load()
 
 
 @dataclass
@@ -228,10 +242,26 @@ class LibraryPipeline:
         elif todo:
             with run.timer("fingerprint"), checkpointing(cache, lambda: self._save_cache(cache)) as writer:
                 report.fingerprinted = self.fingerprint(self.settings, writer, todo, run.progress, run.should_stop)
+        if not run.dry_run and not run.should_stop():
+            self._detect_earlier_photos(run, cache, photos)
         if cache.dirty and not run.dry_run:
             with run.timer("cache_save"):
                 self._save_cache(cache)
         report.failed_total = sum(1 for e in cache.entries.values() if e.error)
+
+    def _detect_earlier_photos(self, run: _Run, cache: FingerprintCache, photos: dict[str, PhotoFile]) -> None:
+        """Detect objects in photos fingerprinted before the detector was used (an older cache); their
+        fingerprints are kept. The daemon's worker runs no detector yet, so a daemon leaves this to a one-shot run."""
+        if self.fingerprint is not fingerprint_in_process or not wants_detections(self.settings):
+            return
+        undetected = [photos[rel] for rel in cache.undetected() if rel in photos]
+        if undetected:
+            log.info("detecting objects in %s fingerprinted before", plural(len(undetected), "photo"))
+            with run.timer("detect"), checkpointing(cache, lambda: self._save_cache(cache)) as writer:
+                report = run.report
+                report.detected = detect_photos(undetected, Path(self.settings.library), load_detector(), writer,
+                                                batch_size=self.settings.batch_size, progress=run.progress,
+                                                should_stop=run.should_stop)
 
     def _cluster_and_lay_out(self, run: _Run, cache: FingerprintCache,
                              photos: dict[str, PhotoFile]) -> list[str] | None:
@@ -344,46 +374,12 @@ def sweep_leftovers(out_dir: Path, cache_name: str) -> None:
     sweep_scene_leftovers(out_dir)
 
 
-def rekey_moved(cache: FingerprintCache, photos: dict[str, PhotoFile]) -> int:
-    """Carry fingerprints over to photos that were moved or renamed inside the library.
-
-    A move keeps a file's size and mtime (to the nanosecond), so a new path whose (size, mtime_ns) matches exactly
-    one vanished cache entry, and no other new path, is that photo under its new name. This finds moves made
-    while no daemon was watching, too.
-    """
-    gone = [rel for rel in cache.entries if rel not in photos]
-    if not gone:
-        return 0
-    arrived = [p for rel, p in photos.items() if rel not in cache.entries]
-    by_stamp: dict[tuple[int, int], list[str]] = {}
-    for rel in gone:
-        entry = cache.entries[rel]
-        by_stamp.setdefault((entry.size, entry.mtime_ns), []).append(rel)
-    arrived_stamps = Counter((p.size, p.mtime_ns) for p in arrived)
-    moved = 0
-    for photo in arrived:
-        stamp = (photo.size, photo.mtime_ns)
-        if len(by_stamp.get(stamp, ())) == 1 and arrived_stamps[stamp] == 1:
-            cache.rename(by_stamp[stamp][0], photo.rel)
-            moved += 1
-    return moved
-
-
-def forget_missing(cache: FingerprintCache, photos: dict[str, PhotoFile]) -> int:
-    """Drop cache entries of photos that are gone from the library."""
-    gone = [rel for rel in cache.entries if rel not in photos]
-    for rel in gone:
-        cache.remove(rel)
-    return len(gone)
-
-
 def write_patterns(settings: LibrarySettings, cache: FingerprintCache, rels: list[str]) -> int:
     from .patterns import PatternSettings, update_patterns
 
-    detections = getattr(cache, "detections", None)  # the detector's objects, where the cache has them
     result = update_patterns(settings.out_dir, cache.predictions(rels), PatternSettings.from_options(settings.patterns),
                              library_root=Path(settings.library),
-                             detections=dict(zip(rels, detections(rels), strict=True)) if detections else None)
+                             detections=dict(zip(rels, cache.detections(rels), strict=True)))
     return result.written
 
 

@@ -47,6 +47,20 @@ class StandInModel:
         return features, probs
 
 
+class StandInDetector:
+    """A detector that finds nothing, instantly: pipeline tests keep their ImageNet-only objects. `calls` counts
+    the photos it saw."""
+
+    input_size = (16, 16)
+
+    def __init__(self):
+        self.calls = 0
+
+    def detect(self, batch: np.ndarray):
+        self.calls += len(batch)
+        return [() for _ in batch]
+
+
 def install(monkeypatch=None, model: StandInModel | None = None) -> StandInModel:
     """Make photocluster use StandInModel whatever --model says (through `monkeypatch` when given)."""
     from photocluster import models
@@ -64,6 +78,14 @@ def install(monkeypatch=None, model: StandInModel | None = None) -> StandInModel
             monkeypatch.setattr(models, name, value)
         else:
             setattr(models, name, value)
+    from photocluster import pipeline
+
+    detector = StandInDetector()
+    if monkeypatch is not None:
+        monkeypatch.setattr(pipeline, "load_detector", lambda: detector)
+    else:
+        pipeline.load_detector = lambda: detector
+    model.detector = detector
     return model
 
 

@@ -20,7 +20,7 @@ LAYERS = [
     {"settings", "networks", "capture", "cache"},
     {"models", "scene_formats"},
     {"lastrun", "fingerprint", "layout", "patterns", "cluster", "scene_store"},
-    {"checkpoint", "clustering", "scenes"},
+    {"checkpoint", "clustering", "scenes", "moves"},
     {"config", "pipeline"},
     {"worker", "watching"},
     {"watched", "worker_fingerprinter"},

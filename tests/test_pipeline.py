@@ -179,24 +179,21 @@ def test_incremental_pipeline_matches_from_scratch_and_reclusters_only_changes(t
     assert cluster_sets(report) == cluster_sets(run_once(settings(lib, out=tmp_path / "scratch")))
 
 
-def test_write_patterns_passes_the_caches_detections_when_it_has_them(tmp_path):
+def test_write_patterns_passes_the_caches_detections(tmp_path):
     from photocluster.labels import Detection
     from photocluster.pipeline import write_patterns
 
     person = Detection("person", 0.9, (0.0, 0.0, 0.5, 1.0))
 
-    class OldCache:  # a cache from before the detector: predictions only
+    class Cache:
         def predictions(self, rels):
             return {rel: () for rel in rels}
 
-    class Cache(OldCache):
         def detections(self, rels):
             return [{"a.jpg": (person, person), "b.jpg": None}[rel] for rel in rels]
 
     lib = tmp_path / "lib"
     lib.mkdir()
     root = tmp_path / "out" / "patterns" / "_root"
-    assert write_patterns(LibrarySettings(library=lib, out=tmp_path / "out"), OldCache(), ["a.jpg", "b.jpg"]) == 2
-    assert (root / "utilities.txt").read_text() == "\n\n"  # no objects at all
     assert write_patterns(LibrarySettings(library=lib, out=tmp_path / "out"), Cache(), ["a.jpg", "b.jpg"]) == 2
     assert (root / "utilities.txt").read_text() == "person:2:2\n\n"  # two people in a.jpg; b.jpg not detected
