@@ -269,7 +269,8 @@ def cmd_fetch_weights(argv: list[str]) -> int:
     p = _Parser(prog="photocluster fetch-weights",
                 description="Download and verify model weights into photocluster's weights folder "
                 "($PHOTOCLUSTER_WEIGHTS_DIR, else $XDG_CACHE_HOME/photocluster/weights).")
-    p.add_argument("model", choices=("squeezenet",), help="the model whose weights to fetch")
+    p.add_argument("model", choices=("squeezenet", "centernet"),
+                   help="the model whose weights to fetch (centernet: the object detector)")
     _add_verbosity(p)
     args = p.parse_args(argv)
     setup_logging(args.verbose, args.quiet)
