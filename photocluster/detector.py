@@ -89,7 +89,8 @@ def _detections(rows: np.ndarray, min_score: float) -> list[Detection]:
 
 def load_detector(weights_dir: Path | None = None) -> Detector:
     """The detector from the files `photocluster fetch-weights centernet` stores (in weights_dir, else their
-    folder of the photocluster weights folder). Raises WeightsUnavailable, one line, when they are missing or unusable."""
+    folder of the photocluster weights folder). Raises WeightsUnavailable, one line, when they are missing or
+    unusable."""
     spec = weights_store.CENTERNET
     folder = weights_dir or weights_store.npm_weights_dir(spec)
     problem = weights_store.missing_npm_weights(spec, folder)

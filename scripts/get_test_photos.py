@@ -2,11 +2,15 @@
 """Get the test photos: a small library of real photographs with known groups, made from Debian packages.
 
     .venv/bin/python scripts/get_test_photos.py [DEST]
+    .venv/bin/python scripts/get_test_photos.py --extras [DEST]
 
-prints the library's path (with --extras: of the folder of single photos the devset lacks, EXTRAS). DEST defaults to $PHOTOCLUSTER_DEVSET, else $XDG_CACHE_HOME/photocluster-devset
+prints the library's path. DEST defaults to $PHOTOCLUSTER_DEVSET, else $XDG_CACHE_HOME/photocluster-devset
 (~/.cache/photocluster-devset). The first run downloads three Debian packages with `apt-get download` (about
 150 MB: plasma-workspace-wallpapers, kphotoalbum, mate-backgrounds) and unpacks them with `dpkg-deb -x`;
 later runs find the library already there and download nothing.
+
+--extras gets instead the few single photos the devset lacks (EXTRAS: a kitchen, from Scratch 1.4's stage
+backgrounds, about 26 MB once) into their own folder, by default the devset's name plus '-extras'.
 
 The library has one folder per source and manifest.csv, the ground truth, with the columns
     file   the photo's path in the library

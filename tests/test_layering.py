@@ -17,7 +17,7 @@ LAYERS = [
     {"errors", "wording", "fsutil", "logs", "interrupts", "labels", "notify", "library", "cache_guard", "jpeg_scans",
      "verify"},
     {"images", "weights", "outdir", "cache"},
-    {"settings", "networks", "capture"},
+    {"settings", "networks", "detector", "capture"},
     {"models", "scene_formats"},
     {"lastrun", "fingerprint", "layout", "patterns", "cluster", "scene_store"},
     {"checkpoint", "clustering", "scenes"},
