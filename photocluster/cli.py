@@ -227,12 +227,13 @@ def cmd_run(argv: list[str]) -> int:
 
 
 def cmd_fetch_weights(argv: list[str]) -> int:
-    from .weights import fetch_weights
+    from .weights import FETCHABLE, NPM_FETCHABLE, fetch_weights
 
     p = _Parser(prog="photocluster fetch-weights",
                 description="Download and verify model weights into photocluster's weights folder "
                 "($PHOTOCLUSTER_WEIGHTS_DIR, else $XDG_CACHE_HOME/photocluster/weights).")
-    p.add_argument("model", choices=("squeezenet",), help="the model whose weights to fetch")
+    p.add_argument("model", choices=(*FETCHABLE, *NPM_FETCHABLE),
+                   help="the model whose weights to fetch (centernet: the object detector)")
     _add_verbosity(p)
     args = p.parse_args(argv)
     setup_logging(args.verbose, args.quiet)

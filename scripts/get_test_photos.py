@@ -2,11 +2,15 @@
 """Get the test photos: a small library of real photographs with known groups, made from Debian packages.
 
     .venv/bin/python scripts/get_test_photos.py [DEST]
+    .venv/bin/python scripts/get_test_photos.py --extras [DEST]
 
 prints the library's path. DEST defaults to $PHOTOCLUSTER_DEVSET, else $XDG_CACHE_HOME/photocluster-devset
 (~/.cache/photocluster-devset). The first run downloads three Debian packages with `apt-get download` (about
 150 MB: plasma-workspace-wallpapers, kphotoalbum, mate-backgrounds) and unpacks them with `dpkg-deb -x`;
 later runs find the library already there and download nothing.
+
+--extras gets instead the few single photos the devset lacks (EXTRAS: a kitchen, from Scratch 1.4's stage
+backgrounds, about 26 MB once) into their own folder, by default the devset's name plus '-extras'.
 
 The library has one folder per source and manifest.csv, the ground truth, with the columns
     file   the photo's path in the library
@@ -38,6 +42,10 @@ from pathlib import Path
 from PIL import Image
 
 PACKAGES = ("plasma-workspace-wallpapers", "kphotoalbum", "mate-backgrounds")
+# Photos the devset lacks, for tests of a particular subject, kept in a folder of their own (`--extras`) so that the
+# devset stays as the tests built on it expect: name -> (Debian package, the file in it).
+EXTRAS = {"kitchen.jpg": ("scratch", "usr/share/scratch/Media/Backgrounds/Indoors/kitchen.jpg")}
+EXTRAS_SIZE = "about 26 MB"
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 UNREACHABLE = 3
 STALE_STAGE_SECONDS = 24 * 3600
@@ -75,6 +83,25 @@ def get_test_photos(dest: Path) -> Path:
         rows = build_library(unpacked, library)
         write_manifest(library / "manifest.csv", rows)
         publish(library, dest, "manifest.csv")
+    return dest
+
+
+def get_extra_photos(dest: Path) -> Path:
+    """The folder of EXTRAS at `dest`, downloaded first when one is missing (then cached like the devset)."""
+    if all((dest / name).is_file() for name in EXTRAS):
+        return dest
+    if dest.exists():
+        raise SystemExit(f"get_test_photos: {dest} exists but lacks some of {', '.join(EXTRAS)}; move it away")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_stages(dest)
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=_stage_prefix(dest)) as stage:
+        unpacked, library = Path(stage) / "unpacked", Path(stage) / "extras"
+        packages = tuple(sorted({package for package, _ in EXTRAS.values()}))
+        download_and_unpack(Path(stage) / "debs", unpacked, packages, EXTRAS_SIZE)
+        library.mkdir()
+        for name, (_, member) in EXTRAS.items():
+            shutil.copyfile(unpacked / member, library / name)
+        publish(library, dest, next(iter(EXTRAS)))
     return dest
 
 
@@ -225,9 +252,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dest", nargs="?", type=Path, default=None,
                         help="the library folder (default: $PHOTOCLUSTER_DEVSET or ~/.cache/photocluster-devset)")
+    parser.add_argument("--extras", action="store_true",
+                        help="get the photos the devset lacks (EXTRAS) instead, into DEST (default: the devset's "
+                        "folder with '-extras' added to its name)")
     args = parser.parse_args(argv)
     try:
-        print(get_test_photos(args.dest or default_destination()))
+        if args.extras:
+            devset = default_destination()
+            print(get_extra_photos(args.dest or devset.with_name(devset.name + "-extras")))
+        else:
+            print(get_test_photos(args.dest or default_destination()))
     except Unreachable as reason:
         print(f"get_test_photos: {reason}", file=sys.stderr)
         return UNREACHABLE

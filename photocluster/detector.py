@@ -1,0 +1,238 @@
+"""The object detector: CenterNet (MobileNetV3 backbone) trained on COCO's 80 classes, from @vladmandic/human.
+
+`photocluster fetch-weights centernet` stores the model's files (weights.CENTERNET). The model is a TensorFlow.js
+graph model; it is loaded into TensorFlow 2 here, without the tensorflowjs package (which pins its own TensorFlow
+and pulls in JAX and flax): the tfjs JSON topology is a GraphDef in protobuf's JSON form, its Const nodes get their
+values from the weights manifest, and the few fused ops tfjs writes that TensorFlow will not import are mended.
+No library does this conversion outside tensorflowjs, hence the hand-written loader.
+
+What the model computes, checked by hand on real photos (tests/test_detector.py checks the outcome on every run):
+- input `tower_0/images`: [1, 512, 512, 3] float RGB in 0..255, no normalisation. human's image.ts casts the
+  browser's RGB pixels to float32 as they are (line 246) and centernet.ts only resizes them to 512x512. Devset
+  album/bar55.jpg (friends at a bar, a martini glass at the bottom left, a white napkin at the bottom right):
+  0..255 RGB gives "person 0.52, wine glass 0.50, cake 0.46" (the issue's figures); the same photo scaled to 0..1
+  tops at 0.01, to -1..1 at 0.06; as BGR 0..255 the person drops to 0.35. So RGB 0..255 it is.
+- output `tower_0/detections`: [1, 100, 6], rows x1, y1, x2, y2, score, class, best score first. Boxes are in
+  pixels of the 512x512 input, x before y (the graph multiplies the 128x128 heatmap position by 4, node
+  tower_0/mul_3/y; human divides by the input size). On bar55.jpg resized to 512x512 the wine glass box is
+  x 27..98, y 441..512: the glass stands in the bottom-left corner; the woman at the left edge is x 2..79,
+  y 102..484, a tall narrow strip, as she is. The class is a 0-based index into labels.ts (the flat heatmap index
+  mod 80; human takes labels[class]): the wine glass is class 40, labels.ts's 41st entry, the people class 0.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from photocluster import weights as weights_store
+from photocluster.labels import Detection, coco_labels
+from photocluster.weights import WeightsUnavailable
+
+log = logging.getLogger(__name__)
+
+INPUT_SIZE = 512
+_INPUT = "tower_0/images:0"
+_OUTPUT = "tower_0/detections:0"
+
+
+# COCO's 80 class names in the model's class order (index = the model's class number), from human's labels.ts,
+# shipped as package data (scripts/make_coco_labels.py) so that cached detections can be named without the weights.
+COCO_LABELS: tuple[str, ...] = coco_labels()
+
+
+class DetectorError(WeightsUnavailable):
+    """The stored model files cannot be turned into a TensorFlow graph. The message is one line."""
+
+
+class Detector:
+    """CenterNet on uint8 RGB batches of INPUT_SIZE x INPUT_SIZE photos."""
+
+    input_size = (INPUT_SIZE, INPUT_SIZE)  # (height, width), as a Fingerprinter's
+
+    def __init__(self, forward: Any) -> None:
+        self._forward = forward  # one [1, 512, 512, 3] uint8 image -> [100, 6] detections
+
+    def detect(self, batch: np.ndarray, min_score: float = 0.0) -> list[list[Detection]]:
+        """Each photo's detections with a score >= min_score, best first (the model reports at most 100)."""
+        if batch.ndim != 4 or batch.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3) or batch.dtype != np.uint8:
+            raise ValueError(f"detect takes uint8 (n, {INPUT_SIZE}, {INPUT_SIZE}, 3), got {batch.dtype} {batch.shape}")
+        # The graph is built for a batch of one (its reshapes hold batch 1), so photos go through one at a time.
+        return [_detections(self._forward(image[np.newaxis]).numpy(), min_score) for image in batch]
+
+
+def _detections(rows: np.ndarray, min_score: float) -> list[Detection]:
+    found = []
+    for x1, y1, x2, y2, score, index in rows:
+        if score < min_score:
+            continue
+        box = tuple(float(np.clip(v / INPUT_SIZE, 0.0, 1.0)) for v in (x1, y1, x2, y2))
+        found.append(Detection(COCO_LABELS[int(index)], float(score), box))
+    return found
+
+
+def load_detector(weights_dir: Path | None = None) -> Detector:
+    """The detector from the files `photocluster fetch-weights centernet` stores (in weights_dir, else their
+    folder of the photocluster weights folder). Raises WeightsUnavailable, one line, when they are missing or
+    unusable."""
+    spec = weights_store.CENTERNET
+    folder = weights_dir or weights_store.npm_weights_dir(spec)
+    problem = weights_store.missing_npm_weights(spec, folder)
+    if problem:
+        raise WeightsUnavailable(problem)
+    try:
+        model = json.loads((folder / spec.topology).read_text(encoding="utf-8"))
+        arrays = read_weights(model["weightsManifest"], folder)
+        graph_def = build_graph_def(model["modelTopology"], arrays)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise DetectorError(f"cannot load the CenterNet model from {folder}: {error}") from None
+    return Detector(_compile(graph_def))
+
+
+# --- weights manifest -----------------------------------------------------------------------
+
+_PLAIN_DTYPES = {"float32": np.float32, "int32": np.int32, "bool": np.bool_}
+_QUANTISED_DTYPES = {"float16": np.float16, "uint8": np.uint8, "uint16": np.uint16}
+
+
+def read_weights(manifest: list[dict], folder: Path) -> dict[str, np.ndarray]:
+    """Every weight of a tfjs weights manifest as a numpy array, by name.
+
+    Each group's shard files are one byte stream, its weights laid out in order. A quantised weight is stored as
+    float16 (cast back), or as uint8/uint16 with value = q * scale + min (rounded for int32), as tfjs decodes it.
+    """
+    arrays = {}
+    for group in manifest:
+        data = b"".join((folder / path).read_bytes() for path in group["paths"])
+        offset = 0
+        for entry in group["weights"]:
+            array, offset = _decode_weight(entry, data, offset)
+            arrays[entry["name"]] = array
+        if offset != len(data):
+            raise ValueError(f"weights files {group['paths']} hold {len(data)} bytes, the manifest describes {offset}")
+    return arrays
+
+
+def _decode_weight(entry: dict, data: bytes, offset: int) -> tuple[np.ndarray, int]:
+    name, dtype, shape = entry["name"], entry["dtype"], tuple(entry["shape"])
+    count = math.prod(shape)
+    quantisation = entry.get("quantization")
+    if dtype not in _PLAIN_DTYPES:
+        raise ValueError(f"weight {name} has dtype {dtype}, which photocluster cannot read")
+    if quantisation is None:
+        stored = np.dtype(_PLAIN_DTYPES[dtype])
+    elif quantisation.get("dtype") in _QUANTISED_DTYPES:
+        stored = np.dtype(_QUANTISED_DTYPES[quantisation["dtype"]])
+    else:
+        raise ValueError(f"weight {name} is quantised as {quantisation.get('dtype')}, which photocluster cannot read")
+    end = offset + count * stored.itemsize
+    if end > len(data):
+        raise ValueError(f"weights file too short for {name}")
+    values = np.frombuffer(data, dtype=stored.newbyteorder("<"), count=count, offset=offset)
+    if quantisation is not None and stored != np.float16:
+        values = values * np.float32(quantisation["scale"]) + np.float32(quantisation["min"])
+        if dtype == "int32":
+            values = np.round(values)
+    return values.astype(_PLAIN_DTYPES[dtype]).reshape(shape), end
+
+
+# --- graph ----------------------------------------------------------------------------------
+
+# The activations tfjs may fuse after BiasAdd in FusedDepthwiseConv2dNative that are plain TensorFlow ops.
+_ACTIVATIONS = {"Relu", "Relu6", "Elu", "Sigmoid", "Tanh"}
+
+
+def build_graph_def(topology: dict, arrays: dict[str, np.ndarray]) -> Any:
+    """The tfjs modelTopology as a TensorFlow GraphDef, Const values filled in and fused ops made importable."""
+    import tensorflow as tf
+    from google.protobuf import json_format
+
+    graph_def = json_format.ParseDict(topology, tf.compat.v1.GraphDef(), ignore_unknown_fields=True)
+    nodes = []
+    for node in graph_def.node:
+        node.device = ""  # tfjs pins some nodes to /device:CPU:0; TensorFlow places them itself
+        if node.op == "Const":
+            _fill_const(node, arrays)
+        if node.op in ("_FusedConv2D", "_FusedMatMul"):
+            _add_targs(node)
+        nodes.extend(_split_fused_depthwise(node) if node.op == "FusedDepthwiseConv2dNative" else [node])
+    del graph_def.node[:]
+    graph_def.node.extend(nodes)
+    return graph_def
+
+
+def _fill_const(node: Any, arrays: dict[str, np.ndarray]) -> None:
+    import tensorflow as tf
+
+    if node.name not in arrays:
+        raise ValueError(f"the weights manifest has no value for {node.name}")
+    node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(arrays[node.name]))
+
+
+def _add_targs(node: Any) -> None:
+    """TensorFlow's _FusedConv2D/_FusedMatMul need TArgs (the types of the extra args); tfjs leaves it out."""
+    if "TArgs" not in node.attr:
+        node.attr["TArgs"].list.type.extend([node.attr["T"].type] * node.attr["num_args"].i)
+
+
+def _split_fused_depthwise(node: Any) -> list[Any]:
+    """tfjs's FusedDepthwiseConv2dNative (no TensorFlow op) as DepthwiseConv2dNative, BiasAdd and its activation.
+
+    The last node keeps the fused node's name, so the nodes that read it are unchanged.
+    """
+    from tensorflow.core.framework import node_def_pb2
+
+    fused = [op.decode() for op in node.attr["fused_ops"].list.s]
+    if not fused or fused[0] != "BiasAdd" or len(fused) > 2 or (len(fused) == 2 and fused[1] not in _ACTIVATIONS):
+        raise ValueError(f"{node.name} fuses {fused}, which photocluster cannot rewrite")
+    if len(node.input) != 3:
+        raise ValueError(f"{node.name} has {len(node.input)} inputs, expected image, filter and bias")
+    image, kernel, bias = node.input
+    conv = node_def_pb2.NodeDef(name=f"{node.name}/depthwise_conv", op="DepthwiseConv2dNative",
+                                input=[image, kernel], device=node.device)
+    for key in ("T", "strides", "padding", "dilations", "data_format", "explicit_paddings"):
+        if key in node.attr:
+            conv.attr[key].CopyFrom(node.attr[key])
+    steps = [conv]
+    names = [f"{node.name}/bias_add", node.name] if len(fused) == 2 else [node.name]
+    add = node_def_pb2.NodeDef(name=names[0], op="BiasAdd", input=[conv.name, bias], device=node.device)
+    add.attr["T"].CopyFrom(node.attr["T"])
+    add.attr["data_format"].CopyFrom(node.attr["data_format"])
+    steps.append(add)
+    if len(fused) == 2:
+        activation = node_def_pb2.NodeDef(name=names[1], op=fused[1], input=[add.name], device=node.device)
+        activation.attr["T"].CopyFrom(node.attr["T"])
+        steps.append(activation)
+    return steps
+
+
+def _compile(graph_def: Any) -> Any:
+    """The graph imported and pruned to image in, detections out, behind a uint8 -> float 0..255 cast."""
+    import tensorflow as tf
+
+    pruned = import_pruned(graph_def, _INPUT, _OUTPUT)
+
+    @tf.function(input_signature=[tf.TensorSpec([1, INPUT_SIZE, INPUT_SIZE, 3], tf.uint8)])
+    def forward(image):
+        return pruned(tf.cast(image, tf.float32))[0]
+
+    return forward
+
+
+def import_pruned(graph_def: Any, input_name: str, output_name: str) -> Any:
+    """The GraphDef imported into a TF2 function (tf.compat.v1.wrap_function) and pruned to one input and output."""
+    import tensorflow as tf
+
+    def import_graph():
+        tf.compat.v1.import_graph_def(graph_def, name="")
+
+    try:
+        wrapped = tf.compat.v1.wrap_function(import_graph, [])
+        graph = wrapped.graph
+        return wrapped.prune(graph.as_graph_element(input_name), graph.as_graph_element(output_name))
+    except (ValueError, KeyError, TypeError, tf.errors.OpError) as error:
+        raise DetectorError(f"cannot import the CenterNet graph: {' '.join(str(error).split())[:200]}") from None
