@@ -235,5 +235,5 @@ def test_a_graph_that_does_not_import_is_a_detector_error(tmp_path):
 
 
 def test_labels_file_is_valid_json_with_80_names():
-    table = json.loads((detector._LABELS_FILE).read_text())
+    table = json.loads((Path(detector.__file__).parent / "data" / "coco_labels.json").read_text())
     assert len(table["labels"]) == len(set(table["labels"])) == 80
