@@ -155,6 +155,25 @@ def test_vgg16_without_weights_exits_2_with_a_hint(tmp_path, capsys, monkeypatch
     assert status == EXIT_USAGE and one_line_error(err) and "weights" in err
 
 
+@pytest.mark.parametrize("objects, status", [("both", EXIT_USAGE), ("detector", EXIT_USAGE), ("imagenet", 0)])
+def test_the_detector_without_weights_exits_2_unless_imagenet_objects_only(tmp_path, capsys, monkeypatch,
+                                                                           objects, status):
+    """The stand-in model fingerprints; the detector is the real loader, with its weights folder empty."""
+    from photocluster import pipeline
+    from photocluster.detector import load_detector
+
+    from .standin import install
+
+    install(monkeypatch)
+    monkeypatch.setattr(pipeline, "load_detector", lambda: load_detector())
+    monkeypatch.setenv("PHOTOCLUSTER_WEIGHTS_DIR", str(tmp_path / "empty"))
+    lib = make_library(tmp_path / "lib", groups=1, singles=0)
+    got, _, err = run_cli(capsys, lib, "--objects", objects)
+    assert got == status, err
+    if status:
+        assert one_line_error(err) and "fetch-weights centernet" in err, err
+
+
 def test_help_and_module_entry_point():
     done = subprocess.run([sys.executable, "-m", "photocluster", "--help"], capture_output=True, text=True)
     assert done.returncode == 0

@@ -1,7 +1,10 @@
 import os
 
+import numpy as np
 import pytest
 
+from photocluster import models
+from photocluster.cache import load_or_new
 from photocluster.pipeline import run_once
 from photocluster.settings import LibrarySettings, PatternOptions
 
@@ -197,3 +200,37 @@ def test_write_patterns_passes_the_caches_detections(tmp_path):
     root = tmp_path / "out" / "patterns" / "_root"
     assert write_patterns(LibrarySettings(library=lib, out=tmp_path / "out"), Cache(), ["a.jpg", "b.jpg"]) == 2
     assert (root / "utilities.txt").read_text() == "person:2:2\n\n"  # two people in a.jpg; b.jpg not detected
+
+
+# --- objects from the detector (issue 13) ----------------------------------------------------------------------
+
+def test_photos_fingerprinted_before_the_detector_get_detections_and_keep_their_fingerprints(tmp_path, stand_in):
+    lib = make_library(tmp_path / "lib")  # 12 photos
+    before = run_once(settings(lib, patterns=PatternOptions(objects="imagenet")))
+    assert before.fingerprinted.computed == 12 and stand_in.detector.calls == 0  # imagenet objects: no detector
+    cache_path = settings(lib).cache_path
+    spec = models.model_spec("squeezenet")
+    first = load_or_new(cache_path, spec.model_id, spec.dim)
+    rels = first.fingerprinted()
+    vectors = first.vectors(rels)
+    after = run_once(settings(lib, patterns=PatternOptions(objects="both")))
+    assert after.fingerprinted.computed == 0 and stand_in.calls == 12  # no photo fingerprinted again
+    assert after.detected == 12 and stand_in.detector.calls == 12
+    cache = load_or_new(cache_path, spec.model_id, spec.dim)
+    assert cache.undetected() == [] and all(found == () for found in cache.detections(cache.fingerprinted()))
+    np.testing.assert_array_equal(cache.vectors(rels), vectors)
+    again = run_once(settings(lib, patterns=PatternOptions(objects="both")))
+    assert again.detected == 0 and stand_in.detector.calls == 12  # done once
+
+
+def test_new_photos_go_through_both_models_from_one_decode(tmp_path, stand_in):
+    lib = make_library(tmp_path / "lib")
+    report = run_once(settings(lib, patterns=PatternOptions(objects="both")))
+    assert report.fingerprinted.computed == 12 and report.detected == 0
+    assert stand_in.calls == 12 and stand_in.detector.calls == 12
+
+
+def test_no_patterns_means_no_detector(tmp_path, stand_in):
+    lib = make_library(tmp_path / "lib")
+    run_once(settings(lib))  # patterns disabled
+    assert stand_in.detector.calls == 0
