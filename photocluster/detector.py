@@ -67,14 +67,15 @@ class Detector:
     """CenterNet on uint8 RGB batches of INPUT_SIZE x INPUT_SIZE photos."""
 
     def __init__(self, forward: Any) -> None:
-        self._forward = forward  # one [1, 512, 512, 3] uint8 image -> [100, 6] detections
+        self._forward = forward  # [n, 512, 512, 3] uint8 images -> [n, 100, 6] detections
 
     def detect(self, batch: np.ndarray, min_score: float = 0.0) -> list[list[Detection]]:
         """Each photo's detections with a score >= min_score, best first (the model reports at most 100)."""
         if batch.ndim != 4 or batch.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3) or batch.dtype != np.uint8:
             raise ValueError(f"detect takes uint8 (n, {INPUT_SIZE}, {INPUT_SIZE}, 3), got {batch.dtype} {batch.shape}")
-        # The graph is built for a batch of one (its reshapes hold batch 1), so photos go through one at a time.
-        return [_detections(self._forward(image[np.newaxis]).numpy(), min_score) for image in batch]
+        if not len(batch):
+            return []
+        return [_detections(rows, min_score) for rows in self._forward(batch).numpy()]
 
 
 def _detections(rows: np.ndarray, min_score: float) -> list[Detection]:
@@ -223,14 +224,22 @@ def _split_fused_depthwise(node: Any) -> list[Any]:
 
 
 def _compile(graph_def: Any) -> Any:
-    """The graph imported and pruned to image in, detections out, behind a uint8 -> float 0..255 cast."""
+    """The graph imported and pruned to image in, detections out, behind a uint8 -> float 0..255 cast.
+
+    The model takes one image at a time (its reshapes hold batch 1). tf.map_fn runs it per image inside one traced
+    graph, which on 2 cores took 23-24 ms a photo where a Python loop of one call per photo took 35-39 ms (16
+    devset photos, quiet machine; 42 against 45 ms with other work running). Batch size matters little beyond that.
+    """
     import tensorflow as tf
 
     pruned = import_pruned(graph_def, _INPUT, _OUTPUT)
 
-    @tf.function(input_signature=[tf.TensorSpec([1, INPUT_SIZE, INPUT_SIZE, 3], tf.uint8)])
-    def forward(image):
-        return pruned(tf.cast(image, tf.float32))[0]
+    def one(image):
+        return pruned(tf.cast(image[tf.newaxis], tf.float32))[0]
+
+    @tf.function(input_signature=[tf.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 3], tf.uint8)])
+    def forward(images):
+        return tf.map_fn(one, images, fn_output_signature=tf.TensorSpec([100, 6], tf.float32))
 
     return forward
 

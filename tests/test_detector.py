@@ -94,6 +94,16 @@ def test_detections_are_well_formed(centernet, devset):
     assert [d.score for d in found] == sorted((d.score for d in found), reverse=True)
 
 
+def test_a_batch_gives_what_each_photo_gives_alone(centernet, devset):
+    photos = [as_input(devset / name) for name in ("album/bar55.jpg", "nature/Dune.jpg", "album/donna.jpg")]
+    alone = [centernet.detect(photo)[0] for photo in photos]
+    together = centernet.detect(np.concatenate(photos))
+    assert [[d.label for d in found] for found in together] == [[d.label for d in found] for found in alone]
+    for batch_found, alone_found in zip(together, alone):
+        np.testing.assert_allclose([d.score for d in batch_found], [d.score for d in alone_found], atol=1e-4)
+    assert centernet.detect(np.zeros((0, INPUT_SIZE, INPUT_SIZE, 3), np.uint8)) == []
+
+
 def test_detect_refuses_a_batch_of_the_wrong_size(centernet):
     with pytest.raises(ValueError, match="512"):
         centernet.detect(np.zeros((1, 224, 224, 3), np.uint8))
