@@ -30,12 +30,16 @@ from typing import Any
 
 import numpy as np
 
+from photocluster import networks
 from photocluster import weights as weights_store
 from photocluster.weights import WeightsUnavailable
 
 log = logging.getLogger(__name__)
 
 INPUT_SIZE = 512
+# Names what computes the detections, for a cache to tell them apart: the files are pinned (weights.CENTERNET), so
+# this changes only when they or the arithmetic here change.
+MODEL_ID = "centernet-mobilenetv3/human-3.3.6"
 _INPUT = "tower_0/images:0"
 _OUTPUT = "tower_0/detections:0"
 _LABELS_FILE = Path(__file__).parent / "data" / "coco_labels.json"
@@ -97,13 +101,14 @@ def load_detector(weights_dir: Path | None = None) -> Detector:
     problem = weights_store.missing_npm_weights(spec, folder)
     if problem:
         raise WeightsUnavailable(problem)
-    try:
-        model = json.loads((folder / spec.topology).read_text(encoding="utf-8"))
-        arrays = read_weights(model["weightsManifest"], folder)
-        graph_def = build_graph_def(model["modelTopology"], arrays)
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise DetectorError(f"cannot load the CenterNet model from {folder}: {error}") from None
-    return Detector(_compile(graph_def))
+    with networks.quiet_start_up():
+        try:
+            model = json.loads((folder / spec.topology).read_text(encoding="utf-8"))
+            arrays = read_weights(model["weightsManifest"], folder)
+            graph_def = build_graph_def(model["modelTopology"], arrays)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise DetectorError(f"cannot load the CenterNet model from {folder}: {error}") from None
+        return Detector(_compile(graph_def))
 
 
 # --- weights manifest -----------------------------------------------------------------------
