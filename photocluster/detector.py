@@ -40,6 +40,12 @@ INPUT_SIZE = 512
 # Names what computes the detections, for a cache to tell them apart: the files are pinned (weights.CENTERNET), so
 # this changes only when they or the arithmetic here change.
 MODEL_ID = "centernet-mobilenetv3/human-3.3.6"
+# The model reports its 100 best heatmap peaks, several of them one object seen twice (the same box as "person"
+# twice, or as "wine glass" and "cup"). human's centernet.ts keeps, of boxes overlapping by more than this
+# intersection over union, only the best scoring, whatever their classes (config.ts: object.iouThreshold 0.4);
+# so does photocluster, so that a count of detections is a count of objects.
+NMS_IOU = 0.4
+_MAX_ROWS = 100
 _INPUT = "tower_0/images:0"
 _OUTPUT = "tower_0/detections:0"
 _LABELS_FILE = Path(__file__).parent / "data" / "coco_labels.json"
@@ -56,7 +62,8 @@ COCO_LABELS: tuple[str, ...] = _load_labels()
 
 @dataclass(frozen=True)
 class Detection:
-    """One object found in a photo. box: x1, y1, x2, y2 as fractions of the image's width and height (0..1)."""
+    """One object found in a photo. box: x1, y1, x2, y2 as fractions of the image's width and height, clipped to
+    0..1 (the model may put a box's edge a little outside the photo)."""
 
     label: str
     score: float
@@ -71,10 +78,10 @@ class Detector:
     """CenterNet on uint8 RGB batches of INPUT_SIZE x INPUT_SIZE photos."""
 
     def __init__(self, forward: Any) -> None:
-        self._forward = forward  # [n, 512, 512, 3] uint8 images -> [n, 100, 6] detections
+        self._forward = forward  # [n, 512, 512, 3] uint8 images -> [n, 100, 7]: the model's rows, then kept 0/1
 
     def detect(self, batch: np.ndarray, min_score: float = 0.0) -> list[list[Detection]]:
-        """Each photo's detections with a score >= min_score, best first (the model reports at most 100)."""
+        """Each photo's detections with a score >= min_score, best first, each object once (NMS_IOU)."""
         if batch.ndim != 4 or batch.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3) or batch.dtype != np.uint8:
             raise ValueError(f"detect takes uint8 (n, {INPUT_SIZE}, {INPUT_SIZE}, 3), got {batch.dtype} {batch.shape}")
         if not len(batch):
@@ -84,8 +91,8 @@ class Detector:
 
 def _detections(rows: np.ndarray, min_score: float) -> list[Detection]:
     found = []
-    for x1, y1, x2, y2, score, index in rows:
-        if score < min_score:
+    for x1, y1, x2, y2, score, index, kept in rows:
+        if not kept or not score >= min_score or not 0 <= index < len(COCO_LABELS):  # human skips a NaN class
             continue
         box = tuple(float(np.clip(v / INPUT_SIZE, 0.0, 1.0)) for v in (x1, y1, x2, y2))
         found.append(Detection(COCO_LABELS[int(index)], float(score), box))
@@ -240,11 +247,15 @@ def _compile(graph_def: Any) -> Any:
     pruned = import_pruned(graph_def, _INPUT, _OUTPUT)
 
     def one(image):
-        return pruned(tf.cast(image[tf.newaxis], tf.float32))[0]
+        rows = pruned(tf.cast(image[tf.newaxis], tf.float32))[0]
+        boxes = tf.gather(rows[:, :4], [1, 0, 3, 2], axis=1)  # TensorFlow's NMS takes y1, x1, y2, x2
+        keep = tf.image.non_max_suppression(boxes, rows[:, 4], _MAX_ROWS, iou_threshold=NMS_IOU)
+        kept = tf.scatter_nd(keep[:, tf.newaxis], tf.ones_like(keep, tf.float32), [_MAX_ROWS])
+        return tf.concat([rows, kept[:, tf.newaxis]], axis=1)
 
     @tf.function(input_signature=[tf.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 3], tf.uint8)])
     def forward(images):
-        return tf.map_fn(one, images, fn_output_signature=tf.TensorSpec([100, 6], tf.float32))
+        return tf.map_fn(one, images, fn_output_signature=tf.TensorSpec([_MAX_ROWS, 7], tf.float32))
 
     return forward
 

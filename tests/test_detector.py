@@ -104,6 +104,24 @@ def test_a_batch_gives_what_each_photo_gives_alone(centernet, devset):
     assert centernet.detect(np.zeros((0, INPUT_SIZE, INPUT_SIZE, 3), np.uint8)) == []
 
 
+def iou(a, b) -> float:
+    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = width * height
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+@pytest.mark.parametrize("photo", ["album/bar55.jpg", "album/jesper.jpg", "album/pool_2.jpg"])
+def test_each_object_is_reported_once(centernet, devset, photo):
+    # As human does: of boxes overlapping by more than NMS_IOU only the best stays, so "3 persons" are 3 people.
+    # jesper.jpg shows one man: one person.
+    [found] = centernet.detect(as_input(devset / photo), min_score=0.05)
+    overlaps = [(a.label, b.label) for i, a in enumerate(found) for b in found[i + 1:] if iou(a.box, b.box) > 0.41]
+    assert overlaps == []  # (boxes are clipped to the photo after NMS, which may move an IoU a little)
+    if photo.endswith("jesper.jpg"):
+        assert [d.label for d in found if d.score >= SURE] == ["person"]
+
+
 def test_detect_refuses_a_batch_of_the_wrong_size(centernet):
     with pytest.raises(ValueError, match="512"):
         centernet.detect(np.zeros((1, 224, 224, 3), np.uint8))
