@@ -94,6 +94,34 @@ def test_detections_are_well_formed(centernet, devset):
     assert [d.score for d in found] == sorted((d.score for d in found), reverse=True)
 
 
+def test_a_batch_gives_what_each_photo_gives_alone(centernet, devset):
+    photos = [as_input(devset / name) for name in ("album/bar55.jpg", "nature/Dune.jpg", "album/donna.jpg")]
+    alone = [centernet.detect(photo)[0] for photo in photos]
+    together = centernet.detect(np.concatenate(photos))
+    assert [[d.label for d in found] for found in together] == [[d.label for d in found] for found in alone]
+    for batch_found, alone_found in zip(together, alone):
+        np.testing.assert_allclose([d.score for d in batch_found], [d.score for d in alone_found], atol=1e-4)
+    assert centernet.detect(np.zeros((0, INPUT_SIZE, INPUT_SIZE, 3), np.uint8)) == []
+
+
+def iou(a, b) -> float:
+    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = width * height
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+@pytest.mark.parametrize("photo", ["album/bar55.jpg", "album/jesper.jpg", "album/pool_2.jpg"])
+def test_each_object_is_reported_once(centernet, devset, photo):
+    # As human does: of boxes overlapping by more than NMS_IOU only the best stays, so "3 persons" are 3 people.
+    # jesper.jpg shows one man: one person.
+    [found] = centernet.detect(as_input(devset / photo), min_score=0.05)
+    overlaps = [(a.label, b.label) for i, a in enumerate(found) for b in found[i + 1:] if iou(a.box, b.box) > 0.41]
+    assert overlaps == []  # (boxes are clipped to the photo after NMS, which may move an IoU a little)
+    if photo.endswith("jesper.jpg"):
+        assert [d.label for d in found if d.score >= SURE] == ["person"]
+
+
 def test_detect_refuses_a_batch_of_the_wrong_size(centernet):
     with pytest.raises(ValueError, match="512"):
         centernet.detect(np.zeros((1, 224, 224, 3), np.uint8))
