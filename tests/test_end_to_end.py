@@ -55,7 +55,8 @@ def sample_run(sample_library, tmp_path_factory):
     fetch_weights("squeezenet")
     before = sha256_tree(sample_library)
     out = tmp_path_factory.mktemp("sample-out")
-    result = run_json_unpatched(sample_library, "--model", "squeezenet", "--out", out)
+    # ImageNet objects only: test_cat_folder_summary_names_the_cat checks the classifier's label
+    result = run_json_unpatched(sample_library, "--model", "squeezenet", "--out", out, "--objects", "imagenet")
     assert sha256_tree(sample_library) == before
     return result, out
 
@@ -231,8 +232,22 @@ def named_photos_run(devset, tmp_path_factory):
         folder.mkdir(parents=True)
         shutil.copyfile(devset / rel, folder / Path(rel).name)
         real_copies(folder.parent, f"{folder.name}/{Path(rel).name}")
-    run_json_unpatched(root / "lib", "--model", "squeezenet", "--out", root / "out")
+    # the classifier's labels alone: these photos' names are ImageNet's (the detector has no insect or flower)
+    run_json_unpatched(root / "lib", "--model", "squeezenet", "--out", root / "out", "--objects", "imagenet")
     return root / "out"
+
+
+def test_the_album_summary_shows_objects_seen_together(devset, tmp_path):
+    """Issue 13: with the detector, a folder's summary has patterns of several objects. The album's photos are
+    mostly of people (its tags name people in 18 of its 24 photos), so "person" is among them."""
+    lib = tmp_path / "lib"
+    shutil.copytree(devset / "album", lib / "album")
+    run_json_unpatched(lib, "--model", "squeezenet", "--out", tmp_path / "out")
+    patterns = (tmp_path / "out" / "patterns" / "album" / "patterns.txt").read_text().splitlines()
+    together = [line.rsplit(":", 1)[0].split("\t") for line in patterns if "\t" in line]
+    assert together and any("person" in items for items in together), patterns
+    summary = (tmp_path / "out" / "patterns" / "album" / "summary.md").read_text()
+    assert "person" in summary
 
 
 @pytest.mark.parametrize("rel, label", NAMED_PHOTOS.items(), ids=list(NAMED_PHOTOS))

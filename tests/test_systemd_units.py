@@ -101,8 +101,8 @@ def test_each_unit_writes_only_where_its_output_goes():
 
 
 def test_user_unit_agrees_with_the_readme_and_runs_offline_after_fetch_weights(tmp_path, squeezenet_weights):
-    """The README's steps for the user unit fetch one model's weights; the unit must run that model, and its
-    settings must pass `watch --check` with nothing but those weights on the machine."""
+    """The README's steps for the user unit fetch one model's weights and the detector's; the unit must run that
+    model, and its settings must pass `watch --check` with nothing but those weights on the machine."""
     import re
     import sys
 
@@ -112,12 +112,15 @@ def test_user_unit_agrees_with_the_readme_and_runs_offline_after_fetch_weights(t
     command = directives(UNITS / "user" / "photocluster.service")["Service"]["ExecStart"].split()
     assert command[:2] == [USER_PROGRAM, "watch"]
     model = command[command.index("--model") + 1] if "--model" in command else "vgg16"  # watch's default
-    assert fetched == [model]
+    assert fetched == [model, "centernet"]
     home = tmp_path / "home"
     (home / "Pictures").mkdir(parents=True)
-    weights_dir = tmp_path / "weights"  # as after `photocluster fetch-weights squeezenet`, and nothing else
+    weights_dir = tmp_path / "weights"  # as after the two fetch-weights, and nothing else
     weights_dir.mkdir()
     shutil.copy(squeezenet_weights, weights_dir)
+    from photocluster import weights
+
+    shutil.copytree(weights.fetch_weights("centernet"), weights_dir / weights.CENTERNET.folder)
     env = {**os.environ, "PHOTOCLUSTER_WEIGHTS_DIR": str(weights_dir), "KERAS_HOME": str(tmp_path / "keras")}
     args = [arg.replace("%h", str(home)) for arg in command[2:]]
     result = subprocess.run([sys.executable, "-m", "photocluster", "watch", "--check", *args], env=env,
