@@ -8,7 +8,7 @@ On disk `fingerprints.pk` is one pickle of plain built-in types only (dict, list
      "label_idx": uint16 bytes (n x 10, 65535 = none), "label_prob": float16 bytes (n x 10),
      "det_count": uint8 bytes (n; 255 = not through the detector), "det_class": uint8 bytes (one per detection,
      photos in path order; the COCO class index), "det_score": float16 bytes, "det_box": float16 bytes (x1, y1,
-     x2, y2 per detection)}
+     x2, y2 per detection), "detector_id": str (what made them)}
 
 The two label columns hold each photo's predictions (labels.Predictions): its 10 most probable ImageNet classes;
 the four det columns its detections (labels.Detections): at most DETECTIONS_KEPT, best first. A version-1 cache
@@ -35,7 +35,7 @@ import numpy as np
 
 from .cache_guard import CacheError, RefusingUnpickler, check_opcodes
 from .fsutil import ForeignEntry, NotAFileError, atomic_writer, kind_of, open_regular
-from .detection_columns import DETECTIONS_KEPT, columns_to_detections, detections_to_columns, stored_detections
+from .detection_columns import DETECTOR_ID, columns_to_detections, detections_to_columns, stored_detections
 from .labels import Detections, Predictions
 from .library import PhotoFile
 from .wording import plural
@@ -185,6 +185,7 @@ class FingerprintCache:
             "vectors": pickle.PickleBuffer(np.ascontiguousarray(self._vectors)),
             "label_idx": pickle.PickleBuffer(idx),
             "label_prob": pickle.PickleBuffer(prob),
+            "detector_id": DETECTOR_ID,
             **{name: pickle.PickleBuffer(column) for name, column in det_columns.items()},
         }
 
@@ -240,7 +241,9 @@ class FingerprintCache:
         cache._used_rows = n_ok
         predictions = _arrays_to_predictions(idx.reshape(n, PREDICTIONS_KEPT), prob.reshape(n, PREDICTIONS_KEPT))
         rows = np.cumsum([e is None for e in errors]) - 1
-        detections = columns_to_detections(data, n) if data["version"] >= 2 else [None] * n
+        # A cache from before the detector, or from another one: its photos are detected again
+        current = data["version"] >= 2 and data.get("detector_id") == DETECTOR_ID
+        detections = columns_to_detections(data, n) if current else [None] * n
         for i, rel in enumerate(paths):
             row = int(rows[i]) if errors[i] is None else -1
             cache.entries[rel] = Entry(sizes[i], mtimes[i], row, predictions[i], errors[i], detections[i])

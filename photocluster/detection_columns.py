@@ -9,6 +9,8 @@ import numpy as np
 
 from .labels import Detection, Detections, coco_labels
 
+# What computes the detections (detector.MODEL_ID is this): cached detections of another detector are not used.
+DETECTOR_ID = "centernet-mobilenetv3/human-3.3.6/nms0.4"
 DETECTIONS_KEPT = 32  # per photo, best first; the detector gives 100, most of them near zero
 NOT_DETECTED = 0xFF
 

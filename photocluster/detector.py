@@ -31,6 +31,7 @@ import numpy as np
 
 from photocluster import networks
 from photocluster import weights as weights_store
+from photocluster.detection_columns import DETECTOR_ID
 from photocluster.labels import Detection, coco_labels
 from photocluster.weights import WeightsUnavailable
 
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 INPUT_SIZE = 512
 # Names what computes the detections, for a cache to tell them apart: the files are pinned (weights.CENTERNET), so
 # this changes only when they or the arithmetic here change.
-MODEL_ID = "centernet-mobilenetv3/human-3.3.6"
+MODEL_ID = DETECTOR_ID
 # The model reports its 100 best heatmap peaks, several of them one object seen twice (the same box as "person"
 # twice, or as "wine glass" and "cup"). human's centernet.ts keeps, of boxes overlapping by more than this
 # intersection over union, only the best scoring, whatever their classes (config.ts: object.iouThreshold 0.4);

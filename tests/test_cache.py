@@ -535,3 +535,14 @@ def test_detection_columns_that_disagree_are_refused(tmp_path, damage):
     path.write_bytes(pickle.dumps(columns, protocol=5))
     with pytest.raises(CacheError, match="inconsistent"):
         FingerprintCache.load(path)
+
+
+def test_detections_of_another_detector_are_made_again_and_the_fingerprints_kept(tmp_path):
+    cache = make_cache(1)
+    cache.put_detections(PhotoFile("dir/p0.jpg", 100, 10**9), (PERSON,))
+    columns = cache._to_columns()
+    columns["detector_id"] = "another-detector/1"
+    path = tmp_path / "c.pk"
+    path.write_bytes(pickle.dumps(columns, protocol=5))
+    loaded = FingerprintCache.load(path)
+    assert loaded.undetected() == ["dir/p0.jpg"] and loaded.fingerprinted() == ["dir/p0.jpg"]
