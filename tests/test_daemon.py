@@ -32,6 +32,7 @@ from photocluster.settings import LibrarySettings, PatternOptions
 from .conftest import save, scene, wait_for
 
 STAND_IN = "tests.test_worker:stand_in_factory"
+STAND_IN_DETECTOR = "tests.standin:detector_factory"
 FAST = DaemonTimings(quiet_seconds=0.2, max_delay_seconds=1.0, settle_seconds=0.1, rescan_seconds=0,
                      root_check_seconds=0.1, worker_idle_seconds=30, retry_seconds=0.05, retry_max_seconds=0.5,
                      batch_timeout_seconds=30)
@@ -55,7 +56,7 @@ class Running:
     """A daemon running in a thread, and the fingerprint jobs its pipelines hand out (to count them)."""
 
     def __init__(self, config: Config):
-        self.daemon = Daemon(config, model_factory=STAND_IN)
+        self.daemon = Daemon(config, model_factory=STAND_IN, detector_factory=STAND_IN_DETECTOR)
         self.fingerprinted: list[tuple[str, int]] = []  # (photo, size) per photo handed to the worker
         self.thread = threading.Thread(target=self.daemon.run, kwargs={"handle_signals": False}, daemon=True)
 
@@ -457,7 +458,7 @@ def test_a_reload_tries_a_failed_library_again(tmp_path, stand_in, monkeypatch, 
                                    for root, weights in ((without, "imagenet"), (other, "random"))))
     config = load_config(config_file)
     config.timings = FAST
-    daemon = Daemon(config, model_factory=STAND_IN, check_weights=True)
+    daemon = Daemon(config, model_factory=STAND_IN, check_weights=True, detector_factory=STAND_IN_DETECTOR)
     thread = threading.Thread(target=daemon.run, kwargs={"handle_signals": False}, daemon=True)
     thread.start()
     try:

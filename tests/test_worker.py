@@ -105,7 +105,7 @@ def lib(tmp_path):
 
 def test_worker_process_returns_the_models_fingerprints(lib, worker):
     results = {}
-    outcome = worker.run(job(lib), lambda rel, vec, labels, err: results.__setitem__(rel, (vec, labels, err)))
+    outcome = worker.run(job(lib), lambda rel, vec, labels, err, found: results.__setitem__(rel, (vec, labels, err)))
     assert outcome.finished and outcome.model_loaded and outcome.crash is None
     assert worker.pid not in (None, os.getpid())
     assert sorted(results) == [f"p{i}.jpg" for i in range(5)]
@@ -119,7 +119,7 @@ def test_worker_process_returns_the_models_fingerprints(lib, worker):
 def test_undecodable_photo_is_a_result_not_a_crash(lib, worker):
     (lib / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
     results = {}
-    outcome = worker.run(job(lib), lambda rel, vec, labels, err: results.__setitem__(rel, err))
+    outcome = worker.run(job(lib), lambda rel, vec, labels, err, found: results.__setitem__(rel, err))
     assert outcome.finished and results["broken.jpg"] and results["p0.jpg"] is None
 
 
