@@ -13,8 +13,9 @@ The pipeline always rescans the whole library (10,000 photos take a fraction of 
 scan decides *what* changed. That is why catching up is simple: on start, on an inotify overflow, when a library
 root comes back (a remounted share) and on the periodic rescan, the library is just made due.
 
-Fingerprinting runs in a worker process (photocluster.worker) that exits when idle, so the idle daemon holds no
-model. systemd is told READY=1 after the first reconcile, STATUS= lines, WATCHDOG=1 and STOPPING=1.
+Fingerprinting and object detection run in a worker process (photocluster.worker) that exits when idle, so the
+idle daemon holds no model. systemd is told READY=1 after the first reconcile, STATUS= lines, WATCHDOG=1 and
+STOPPING=1.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from .settings import LibrarySettings, SettingsError
 from .weights import WeightsUnavailable, missing_weights
 from .watched import Library, dir_identity, is_relevant, is_unwatched, looks_unmounted, output_in_use, stat_of
 from .watching import Change, Watcher
-from .worker import DEFAULT_FACTORY, FingerprintWorker, WorkerLoadError
+from .worker import DEFAULT_DETECTOR_FACTORY, DEFAULT_FACTORY, FingerprintWorker, WorkerLoadError
 from .worker_fingerprinter import WorkerFingerprinter
 
 log = logging.getLogger(__name__)
@@ -48,14 +49,16 @@ class Daemon(ConfigReloading):
     """Watch the configured libraries and keep their output current until stopped."""
 
     def __init__(self, config: Config, model_factory: str = DEFAULT_FACTORY,
-                 notifier: ServiceNotifier | None = None, check_weights: bool | None = None):
+                 notifier: ServiceNotifier | None = None, check_weights: bool | None = None,
+                 detector_factory: str = DEFAULT_DETECTOR_FACTORY):
         self.config = config
         self.check_weights = model_factory == DEFAULT_FACTORY if check_weights is None else check_weights
         self.timings = config.timings
         self.notifier = notifier or ServiceNotifier()
         self.worker = FingerprintWorker(self.timings.worker_idle_seconds, self.timings.batch_timeout_seconds)
         self.fingerprinter = WorkerFingerprinter(self.worker, model_factory, self.timings.retry_seconds,
-                                                 self.timings.retry_max_seconds, heartbeat=self.notifier.watchdog)
+                                                 self.timings.retry_max_seconds, heartbeat=self.notifier.watchdog,
+                                                 detector_factory=detector_factory)
         self.fingerprinter.on_progress = self._fingerprint_progress
         self.libraries: list[Library] = []
         self.runs = 0  # pipeline updates done; tests and the benchmark read it
@@ -307,7 +310,9 @@ class Daemon(ConfigReloading):
 
     # --- libraries and their watches ------------------------------------------------------------------------
     def _add_library(self, settings: LibrarySettings) -> Library:
-        library = Library(settings, LibraryPipeline(settings, fingerprint=self.fingerprinter, incremental=True))
+        pipeline = LibraryPipeline(settings, fingerprint=self.fingerprinter, incremental=True,
+                                   detect=self.fingerprinter.detect_earlier)
+        library = Library(settings, pipeline)
         self.libraries.append(library)
         library.root_id = dir_identity(library.root)
         problem = self._weights_problem(settings)

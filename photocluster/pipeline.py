@@ -140,6 +140,19 @@ def wants_detections(settings: LibrarySettings) -> bool:
     return settings.patterns.enabled and settings.patterns.objects != "imagenet"
 
 
+def detect_in_process(settings: LibrarySettings, sink: FingerprintSink, todo: list[PhotoFile],
+                      progress: bool | None, should_stop: Callable[[], bool]) -> int:
+    """The in-process EarlierDetector: load the detector here and detect objects in `todo` into
+    `sink.put_detections` (the daemon uses WorkerFingerprinter.detect_earlier, in its worker process)."""
+    return detect_photos(todo, Path(settings.library), load_detector(), sink, batch_size=settings.batch_size,
+                         progress=progress, should_stop=should_stop)
+
+
+# The detect step for photos fingerprinted before the detector: (settings, sink, todo, progress, should_stop)
+# -> how many photos got their detections.
+EarlierDetector = Callable[[LibrarySettings, FingerprintSink, list[PhotoFile], "bool | None", Callable[[], bool]], int]
+
+
 def load_detector():
     from .detector import load_detector as load  # TensorFlow: imported only when there is work
 
@@ -167,10 +180,14 @@ class LibraryPipeline:
     With `incremental`, it also keeps the clustering between updates and re-clusters only what changed."""
 
     def __init__(
-        self, settings: LibrarySettings, fingerprint: Fingerprinter = fingerprint_in_process, incremental: bool = False
+        self, settings: LibrarySettings, fingerprint: Fingerprinter = fingerprint_in_process, incremental: bool = False,
+        detect: EarlierDetector | None = None,
     ):
         self.settings = settings
         self.fingerprint = fingerprint
+        # The detect step for photos fingerprinted before: in this process beside the in-process fingerprinter;
+        # the daemon passes its worker's (WorkerFingerprinter.detect_earlier), so TensorFlow stays out of it.
+        self.detect = detect or (detect_in_process if fingerprint is fingerprint_in_process else None)
         self.incremental = IncrementalClustering() if incremental else None
         self.keep_scenes = incremental  # a daemon keeps the candidate lists between updates
         self._scenes: SceneLinker | None = None
@@ -251,17 +268,14 @@ class LibraryPipeline:
 
     def _detect_earlier_photos(self, run: _Run, cache: FingerprintCache, photos: dict[str, PhotoFile]) -> None:
         """Detect objects in photos fingerprinted before the detector was used (an older cache); their
-        fingerprints are kept. The daemon's worker runs no detector yet, so a daemon leaves this to a one-shot run."""
-        if self.fingerprint is not fingerprint_in_process or not wants_detections(self.settings):
+        fingerprints are kept."""
+        if self.detect is None or not wants_detections(self.settings):
             return
-        undetected = [photos[rel] for rel in cache.undetected() if rel in photos]
+        undetected = [photos[rel] for rel in cache.undetected() if rel in photos and rel not in run.hold_back]
         if undetected:
             log.info("detecting objects in %s fingerprinted before", plural(len(undetected), "photo"))
             with run.timer("detect"), checkpointing(cache, lambda: self._save_cache(cache)) as writer:
-                report = run.report
-                report.detected = detect_photos(undetected, Path(self.settings.library), load_detector(), writer,
-                                                batch_size=self.settings.batch_size, progress=run.progress,
-                                                should_stop=run.should_stop)
+                run.report.detected = self.detect(self.settings, writer, undetected, run.progress, run.should_stop)
 
     def _cluster_and_lay_out(self, run: _Run, cache: FingerprintCache,
                              photos: dict[str, PhotoFile]) -> list[str] | None:

@@ -9,11 +9,16 @@ The worker is a `multiprocessing` child made with the 'spawn' method: the daemon
 forking a process with threads (or with TensorFlow loaded) is unsafe. It is driven over one Pipe:
 
     daemon -> worker   Job, or None to exit
-    worker -> daemon   ("ready", model_id)                   the model is loaded (a crash before this is not
+    worker -> daemon   ("ready", model_id)                   the models are loaded (a crash before this is not
                                                              the photos' fault)
-                       ("photo", rel, vector, predictions, None)  one fingerprint, sent as soon as it is computed
-                       ("photo", rel, None, (), reason)      a photo that could not be decoded
+                       ("photo", rel, vector, predictions, None, detections)  one fingerprint, sent as soon as
+                                                             it is computed (detections None: no detector ran)
+                       ("photo", rel, None, (), reason, None)  a photo that could not be decoded
+                       ("detections", rel, detections)       a DETECT job's result (no fingerprint computed)
                        ("done", None) | ("load_error", msg, missing_weights)
+
+Detections cross the pipe as plain tuples (label, score, (x1, y1, x2, y2)), so the protocol carries only builtins
+and numpy arrays, never the package's own classes.
 
 concurrent.futures.ProcessPoolExecutor would hide what is needed here (results streamed per photo, the exit
 signal of a crash, an idle exit), which is why this small protocol is written out by hand.
@@ -34,22 +39,26 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .fingerprint import FingerprintSink
-from .labels import Predictions
+from .fingerprint import FingerprintSink, detect_photos, fingerprint_photos, hung_decodes
+from .labels import Detection, Detections, Predictions
 from .library import PhotoFile
 from .weights import WeightsUnavailable
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FACTORY = "photocluster.models:load_fingerprinter"
+DEFAULT_DETECTOR_FACTORY = "photocluster.detector:load_detector"
+FINGERPRINT, DETECT = "fingerprint", "detect"  # Job.kind: DETECT runs only the detector (photos fingerprinted before)
 POLL_SECONDS = 0.2  # how often a wait for the worker looks at should_stop
 
 
 @dataclass(frozen=True)
 class Job:
-    """Fingerprint `photos` of the library at `library_root` with the model that `factory(model, weights)` makes.
+    """Fingerprint `photos` of the library at `library_root` with the model that `factory(model, weights)` makes,
+    and with `detect`, find their objects too with the detector that `detector_factory()` makes, from the same
+    decode. A DETECT job runs only the detector, for photos fingerprinted before it was used.
 
-    `factory` is a dotted path "module:function", so tests can give the worker a stand-in model.
+    The factories are dotted paths "module:function", so tests can give the worker stand-ins.
     """
 
     library_root: str
@@ -58,6 +67,17 @@ class Job:
     weights: str | None
     batch_size: int
     factory: str = DEFAULT_FACTORY
+    detect: bool = False
+    kind: str = FINGERPRINT
+    detector_factory: str = DEFAULT_DETECTOR_FACTORY
+
+    @property
+    def needs_model(self) -> bool:
+        return self.kind == FINGERPRINT
+
+    @property
+    def needs_detector(self) -> bool:
+        return self.detect or self.kind == DETECT
 
     @property
     def model_key(self) -> tuple[str, str, str | None]:
@@ -79,7 +99,6 @@ class WorkerLoadError(RuntimeError):
 
 def worker_main(conn: Connection, log_level: int) -> None:
     """The worker process: answer jobs until told to exit or until the daemon is gone."""
-    from .fingerprint import fingerprint_photos, hung_decodes
     from .logs import setup_logging
 
     # Ctrl-C in a terminal reaches the whole process group; the daemon decides when the worker stops.
@@ -90,7 +109,7 @@ def worker_main(conn: Connection, log_level: int) -> None:
     # tqdm would otherwise make a multiprocessing lock (a named semaphore) that outlives a worker killed mid-job
     # and draws a "leaked semaphore" warning at shutdown; the worker has no progress bar to share.
     tqdm.set_lock(threading.RLock())
-    model, model_key = None, None
+    loaded = _LoadedModels()
     while True:
         try:
             job = conn.recv()
@@ -98,16 +117,14 @@ def worker_main(conn: Connection, log_level: int) -> None:
             return  # the daemon is gone
         if job is None:
             return
-        if model is None or model_key != job.model_key:
-            try:
-                model, model_key = _make_model(job), job.model_key
-            except Exception as exc:  # noqa: BLE001 - any failure to load is reported as one line
-                conn.send(("load_error", str(exc) or type(exc).__name__, isinstance(exc, WeightsUnavailable)))
-                continue
-        conn.send(("ready", model.model_id))
         try:
-            fingerprint_photos(list(job.photos), Path(job.library_root), model, _ResultSender(conn),
-                               batch_size=job.batch_size, progress=False)
+            model, detector = loaded.for_job(job)
+        except Exception as exc:  # noqa: BLE001 - any failure to load is reported as one line
+            conn.send(("load_error", str(exc) or type(exc).__name__, isinstance(exc, WeightsUnavailable)))
+            continue
+        conn.send(("ready", model.model_id if model is not None else None))
+        try:
+            _run_job(job, model, detector, _ResultSender(conn))
         except Exception as exc:  # noqa: BLE001 - one line for the journal; the daemon retries as for a crash
             log.error("fingerprint worker failed: %s: %s", type(exc).__name__, exc)
             log.debug("worker traceback", exc_info=True)
@@ -119,10 +136,39 @@ def worker_main(conn: Connection, log_level: int) -> None:
             return
 
 
+def _run_job(job: Job, model, detector, sender: _ResultSender) -> None:
+    photos, root = list(job.photos), Path(job.library_root)
+    if job.kind == DETECT:
+        detect_photos(photos, root, detector, sender, batch_size=job.batch_size, progress=False)
+    else:
+        fingerprint_photos(photos, root, model, sender, batch_size=job.batch_size, progress=False,
+                           detector=detector)
+
+
+class _LoadedModels:
+    """The worker's models, each loaded when a job first needs it and kept for the jobs after (by its key)."""
+
+    def __init__(self):
+        self.model, self.model_key = None, None
+        self.detector, self.detector_key = None, None
+
+    def for_job(self, job: Job) -> tuple:
+        if job.needs_model and (self.model is None or self.model_key != job.model_key):
+            self.model, self.model_key = None, None  # let the old one go before the new one takes memory
+            self.model, self.model_key = _make_model(job), job.model_key
+        if job.needs_detector and (self.detector is None or self.detector_key != job.detector_factory):
+            self.detector, self.detector_key = None, None
+            self.detector, self.detector_key = _call_factory(job.detector_factory), job.detector_factory
+        return (self.model if job.needs_model else None), (self.detector if job.needs_detector else None)
+
+
 def _make_model(job: Job):
-    module_name, _, function_name = job.factory.partition(":")
-    factory = getattr(importlib.import_module(module_name), function_name)
-    return factory(job.model, job.weights)
+    return _call_factory(job.factory, job.model, job.weights)
+
+
+def _call_factory(dotted: str, *args):
+    module_name, _, function_name = dotted.partition(":")
+    return getattr(importlib.import_module(module_name), function_name)(*args)
 
 
 class _ResultSender(FingerprintSink):
@@ -131,12 +177,32 @@ class _ResultSender(FingerprintSink):
     def __init__(self, conn: Connection):
         self.conn = conn
 
-    def put(self, photo: PhotoFile, vector: np.ndarray, predictions: Predictions, detections=None) -> None:
-        # The worker runs no detector yet: its photos get their detections from a later one-shot run.
-        self.conn.send(("photo", photo.rel, np.asarray(vector, np.float32), tuple(predictions), None))
+    def put(self, photo: PhotoFile, vector: np.ndarray, predictions: Predictions,
+            detections: Detections | None = None) -> None:
+        self.conn.send(("photo", photo.rel, np.asarray(vector, np.float32), tuple(predictions), None,
+                        plain_detections(detections)))
+
+    def put_detections(self, photo: PhotoFile, detections: Detections) -> None:
+        self.conn.send(("detections", photo.rel, plain_detections(detections)))
 
     def put_failure(self, photo: PhotoFile, reason: str) -> None:
-        self.conn.send(("photo", photo.rel, None, (), reason))
+        self.conn.send(("photo", photo.rel, None, (), reason, None))
+
+
+PlainDetections = tuple[tuple[str, float, tuple[float, float, float, float]], ...]
+
+
+def plain_detections(detections: Detections | None) -> PlainDetections | None:
+    """Detections as builtins for the pipe: (label, score, (x1, y1, x2, y2)) each."""
+    if detections is None:
+        return None
+    return tuple((str(d.label), float(d.score), tuple(float(v) for v in d.box)) for d in detections)
+
+
+def rebuild_detections(plain: PlainDetections | None) -> Detections | None:
+    if plain is None:
+        return None
+    return tuple(Detection(label, score, tuple(box)) for label, score, box in plain)
 
 
 # --- the daemon's side ----------------------------------------------------------------------------------------
@@ -172,10 +238,12 @@ class FingerprintWorker:
     def alive(self) -> bool:
         return self._process is not None and self._process.is_alive()
 
-    def run(self, job: Job, on_result: Callable[[str, np.ndarray | None, Predictions, str | None], None],
+    def run(self, job: Job, on_result: Callable[[str, np.ndarray | None, Predictions, str | None,
+                                                 Detections | None], None],
             should_stop: Callable[[], bool] = lambda: False, heartbeat: Callable[[], None] = lambda: None,
             ) -> JobOutcome:
-        """Send one job and pass each result to `on_result` as it arrives. Never raises for a worker crash."""
+        """Send one job and pass each result to `on_result(rel, vector, predictions, error, detections)` as it
+        arrives (a DETECT job's: vector None, no predictions). Never raises for a worker crash."""
         if self._model_key != job.model_key:
             self.stop()  # one model at a time: a fresh process gives the old model's memory back
         self._start()
@@ -230,9 +298,13 @@ class FingerprintWorker:
     def _handle(self, message: tuple, outcome: JobOutcome, on_result) -> None:
         kind = message[0]
         if kind == "photo":
-            _, rel, vector, predictions, error = message
+            _, rel, vector, predictions, error, detections = message
             outcome.answered.add(rel)
-            on_result(rel, vector, predictions, error)
+            on_result(rel, vector, predictions, error, rebuild_detections(detections))
+        elif kind == "detections":
+            _, rel, detections = message
+            outcome.answered.add(rel)
+            on_result(rel, None, (), None, rebuild_detections(detections))
         elif kind == "ready":
             outcome.model_loaded = True
         elif kind == "done":

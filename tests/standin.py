@@ -1,7 +1,7 @@
 """A fast model stand-in, importable by tests and by the subprocesses that fault-injection tests start and kill.
 
-`python -m tests.standin ARGS...` runs `photocluster ARGS...` (`watch` too: its worker gets `factory`) with
-StandInModel in place of the real model.
+`python -m tests.standin ARGS...` runs `photocluster ARGS...` (`watch` too: its worker gets `factory` and
+`detector_factory`) with StandInModel and StandInDetector in place of the real models.
 Environment knobs (all optional) slow chosen steps in that child only, so a harness can SIGKILL it inside them;
 before each slowed step the child writes `phase:<name>` to stdout, so the harness knows where it is:
 
@@ -150,6 +150,11 @@ def factory(name: str, weights: str | None = None) -> StandInModel:
     return _SlowStandIn(predict_delay) if predict_delay else StandInModel()
 
 
+def detector_factory() -> StandInDetector:
+    """The stand-in detector for the daemon's worker process, like `factory` for the model."""
+    return StandInDetector()
+
+
 def main(argv: list[str] | None = None) -> int:
     import functools
 
@@ -157,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
 
     install(model=factory("stand-in"))
     _slow_down_steps()
-    daemon.Daemon = functools.partial(daemon.Daemon, model_factory="tests.standin:factory")
+    daemon.Daemon = functools.partial(daemon.Daemon, model_factory="tests.standin:factory",
+                                      detector_factory="tests.standin:detector_factory")
     from photocluster.cli import main as cli_main
 
     return cli_main(sys.argv[1:] if argv is None else argv)

@@ -32,6 +32,7 @@ from photocluster.settings import LibrarySettings, PatternOptions
 from .conftest import save, scene, wait_for
 
 STAND_IN = "tests.test_worker:stand_in_factory"
+STAND_IN_DETECTOR = "tests.standin:detector_factory"
 FAST = DaemonTimings(quiet_seconds=0.2, max_delay_seconds=1.0, settle_seconds=0.1, rescan_seconds=0,
                      root_check_seconds=0.1, worker_idle_seconds=30, retry_seconds=0.05, retry_max_seconds=0.5,
                      batch_timeout_seconds=30)
@@ -55,7 +56,7 @@ class Running:
     """A daemon running in a thread, and the fingerprint jobs its pipelines hand out (to count them)."""
 
     def __init__(self, config: Config):
-        self.daemon = Daemon(config, model_factory=STAND_IN)
+        self.daemon = Daemon(config, model_factory=STAND_IN, detector_factory=STAND_IN_DETECTOR)
         self.fingerprinted: list[tuple[str, int]] = []  # (photo, size) per photo handed to the worker
         self.thread = threading.Thread(target=self.daemon.run, kwargs={"handle_signals": False}, daemon=True)
 
@@ -457,7 +458,7 @@ def test_a_reload_tries_a_failed_library_again(tmp_path, stand_in, monkeypatch, 
                                    for root, weights in ((without, "imagenet"), (other, "random"))))
     config = load_config(config_file)
     config.timings = FAST
-    daemon = Daemon(config, model_factory=STAND_IN, check_weights=True)
+    daemon = Daemon(config, model_factory=STAND_IN, check_weights=True, detector_factory=STAND_IN_DETECTOR)
     thread = threading.Thread(target=daemon.run, kwargs={"handle_signals": False}, daemon=True)
     thread.start()
     try:
@@ -549,3 +550,57 @@ def test_the_watchdog_allowance_grows_with_the_library():
     assert watchdog_allowance(1_000) < 5 * 60  # a small library keeps the unit's own WatchdogSec=5min
     sizes = [0, 10, 10_000, 100_000, 250_000, 1_000_000]
     assert [watchdog_allowance(n) for n in sizes] == sorted(watchdog_allowance(n) for n in sizes)
+
+
+# --- issue 13: the worker runs both models; the daemon itself never loads TensorFlow ------------------------------
+
+def detect_in_a_daemon(lib: str) -> None:
+    """Run in a fresh process: a daemon fingerprints without patterns (no detections), then, with them, detects
+    objects in those photos and fingerprints a new one with detections; print what it found as JSON."""
+    import json
+
+    from photocluster import pipeline
+
+    from .standin import install
+
+    real_load_detector = pipeline.load_detector
+    install()  # the stand-in's model spec (the cache's width) in this process
+    pipeline.load_detector = real_load_detector  # a detector in this process would be the real one, TensorFlow
+    root = Path(lib)
+    first = Daemon(Config([library_settings(root)], FAST), model_factory=STAND_IN,
+                   detector_factory=STAND_IN_DETECTOR)
+    _run_until_ready(first)
+    save(scene(5), root / "new.jpg")
+    second = Daemon(Config([library_settings(root, patterns=PatternOptions(enabled=True))], FAST),
+                    model_factory=STAND_IN, detector_factory=STAND_IN_DETECTOR)
+    _run_until_ready(second)
+    cache = FingerprintCache.load(root / "photocluster" / "fingerprints.pk")
+    print(json.dumps({"detections": {rel: None if e.detections is None else list(e.detections)
+                                     for rel, e in cache.entries.items()},
+                      "report": second.libraries[0].last_report.as_dict()["detected_earlier_photos"],
+                      "loaded": sorted(m for m in ("tensorflow", "keras") if m in sys.modules)}))
+
+
+def _run_until_ready(daemon: Daemon) -> None:
+    thread = threading.Thread(target=daemon.run, kwargs={"handle_signals": False}, daemon=True)
+    thread.start()
+    try:
+        wait_for(daemon.ready.is_set, what="the first reconcile")
+    finally:
+        daemon.request_stop()
+        thread.join(15)
+
+
+def test_the_daemon_detects_through_its_worker_and_never_loads_tensorflow(lib):
+    import json
+
+    save(scene(1), lib / "a.jpg")
+    code = "import sys; from tests.test_daemon import detect_in_a_daemon; detect_in_a_daemon(sys.argv[1])"
+    result = subprocess.run([sys.executable, "-c", code, str(lib)], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).parent.parent)
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout.splitlines()[-1])
+    # the stand-in detector finds nothing: () where it ran, None where it did not
+    assert found["detections"] == {"seed.jpg": [], "a.jpg": [], "new.jpg": []}
+    assert found["report"] == 2  # seed.jpg and a.jpg, fingerprinted before; new.jpg with its fingerprint
+    assert found["loaded"] == []

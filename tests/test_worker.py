@@ -18,7 +18,9 @@ from photocluster.images import load_image
 from photocluster.library import PhotoFile, scan_library
 from photocluster.settings import LibrarySettings, PatternOptions
 from photocluster.weights import WeightsUnavailable
-from photocluster.worker import FingerprintWorker, Job, WorkerLoadError, describe_exit
+from photocluster.labels import Detection
+from photocluster.worker import (DETECT, FINGERPRINT, FingerprintWorker, Job, WorkerLoadError, _ResultSender,
+                                 describe_exit)
 from photocluster.worker_fingerprinter import WorkerFingerprinter
 
 from .conftest import StandInModel, save, scene
@@ -105,7 +107,7 @@ def lib(tmp_path):
 
 def test_worker_process_returns_the_models_fingerprints(lib, worker):
     results = {}
-    outcome = worker.run(job(lib), lambda rel, vec, labels, err: results.__setitem__(rel, (vec, labels, err)))
+    outcome = worker.run(job(lib), lambda rel, vec, labels, err, found: results.__setitem__(rel, (vec, labels, err)))
     assert outcome.finished and outcome.model_loaded and outcome.crash is None
     assert worker.pid not in (None, os.getpid())
     assert sorted(results) == [f"p{i}.jpg" for i in range(5)]
@@ -119,7 +121,7 @@ def test_worker_process_returns_the_models_fingerprints(lib, worker):
 def test_undecodable_photo_is_a_result_not_a_crash(lib, worker):
     (lib / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
     results = {}
-    outcome = worker.run(job(lib), lambda rel, vec, labels, err: results.__setitem__(rel, err))
+    outcome = worker.run(job(lib), lambda rel, vec, labels, err, found: results.__setitem__(rel, err))
     assert outcome.finished and results["broken.jpg"] and results["p0.jpg"] is None
 
 
@@ -295,3 +297,151 @@ def test_a_load_error_says_whether_the_weights_are_missing(lib, worker):
     with pytest.raises(WorkerLoadError) as passing:
         worker.run(job(lib, factory="memory_error_factory"), lambda *a: None)
     assert not passing.value.missing_weights  # this may pass: the daemon retries it
+
+
+# --- issue 13: the worker runs the detector beside the model, from the same decode ------------------------------
+
+CALLS_ENV = "PHOTOCLUSTER_TEST_CALLS"  # a file where the worker's stand-ins note each call (the worker inherits it)
+BOXES = (("person", 0.75, (0.125, 0.25, 0.5, 1.0)), ("dog", 0.5, (0.0, 0.0, 0.25, 0.25)))  # float16-exact
+
+
+def _note(what: str, photos: int) -> None:
+    with open(os.environ[CALLS_ENV], "a") as fh:
+        fh.write(f"{what} {photos}\n")
+
+
+class _NotingStandIn(StandInModel):
+    def predict(self, batch):
+        _note("predict", len(batch))
+        return super().predict(batch)
+
+
+def noting_factory(name: str, weights: str | None = None) -> StandInModel:
+    return _NotingStandIn()
+
+
+class _BoxesDetector:
+    """Finds the same person and dog in every photo; a solid magenta photo segfaults it (with crash=True)."""
+
+    input_size = (16, 16)
+
+    def __init__(self, crash: bool = False):
+        self.crash = crash
+
+    def detect(self, batch):
+        if CALLS_ENV in os.environ:
+            _note("detect", len(batch))
+        means = batch.reshape(len(batch), -1, 3).mean(axis=1)
+        if self.crash and np.any(np.all(np.abs(means - POISON) < 8, axis=1)):
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return [tuple(Detection(*found) for found in BOXES) for _ in batch]
+
+
+def boxes_detector_factory():
+    return _BoxesDetector()
+
+
+def crashing_detector_factory():
+    return _BoxesDetector(crash=True)
+
+
+def missing_detector_weights_factory():
+    raise WeightsUnavailable("CenterNet weights are missing; run `photocluster fetch-weights centernet`")
+
+
+def detect_job(lib, kind=FINGERPRINT, detector="boxes_detector_factory", factory="stand_in_factory") -> Job:
+    return Job(str(lib), tuple(photos_of(lib)), "squeezenet", None, 2, f"{HERE}:{factory}", detect=True, kind=kind,
+               detector_factory=f"{HERE}:{detector}")
+
+
+def test_the_worker_returns_each_photos_detections_with_its_fingerprint(lib, worker):
+    results = {}
+    outcome = worker.run(detect_job(lib), lambda rel, vec, labels, err, found: results.__setitem__(rel, (vec, found)))
+    assert outcome.finished and sorted(results) == [f"p{i}.jpg" for i in range(5)]
+    expected = tuple(Detection(*found) for found in BOXES)
+    assert all(vec is not None and vec.shape == (StandInModel.dim,) and found == expected
+               for vec, found in results.values())
+
+
+def test_detections_cross_the_pipe_as_plain_tuples():
+    class Pipe:
+        def __init__(self):
+            self.sent = []
+
+        def send(self, message):
+            self.sent.append(message)
+
+    def builtins_only(value) -> bool:
+        if isinstance(value, tuple):
+            return all(builtins_only(v) for v in value)
+        return value is None or type(value) in (str, float, int, np.ndarray)
+
+    pipe = Pipe()
+    sender = _ResultSender(pipe)
+    photo = PhotoFile("a.jpg", 10, 20)
+    found = tuple(Detection(*d) for d in BOXES)
+    sender.put(photo, np.zeros(4, np.float32), ((281, 0.5),), found)
+    sender.put_detections(photo, found)
+    assert pipe.sent[0][5] == BOXES and pipe.sent[1] == ("detections", "a.jpg", BOXES)
+    assert all(builtins_only(message) for message in pipe.sent)
+
+
+def fingerprinted_cache(lib) -> tuple[FingerprintCache, dict[str, np.ndarray]]:
+    """A cache of the library's photos fingerprinted before the detector (no detections), and their vectors."""
+    model = StandInModel()
+    cache = FingerprintCache(model.model_id, model.dim)
+    for photo in photos_of(lib):
+        vector, probs = model.predict(load_image(lib / photo.rel, model.input_size)[None])
+        cache.put(photo, vector[0], ((281, 0.6),))
+    return cache, {rel: cache.vectors([rel])[0].copy() for rel in cache.fingerprinted()}
+
+
+def test_a_detect_only_job_never_runs_the_model_and_keeps_the_fingerprints(lib, tmp_path, monkeypatch):
+    calls = tmp_path / "calls"
+    monkeypatch.setenv(CALLS_ENV, str(calls))
+    cache, vectors = fingerprinted_cache(lib)
+    w = FingerprintWorker(idle_seconds=30, batch_timeout=30)  # started after setenv: the worker sees the file
+    try:
+        fingerprinter = WorkerFingerprinter(w, f"{HERE}:noting_factory",
+                                            detector_factory=f"{HERE}:boxes_detector_factory")
+        detected = fingerprinter.detect_earlier(settings(lib, patterns=PatternOptions()), cache, photos_of(lib),
+                                                False, lambda: False)
+    finally:
+        w.stop()
+    assert detected == 5
+    lines = calls.read_text().split("\n")[:-1]
+    assert {line.split()[0] for line in lines} == {"detect"} and sum(int(line.split()[1]) for line in lines) == 5
+    expected = tuple(Detection(*found) for found in BOXES)
+    assert all(cache.entries[rel].detections == expected for rel in vectors)
+    assert all(np.array_equal(cache.vectors([rel])[0], vector) for rel, vector in vectors.items())
+
+
+def test_missing_detector_weights_are_a_one_line_load_error(lib, worker):
+    with pytest.raises(WorkerLoadError) as error:
+        worker.run(detect_job(lib, detector="missing_detector_weights_factory"), lambda *a: None)
+    assert str(error.value) == "CenterNet weights are missing; run `photocluster fetch-weights centernet`"
+    assert error.value.missing_weights
+    with pytest.raises(WorkerLoadError) as detect_only:
+        worker.run(detect_job(lib, kind=DETECT, detector="missing_detector_weights_factory"), lambda *a: None)
+    assert detect_only.value.missing_weights
+
+
+def test_a_photo_that_crashes_the_worker_in_a_detect_only_job_is_skipped_and_keeps_its_fingerprint(lib, worker,
+                                                                                                   caplog):
+    save(Image.new("RGB", (64, 48), POISON), lib / "p2-poison.jpg")
+    cache, vectors = fingerprinted_cache(lib)
+    fingerprinter = WorkerFingerprinter(worker, f"{HERE}:stand_in_factory", retry_seconds=0.01,
+                                        detector_factory=f"{HERE}:crashing_detector_factory")
+    lib_settings = settings(lib, patterns=PatternOptions())
+    assert fingerprinter.detect_earlier(lib_settings, cache, photos_of(lib), False, lambda: False) == 5
+    assert "fingerprint worker crashed (signal 11 (SIGSEGV))" in caplog.text
+    assert caplog.text.count("skipping p2-poison.jpg: no object detection until a restart: crashed the fingerprint "
+                             "worker 2 times (signal 11 (SIGSEGV))") == 1
+    poisoned = cache.entries["p2-poison.jpg"]
+    assert poisoned.detections is None and not poisoned.error
+    assert np.array_equal(cache.vectors(["p2-poison.jpg"])[0], vectors["p2-poison.jpg"])  # its fingerprint is kept
+    assert all(cache.entries[f"p{i}.jpg"].detections for i in range(5))
+    caplog.clear()
+    # the next update does not offer it to the detector again (nor crash the worker for it)
+    assert fingerprinter.detect_earlier(lib_settings, cache, photos_of(lib), False, lambda: False) == 5
+    assert "crashed" not in caplog.text
