@@ -32,9 +32,9 @@ from .config import Config
 from .daemon_reload import ConfigReloading
 from .daemon_status import failure_message, log_update, status_line
 from .notify import ServiceNotifier
-from .pipeline import LibraryPipeline
+from .pipeline import LibraryPipeline, wants_detections
 from .settings import LibrarySettings, SettingsError
-from .weights import WeightsUnavailable, missing_weights
+from .weights import CENTERNET, WeightsUnavailable, missing_npm_weights, missing_weights
 from .watched import Library, dir_identity, is_relevant, is_unwatched, looks_unmounted, output_in_use, stat_of
 from .watching import Change, Watcher
 from .worker import DEFAULT_DETECTOR_FACTORY, DEFAULT_FACTORY, FingerprintWorker, WorkerLoadError
@@ -289,7 +289,7 @@ class Daemon(ConfigReloading):
         """
         if not self.check_weights:
             return None
-        return missing_weights(settings.model, settings.weights)
+        return library_weights_problem(settings)
 
     def _check_weights_at_start(self) -> None:
         """A library whose weights are missing is a configuration error: fatal when no library could run."""
@@ -353,12 +353,20 @@ class Daemon(ConfigReloading):
         library.root_id = current
 
 
+def library_weights_problem(settings: LibrarySettings) -> str | None:
+    """Why the library's model, or its object detector when its summaries use one, has no weights here."""
+    problem = missing_weights(settings.model, settings.weights)
+    if problem is None and wants_detections(settings):
+        problem = missing_npm_weights(CENTERNET)
+    return problem
+
+
 def check_weights(config: Config) -> None:
     """Raise WeightsUnavailable naming every library whose model weights are not on this machine.
 
     It only looks for the files, so `watch --check` stays quick and never loads TensorFlow.
     """
     problems = [f"{os.path.abspath(s.library)}: {problem}" for s in config.libraries
-                if (problem := missing_weights(s.model, s.weights)) is not None]
+                if (problem := library_weights_problem(s)) is not None]
     if problems:
         raise WeightsUnavailable("; ".join(problems))

@@ -604,3 +604,20 @@ def test_the_daemon_detects_through_its_worker_and_never_loads_tensorflow(lib):
     assert found["detections"] == {"seed.jpg": [], "a.jpg": [], "new.jpg": []}
     assert found["report"] == 2  # seed.jpg and a.jpg, fingerprinted before; new.jpg with its fingerprint
     assert found["loaded"] == []
+
+
+def test_watch_check_names_a_library_whose_detector_weights_are_missing(tmp_path, monkeypatch):
+    """Issue 13: `watch --check` looks for the detector's files too, when the summaries use it."""
+    from photocluster.config import Config
+    from photocluster.daemon import check_weights
+    from photocluster.settings import LibrarySettings, PatternOptions
+    from photocluster.weights import WeightsUnavailable
+
+    monkeypatch.setenv("PHOTOCLUSTER_WEIGHTS_DIR", str(tmp_path / "empty"))
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    random_weights = {"model": "vgg16", "weights": "random"}  # the model needs no file: only the detector counts
+    without = LibrarySettings(library=lib, patterns=PatternOptions(objects="imagenet"), **random_weights)
+    check_weights(Config(libraries=[without]))  # no detector: nothing missing
+    with pytest.raises(WeightsUnavailable, match="centernet"):
+        check_weights(Config(libraries=[LibrarySettings(library=lib, **random_weights)]))
