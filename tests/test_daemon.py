@@ -426,12 +426,15 @@ def test_watch_check_finds_missing_weights_without_loading_tensorflow(tmp_path, 
     fetched.mkdir()
     shutil.copy(squeezenet_weights, fetched)
     for model in ("squeezenet", "vgg16"):
-        missing = run_photocluster("watch", "--check", str(lib), "--model", model, weights_dir=empty)
+        # (--objects imagenet: the model's weights only; the detector's are checked in their own test)
+        missing = run_photocluster("watch", "--check", str(lib), "--model", model, "--objects", "imagenet",
+                                   weights_dir=empty)
         assert missing.returncode == 2, missing.stderr
         assert missing.stderr.count("\n") == 1 and missing.stderr.startswith(f"photocluster: error: {lib}: ")
         assert "weights are missing" in missing.stderr
         assert "loaded: []" in missing.stdout
-    present = run_photocluster("watch", "--check", str(lib), "--model", "squeezenet", weights_dir=fetched)
+    present = run_photocluster("watch", "--check", str(lib), "--model", "squeezenet", "--objects", "imagenet",
+                               weights_dir=fetched)
     assert present.returncode == 0 and "OK" in present.stdout, present.stderr
     assert "loaded: []" in present.stdout  # the check looked at files only
 
@@ -455,6 +458,7 @@ def test_a_reload_tries_a_failed_library_again(tmp_path, stand_in, monkeypatch, 
         save(scene(1).resize((200, 150)), root / "b.jpg")
     config_file = tmp_path / "config.toml"
     config_file.write_text("".join(f'[[library]]\npath = "{root}"\nmodel = "squeezenet"\nweights = "{weights}"\n'
+                                   '[library.patterns]\nobjects = "imagenet"\n'  # the model's weights only
                                    for root, weights in ((without, "imagenet"), (other, "random"))))
     config = load_config(config_file)
     config.timings = FAST
