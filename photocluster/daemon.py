@@ -32,7 +32,8 @@ from .config import Config
 from .daemon_reload import ConfigReloading
 from .daemon_status import failure_message, log_update, status_line
 from .notify import ServiceNotifier
-from .pipeline import LibraryPipeline, wants_detections
+from .inprocess import wants_detections
+from .pipeline import LibraryPipeline
 from .settings import LibrarySettings, SettingsError
 from .weights import CENTERNET, WeightsUnavailable, missing_npm_weights, missing_weights
 from .watched import Library, dir_identity, is_relevant, is_unwatched, looks_unmounted, output_in_use, stat_of

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from .fingerprint import FingerprintReport, FingerprintSink, ResultRecorder
 from .library import PhotoFile, printable_path
-from .pipeline import wants_detections
+from .inprocess import wants_detections
 from .settings import LibrarySettings
 from .wording import plural
 from .worker import (DEFAULT_DETECTOR_FACTORY, DEFAULT_FACTORY, DETECT, FINGERPRINT, POLL_SECONDS, FingerprintWorker,

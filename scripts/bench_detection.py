@@ -28,7 +28,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +35,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+import measure_objects  # noqa: E402 - its run of the CLI
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
 MODES = {"fingerprint only": "imagenet", "fingerprint + detection": "both"}
@@ -61,19 +62,11 @@ def sample_library(devset: Path, count: int, folder: Path) -> list[Path]:
 
 
 def run_cli(library: Path, out: Path, model: str, objects: str) -> dict[str, float]:
-    weights = ["--weights", "random"] if model == "vgg16" else []
-    command = [sys.executable, "-m", "photocluster", str(library), "--model", model, *weights,
-               "--objects", objects, "--out", str(out), "--verify", "off", "--json", "-q"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    started = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        sys.exit(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
-    report = json.loads(done.stdout)
+    report = measure_objects.run_cli(library, out, model, objects, *(["--weights", "random"] if model == "vgg16"
+                                                                     else []))
     rate = json.loads((out / "last-run.json").read_text())["images_per_second"]
-    photos = report["fingerprinted"]
-    return {"photos": photos, "wall": wall, "stage": report["seconds"]["fingerprint"], "steady": 1 / rate}
+    return {"photos": report["fingerprinted"], "wall": report["wall_seconds"],
+            "stage": report["seconds"]["fingerprint"], "steady": 1 / rate}
 
 
 def bench_model(model: str, library: Path, scratch: Path, repeat: int) -> None:

@@ -45,10 +45,10 @@ from photocluster.settings import PatternOptions  # noqa: E402
 SECTION = "## Objects seen together"
 
 
-def run_cli(library: Path, out: Path, model: str, objects: str) -> dict:
+def run_cli(library: Path, out: Path, model: str, objects: str, *extra: str) -> dict:
     """One run of the CLI in a fresh process; its --json report, plus the wall-clock seconds."""
     command = [sys.executable, "-m", "photocluster", str(library), "--model", model, "--objects", objects,
-               "--out", str(out), "--verify", "off", "--json", "-q"]
+               "--out", str(out), "--verify", "off", "--json", "-q", *extra]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     started = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True)

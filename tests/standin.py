@@ -78,13 +78,13 @@ def install(monkeypatch=None, model: StandInModel | None = None) -> StandInModel
             monkeypatch.setattr(models, name, value)
         else:
             setattr(models, name, value)
-    from photocluster import pipeline
+    from photocluster import inprocess
 
     detector = StandInDetector()
     if monkeypatch is not None:
-        monkeypatch.setattr(pipeline, "load_detector", lambda: detector)
+        monkeypatch.setattr(inprocess, "load_detector", lambda: detector)
     else:
-        pipeline.load_detector = lambda: detector
+        inprocess.load_detector = lambda: detector
     model.detector = detector
     return model
 

@@ -159,13 +159,13 @@ def test_vgg16_without_weights_exits_2_with_a_hint(tmp_path, capsys, monkeypatch
 def test_the_detector_without_weights_exits_2_unless_imagenet_objects_only(tmp_path, capsys, monkeypatch,
                                                                            objects, status):
     """The stand-in model fingerprints; the detector is the real loader, with its weights folder empty."""
-    from photocluster import pipeline
+    from photocluster import inprocess
     from photocluster.detector import load_detector
 
     from .standin import install
 
     install(monkeypatch)
-    monkeypatch.setattr(pipeline, "load_detector", lambda: load_detector())
+    monkeypatch.setattr(inprocess, "load_detector", lambda: load_detector())
     monkeypatch.setenv("PHOTOCLUSTER_WEIGHTS_DIR", str(tmp_path / "empty"))
     lib = make_library(tmp_path / "lib", groups=1, singles=0)
     got, _, err = run_cli(capsys, lib, "--objects", objects)

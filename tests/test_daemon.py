@@ -563,13 +563,13 @@ def detect_in_a_daemon(lib: str) -> None:
     objects in those photos and fingerprints a new one with detections; print what it found as JSON."""
     import json
 
-    from photocluster import pipeline
+    from photocluster import inprocess
 
     from .standin import install
 
-    real_load_detector = pipeline.load_detector
+    real_load_detector = inprocess.load_detector
     install()  # the stand-in's model spec (the cache's width) in this process
-    pipeline.load_detector = real_load_detector  # a detector in this process would be the real one, TensorFlow
+    inprocess.load_detector = real_load_detector  # a detector in this process would be the real one, TensorFlow
     root = Path(lib)
     first = Daemon(Config([library_settings(root)], FAST), model_factory=STAND_IN,
                    detector_factory=STAND_IN_DETECTOR)

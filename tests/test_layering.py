@@ -20,7 +20,7 @@ LAYERS = [
     {"settings", "networks", "capture", "cache"},
     {"models", "detector", "scene_formats"},
     {"lastrun", "fingerprint", "layout", "patterns", "cluster", "scene_store"},
-    {"checkpoint", "clustering", "scenes", "moves"},
+    {"checkpoint", "clustering", "scenes", "moves", "inprocess"},
     {"config", "pipeline"},
     {"worker", "watching"},
     {"watched", "worker_fingerprinter"},
