@@ -88,11 +88,16 @@ def open_dir_fd(path: str, dir_fd: int | None = None, follow: bool = False) -> i
     return fd
 
 
-def read_regular(name: str, dir_fd: int | None = None, limit: int = 1 << 30) -> bytes | None:
-    """The bytes of our own small file `name`; None when it does not exist.
+class FileTooLarge(ValueError):
+    """A file longer than any photocluster writes there (read_regular with whole=True)."""
+
+
+def read_regular(name: str, dir_fd: int | None = None, limit: int = 1 << 30, whole: bool = False) -> bytes | None:
+    """The bytes of our own small file `name` (at most `limit`); None when it does not exist.
 
     Opened without following a symlink and without blocking (a FIFO planted there cannot hang us); ForeignEntry
-    when it is not a regular file.
+    when it is not a regular file. With `whole`, a file longer than `limit` is FileTooLarge, found from its size
+    before anything is read. Only what the file holds is read, so a large `limit` costs no memory up front.
     """
     try:
         fd = os.open(name, READ_FLAGS, dir_fd=dir_fd)
@@ -102,11 +107,30 @@ def read_regular(name: str, dir_fd: int | None = None, limit: int = 1 << 30) -> 
         if exc.errno == errno.ELOOP:
             raise ForeignEntry(name, "a symlink") from None
         raise
-    with os.fdopen(fd, "rb") as fh:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise ForeignEntry(name, kind_of(mode))
-        return fh.read(limit)
+    with os.fdopen(fd, "rb", buffering=0) as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ForeignEntry(name, kind_of(st.st_mode))
+        if whole and st.st_size > limit:
+            raise FileTooLarge(name)
+        # Never more than the file holds (read(n) allocates n bytes first); one byte more sees a file that grew.
+        data = fh.read(min(limit + 1, st.st_size + 1))
+    if whole and len(data) > limit:
+        raise FileTooLarge(name)
+    return data[:limit]
+
+
+def is_regular_at(name: str, dir_fd: int) -> bool:
+    st = lstat_at(name, dir_fd)
+    return st is not None and stat.S_ISREG(st.st_mode)
+
+
+def mark_folder(fd: int) -> None:
+    """Mark a folder as photocluster's, once: an empty FOLDER_MARK, created exclusively, never through a link."""
+    if lstat_at(FOLDER_MARK, fd) is None:
+        os.close(os.open(FOLDER_MARK, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                         dir_fd=fd))
+        os.fsync(fd)
 
 
 def check_replaceable(name: str, dir_fd: int, shown: str | os.PathLike | None = None) -> None:

@@ -33,7 +33,6 @@ import logging
 import math
 import os
 import re
-import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -41,8 +40,8 @@ import numpy as np
 
 from . import scene_formats, verify
 from .capture import Capture
-from .fsutil import (FILE, FOLDER_MARK, READ_FLAGS, ForeignEntry, atomic_writer, is_atomic_temporary, kind_of,
-                     lstat_at, make_dir, open_dir, open_dir_fd, remove_made)
+from .fsutil import (FILE, FOLDER_MARK, FileTooLarge, ForeignEntry, atomic_writer, is_atomic_temporary, is_regular_at,
+                     make_dir, mark_folder, open_dir, open_dir_fd, read_regular, remove_made)
 from .library import PhotoFile, printable_path
 from .scene_formats import (DIGEST, PhotoKey, Refused, Stale, decode_captures, decode_features, decode_pairs,
                             encode_capture, encode_captures, encode_features, encode_pairs)
@@ -134,7 +133,7 @@ class SceneStore:
         try:
             with open_dir(self.out_dir, follow=True) as out_fd, \
                     open_dir(f"{SCENES}/{FEATURES}/{shard}", dir_fd=out_fd) as fd:
-                if not _is_marked(fd):
+                if not is_regular_at(FOLDER_MARK, fd):
                     return None  # not ours, or a folder made but not yet marked: it holds nothing of ours
                 try:
                     raw = _read_ours(fd, name, scene_formats.features_max_bytes())
@@ -285,7 +284,7 @@ def sweep_scene_leftovers(out_dir: Path) -> None:
     our folders). Only a holder of the output lock calls this, so no other run is writing them now."""
     try:
         with open_dir(out_dir, follow=True) as out_fd, open_dir(SCENES, dir_fd=out_fd) as fd:
-            if _is_marked(fd):
+            if is_regular_at(FOLDER_MARK, fd):
                 with os.scandir(fd) as it:
                     left = {e.name: FILE for e in it if is_atomic_temporary(e.name, (CAPTURES, PAIRS))}
                 remove_made(fd, left, _shown(out_dir, SCENES))
@@ -309,10 +308,10 @@ def _our_folder(parent_fd: int, name: str, create: bool = False) -> Iterator[int
     made = create and make_dir(name, parent_fd)
     fd = open_dir_fd(name, parent_fd)
     try:
-        if not (made or _is_marked(fd) or not os.listdir(fd)):
+        if not (made or is_regular_at(FOLDER_MARK, fd) or not os.listdir(fd)):
             raise ForeignEntry(name, "a folder")
         if create:
-            _mark(fd)
+            mark_folder(fd)
         yield fd
     finally:
         os.close(fd)
@@ -323,14 +322,14 @@ def _our_shards(out_dir: Path):
     valid until the next item. Nothing when scenes/ or features/ is missing or not ours."""
     try:
         with open_dir(out_dir, follow=True) as out_fd, open_dir(f"{SCENES}/{FEATURES}", dir_fd=out_fd) as fd:
-            if not _is_marked(fd):
+            if not is_regular_at(FOLDER_MARK, fd):
                 return
             with os.scandir(fd) as it:
                 shards = sorted(e.name for e in it if _SHARD.fullmatch(e.name) and e.is_dir(follow_symlinks=False))
             for shard in shards:
                 try:
                     with open_dir(shard, dir_fd=fd) as shard_fd:
-                        if _is_marked(shard_fd):
+                        if is_regular_at(FOLDER_MARK, shard_fd):
                             yield shard, shard_fd, _shown(out_dir, SCENES, FEATURES, shard)
                 except OSError as exc:  # swapped for a symlink since the listing: left alone
                     log.warning("scenes: left %s alone: %s", _shown(out_dir, SCENES, FEATURES, shard), _reason(exc))
@@ -340,41 +339,11 @@ def _our_shards(out_dir: Path):
 
 def _read_ours(fd: int, name: str, limit: int) -> bytes | None:
     """The bytes of our file `name`, None when missing: never through a symlink, never from a FIFO or a device
-    (ForeignEntry), and Refused when longer than `limit`, before anything is read.
-
-    Not fsutil.read_regular: its read(limit) allocates `limit` bytes up front, 656 MB for the pairs file.
-    """
+    (ForeignEntry), and Refused when longer than `limit`, before anything is read."""
     try:
-        file_fd = os.open(name, READ_FLAGS, dir_fd=fd)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise ForeignEntry(name, "a symlink") from None
-        raise
-    with os.fdopen(file_fd, "rb", buffering=0) as fh:
-        st = os.fstat(file_fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ForeignEntry(name, kind_of(st.st_mode))
-        if st.st_size > limit:
-            raise Refused("larger than any file photocluster writes there")
-        data = fh.read(st.st_size + 1)  # one more: a file that grew since is seen
-    if len(data) > limit:
-        raise Refused("larger than any file photocluster writes there")
-    return data
-
-
-def _is_marked(fd: int) -> bool:
-    st = lstat_at(FOLDER_MARK, fd)
-    return st is not None and stat.S_ISREG(st.st_mode)
-
-
-def _mark(fd: int) -> None:
-    """Mark a folder as photocluster's, once: an empty file, created exclusively, never through a link."""
-    if lstat_at(FOLDER_MARK, fd) is None:
-        os.close(os.open(FOLDER_MARK, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                         dir_fd=fd))
-        os.fsync(fd)
+        return read_regular(name, fd, limit, whole=True)
+    except FileTooLarge:
+        raise Refused("larger than any file photocluster writes there") from None
 
 
 def _feature_path(key: PhotoKey) -> tuple[str, str]:

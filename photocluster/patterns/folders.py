@@ -10,11 +10,10 @@ import contextlib
 import json
 import logging
 import os
-import stat
 from collections.abc import Mapping
 
-from ..fsutil import (DIR, FILE, ForeignEntry, is_atomic_temporary, lstat_at, make_dir, open_dir, open_dir_fd,
-                      read_regular, remove_made, write_text_atomic)
+from ..fsutil import (DIR, FILE, ForeignEntry, is_atomic_temporary, is_regular_at, make_dir, mark_folder,
+                      open_dir, open_dir_fd, read_regular, remove_made, write_text_atomic)
 from .formats import FOLDER_MARK, FORMAT_VERSION, OUR_FILES, PATTERNS_DIR, STATE_NAME, escape_name
 
 log = logging.getLogger("photocluster.patterns")
@@ -72,7 +71,7 @@ class PatternsFolder:
         """True when the summary folder holds all our files (and our mark), as regular files."""
         try:
             with open_dir("/".join(parts), dir_fd=self.fd) as fd:
-                return all(_is_regular_at(name, fd) for name in OUR_FILES + (FOLDER_MARK,))
+                return all(is_regular_at(name, fd) for name in OUR_FILES + (FOLDER_MARK,))
         except OSError:
             return False
 
@@ -102,10 +101,10 @@ class PatternsFolder:
                 child = open_dir_fd(part, fd)  # ForeignEntry at a symlink or a file
                 os.close(fd)
                 fd = child
-                if not (made or "/".join(parts[:depth]) in self.recorded or _is_regular_at(FOLDER_MARK, fd)
+                if not (made or "/".join(parts[:depth]) in self.recorded or is_regular_at(FOLDER_MARK, fd)
                         or not os.listdir(fd)):
                     raise ForeignEntry(part, "a folder")
-                _mark(fd)
+                mark_folder(fd)
             return fd
         except BaseException:
             os.close(fd)
@@ -124,7 +123,7 @@ class PatternsFolder:
                     _remove(fd, {name: DIR}, key)
             if not key or key in keep:
                 continue
-            if not (key in self.recorded or _is_regular_at(FOLDER_MARK, fd)):
+            if not (key in self.recorded or is_regular_at(FOLDER_MARK, fd)):
                 if any(name in OUR_FILES for name in filenames):
                     log.warning("patterns: left %s alone: photocluster did not make it",
                                 escape_name(os.path.join(PATTERNS_DIR, key)))
@@ -141,19 +140,6 @@ class PatternsFolder:
 
 def _remove(fd: int, entries: dict[str, str], key: str) -> None:
     remove_made(fd, entries, escape_name(os.path.join(PATTERNS_DIR, key)))
-
-
-def _mark(fd: int) -> None:
-    """Mark a folder as photocluster's, once: an empty file, created exclusively, never through a link."""
-    if lstat_at(FOLDER_MARK, fd) is None:
-        os.close(os.open(FOLDER_MARK, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                         dir_fd=fd))
-        os.fsync(fd)
-
-
-def _is_regular_at(name: str, fd: int) -> bool:
-    st = lstat_at(name, fd)
-    return st is not None and stat.S_ISREG(st.st_mode)
 
 
 def _is_our_temp(name: str) -> bool:
