@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cache_guard import CacheError, RefusingUnpickler, check_opcodes
+from .cache_guard import CacheError, RefusingUnpickler, check_opcodes, column
 from .fsutil import ForeignEntry, NotAFileError, atomic_writer, kind_of, open_regular
 from .detection_columns import DETECTOR_ID, columns_to_detections, detections_to_columns, stored_detections
 from .labels import Detections, Predictions
@@ -229,9 +229,9 @@ class FingerprintCache:
         _check_types(model_id, dim, paths, sizes, mtimes, errors)
         n = len(paths)
         n_ok = sum(e is None for e in errors)
-        vectors = np.frombuffer(_as_buffer(data["vectors"]), np.float16)
-        idx = np.frombuffer(_as_buffer(data["label_idx"]), np.uint16)
-        prob = np.frombuffer(_as_buffer(data["label_prob"]), np.float16)
+        vectors = column(data, "vectors", np.float16)
+        idx = column(data, "label_idx", np.uint16)
+        prob = column(data, "label_prob", np.float16)
         if vectors.size != n_ok * dim or idx.size != n * PREDICTIONS_KEPT or prob.size != n * PREDICTIONS_KEPT:
             raise ValueError("column lengths disagree")
         if np.any((idx >= N_CLASSES) & (idx != NO_LABEL)):
@@ -289,12 +289,6 @@ def _aside_path(path: Path) -> Path:
     while os.path.lexists(aside):
         aside, n = aside.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}-{n}"), n + 1
     return aside
-
-
-def _as_buffer(value: object) -> bytes | bytearray:
-    if not isinstance(value, (bytes, bytearray)):
-        raise TypeError("vector column is not bytes")
-    return value
 
 
 def _check_types(model_id, dim, paths, sizes, mtimes, errors) -> None:

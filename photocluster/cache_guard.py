@@ -11,6 +11,8 @@ import pickle
 import pickletools
 from typing import IO
 
+import numpy as np
+
 
 class CacheError(Exception):
     """The cache file is unreadable, tampered with, or of another format."""
@@ -149,3 +151,12 @@ def check_opcodes(fh: IO[bytes]) -> None:
             raise CacheError("refused: too many values in a row")
         fresh = effect == _CONTAINER
     raise CacheError("truncated file")
+
+
+def column(data: dict, name: str, dtype) -> np.ndarray:
+    """The unpickled file's column `name` as a read-only array of `dtype`; TypeError when it is not bytes (each
+    column is stored as the raw bytes of one array)."""
+    value = data[name]
+    if not isinstance(value, (bytes, bytearray)):
+        raise TypeError(f"column {name} is not bytes")
+    return np.frombuffer(value, dtype)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .cache_guard import column
 from .labels import Detection, Detections, coco_labels
 
 # What computes the detections (detector.MODEL_ID is this): cached detections of another detector are not used.
@@ -36,10 +37,10 @@ def detections_to_columns(all_detections: list[Detections | None]) -> dict[str, 
 
 
 def columns_to_detections(data: dict, n: int) -> list[Detections | None]:
-    counts = np.frombuffer(_buffer(data["det_count"]), np.uint8)
-    classes = np.frombuffer(_buffer(data["det_class"]), np.uint8)
-    scores = np.frombuffer(_buffer(data["det_score"]), np.float16).astype(np.float64)
-    boxes = np.frombuffer(_buffer(data["det_box"]), np.float16).astype(np.float64)
+    counts = column(data, "det_count", np.uint8)
+    classes = column(data, "det_class", np.uint8)
+    scores = column(data, "det_score", np.float16).astype(np.float64)
+    boxes = column(data, "det_box", np.float16).astype(np.float64)
     known = counts != NOT_DETECTED
     total = int(counts[known].sum())
     if len(counts) != n or np.any(counts[known] > DETECTIONS_KEPT) or len(classes) != total \
@@ -58,9 +59,3 @@ def columns_to_detections(data: dict, n: int) -> list[Detections | None]:
             boxes[4 * start:4 * (start + count)].reshape(-1, 4).tolist())))
         start += count
     return found
-
-
-def _buffer(value: object) -> bytes | bytearray:
-    if not isinstance(value, (bytes, bytearray)):
-        raise TypeError("detection column is not bytes")
-    return value
