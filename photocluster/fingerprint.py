@@ -103,6 +103,12 @@ def decode_threads() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+def progress_bar(total: int, desc: str, unit: str = "photo", progress: bool | None = None) -> tqdm:
+    """A tqdm bar on stderr: shown when `progress` says so, by default when stderr is a terminal; never for 0."""
+    show = sys.stderr.isatty() if progress is None else progress
+    return tqdm(total=total, unit=unit, desc=desc, disable=not show or not total)
+
+
 def fingerprint_photos(
     photos: list[PhotoFile],
     library_root: Path,
@@ -123,9 +129,8 @@ def fingerprint_photos(
     """
     report = FingerprintReport()
     record = ResultRecorder(sink, report)
-    show = sys.stderr.isatty() if progress is None else progress
     started = time.monotonic()
-    with tqdm(total=len(photos), unit="photo", disable=not show or not photos, desc="fingerprinting") as bar:
+    with progress_bar(len(photos), "fingerprinting", progress=progress) as bar:
         sizes = [model.input_size] + ([detector.input_size] if detector is not None else [])
         for batch in _decoded_batches(photos, library_root, sizes, batch_size, should_stop):
             if should_stop():
@@ -153,9 +158,8 @@ def detect_photos(photos: list[PhotoFile], library_root: Path, detector, sink, *
                   should_stop: Callable[[], bool] = lambda: False) -> int:
     """Run only the detector on photos fingerprinted before it was there (`sink.put_detections`): their
     fingerprints are kept, never computed again. A photo that fails to decode now is left as it is."""
-    show = sys.stderr.isatty() if progress is None else progress
     done = 0
-    with tqdm(total=len(photos), unit="photo", disable=not show or not photos, desc="detecting objects") as bar:
+    with progress_bar(len(photos), "detecting objects", progress=progress) as bar:
         for batch in _decoded_batches(photos, library_root, [detector.input_size], batch_size, should_stop):
             decoded = [(photo, pixels[0]) for photo, pixels in batch if isinstance(pixels, list)]
             if decoded:

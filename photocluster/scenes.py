@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timezone
@@ -26,11 +25,11 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from . import models, verify
 from .cache import FingerprintCache
 from .capture import Capture, read_capture
+from .fingerprint import decode_threads, progress_bar
 from .cluster import BandNeighbours, cut_for_sim
 from .images import DecodeDeferred, ImageError, load_image
 from .library import open_photo, printable_path
@@ -53,10 +52,6 @@ class SceneOptions:
     verify: bool = True  # geometric verification of candidates
     burst_seconds: float = 5.0  # 0: no burst cue
     burst_floor: float = -1.0  # the least cosine of a burst pair (at least the band's floor)
-
-    @property
-    def active(self) -> bool:
-        return self.verify or self.burst_seconds > 0
 
     def key(self) -> str:
         """What the links depend on besides the photos, for the clusters' input key."""
@@ -81,13 +76,28 @@ class SceneReport:
                 "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
 
 
+def photo_keys(cache: FingerprintCache, rels: list[str]) -> dict[str, PhotoKey]:
+    """Each photo's key in the store: its path, and the size and mtime its fingerprint was made from."""
+    return {rel: (rel, cache.entries[rel].size, cache.entries[rel].mtime_ns) for rel in rels}
+
+
+def stored_capture(store: SceneStore, key: PhotoKey, library: Path, compute: bool = True) -> Capture:
+    """The photo's capture, from the store, else read from its EXIF (and kept, unless `compute` is off)."""
+    capture = store.capture(key)
+    if capture is None:
+        capture = read_capture(library, key[0])
+        if compute:
+            store.put_capture(key, capture)
+    return capture
+
+
 class SceneLinker:
     """Finds the links for one library; kept by a daemon between runs, so its candidate lists stay current."""
 
     def __init__(self, options: SceneOptions, cut: float):
         self.options, self.cut = options, cut
         self._neighbours = BandNeighbours(min(options.floor, cut), cut, options.k)
-        self._versions: dict[str, tuple[int, int]] = {}
+        self._versions: dict[str, PhotoKey] = {}
 
     def links(self, cache: FingerprintCache, rels: list[str], library: Path, store: SceneStore,
               compute: bool = True, progress: bool | None = None,
@@ -97,10 +107,10 @@ class SceneLinker:
         was done kept in the store; the links are then incomplete and must not be shown."""
         report = SceneReport()
         started = time.perf_counter()
-        pairs = self._candidates(cache, rels)
+        keys = photo_keys(cache, rels)
+        pairs = self._candidates(cache, keys)
         report.seconds["candidates"] = time.perf_counter() - started
         report.candidates = len(pairs)
-        keys = {rel: (rel, cache.entries[rel].size, cache.entries[rel].mtime_ns) for rel in rels}
         work = _PairWork(self.options, library, store, keys, compute, report, should_stop)
         links = work.bursts(pairs) if self.options.burst_seconds > 0 else set()
         if self.options.verify:
@@ -112,12 +122,11 @@ class SceneLinker:
                  report.candidates, report.bursts, report.verified, report.verified_now, report.features_now)
         return links, report
 
-    def _candidates(self, cache: FingerprintCache, rels: list[str]) -> dict[Pair, float]:
-        current = {rel: (cache.entries[rel].size, cache.entries[rel].mtime_ns) for rel in rels}
-        removed = [rel for rel in self._versions if rel not in current]
-        changed = [rel for rel in rels if self._versions.get(rel) != current[rel]]
+    def _candidates(self, cache: FingerprintCache, keys: dict[str, PhotoKey]) -> dict[Pair, float]:
+        removed = [rel for rel in self._versions if rel not in keys]
+        changed = [rel for rel, key in keys.items() if self._versions.get(rel) != key]
         self._neighbours.update(dict(zip(changed, cache.vectors(changed))), removed)
-        self._versions = current
+        self._versions = keys
         return self._neighbours.pairs()
 
 
@@ -157,8 +166,8 @@ def stored_capture_seconds(settings: LibrarySettings, cache: FingerprintCache, r
                            dry_run: bool) -> np.ndarray:
     """Each photo's capture time in seconds (NaN: none), read once and kept in <out>/scenes."""
     store = SceneStore.open(settings.out_dir)
-    keys = [(rel, cache.entries[rel].size, cache.entries[rel].mtime_ns) for rel in rels]
-    seconds = capture_seconds(store, keys, Path(settings.library), compute=not dry_run)
+    seconds = capture_seconds(store, list(photo_keys(cache, rels).values()), Path(settings.library),
+                              compute=not dry_run)
     if not dry_run:
         store.save()
     return seconds
@@ -187,11 +196,7 @@ def capture_seconds(store: SceneStore, keys: list[PhotoKey], library: Path, comp
     """
     seconds = np.full(len(keys), np.nan)
     for i, key in enumerate(keys):
-        capture = store.capture(key)
-        if capture is None:
-            capture = read_capture(library, key[0])
-            if compute:
-                store.put_capture(key, capture)
+        capture = stored_capture(store, key, library, compute)
         if capture.time is not None:
             when = capture.time if capture.time.tzinfo else capture.time.replace(tzinfo=timezone.utc)
             seconds[i] = when.timestamp()
@@ -233,18 +238,13 @@ class _PairWork:
         return linked
 
     def _capture(self, rel: str) -> Capture:
-        key = self.keys[rel]
-        capture = self.store.capture(key)
-        if capture is None:
-            capture = read_capture(self.library, rel)
-            if self.compute:
-                self.store.put_capture(key, capture)
-        return capture
+        return stored_capture(self.store, self.keys[rel], self.library, self.compute)
 
     def _compute_features(self, rels: list[str], progress: bool | None) -> None:
         """Features of the photos that lack them, in threads (OpenCV and Pillow's decoders release the GIL)."""
         missing = [rel for rel in rels if self.store.features(self.keys[rel]) is None]
-        with _bar(len(missing), "local features", progress) as bar, ThreadPoolExecutor(_threads()) as pool:
+        with progress_bar(len(missing), "local features", progress=progress) as bar, \
+                ThreadPoolExecutor(decode_threads()) as pool:
             for rel, features in zip(missing, pool.map(self._features_of, missing)):
                 if self.should_stop():
                     pool.shutdown(cancel_futures=True)
@@ -274,11 +274,12 @@ class _PairWork:
         pairs = [(a, b) for a, b in pairs if a not in self.unreadable and b not in self.unreadable]
         features = lru_cache(_FEATURE_MEMORY)(lambda rel: self.store.features(self.keys[rel]))
         loaded = ((a, b, features(a), features(b)) for a, b in pairs)  # pairs come sorted: neighbours share photos
-        with _bar(len(pairs), "verifying pairs", progress) as bar, ThreadPoolExecutor(_threads()) as pool:
+        with progress_bar(len(pairs), "verifying pairs", "pair", progress) as bar, \
+                ThreadPoolExecutor(decode_threads()) as pool:
             jobs = ((a, b, pool.submit(verify.verify_pair, fa, fb)) for a, b, fa, fb in loaded
                     if fa is not None and fb is not None)
             saved = time.monotonic()
-            for a, b, job in _bounded(jobs, 4 * _threads()):
+            for a, b, job in _bounded(jobs, 4 * decode_threads()):
                 self.store.put_verdict(self.keys[a], self.keys[b], job.result())
                 self.report.verified_now += 1
                 bar.update()
@@ -297,12 +298,3 @@ def _bounded(jobs, ahead: int):
         if len(window) >= ahead:
             yield window.pop(0)
     yield from window
-
-
-def _threads() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
-
-
-def _bar(total: int, what: str, progress: bool | None):
-    show = sys.stderr.isatty() if progress is None else progress
-    return tqdm(total=total, unit="photo" if "features" in what else "pair", desc=what, disable=not show or not total)
