@@ -161,7 +161,8 @@ def _add_scene_options(p: argparse.ArgumentParser) -> None:
 def _add_pattern_options(p: argparse.ArgumentParser) -> None:
     defaults = PatternOptions()
     p.add_argument("--threshold", type=_number(float, "--threshold"), default=defaults.threshold,
-                   help=f"smallest label probability that counts as an object in a photo (default: {defaults.threshold})")
+                   help="smallest label probability, or detection score, that counts as an object in a photo "
+                   f"(default: {defaults.threshold})")
     p.add_argument("--min-support", type=_min_support, default=defaults.min_support,
                    help="how many of a folder's photos a pattern must occur in: a count such as 5, or a fraction "
                    f"such as 0.05 or 5%% (never fewer than 2 photos) (default: {defaults.min_support})")

@@ -97,7 +97,8 @@ def coco_labels() -> tuple[str, ...]:
         text = importlib.resources.files("photocluster").joinpath("data/coco_labels.json").read_text(encoding="utf-8")
         names = tuple(str(name) for name in json.loads(text)["labels"])
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise LabelTableError(f"photocluster's COCO label table is unreadable ({error}); reinstall photocluster") from None
+        raise LabelTableError(
+            f"photocluster's COCO label table is unreadable ({error}); reinstall photocluster") from None
     if len(names) != COCO_CLASS_COUNT or len(set(names)) != COCO_CLASS_COUNT or any(_UNSAFE.search(n) for n in names):
         raise LabelTableError("photocluster's COCO label table does not hold 80 distinct usable names")
     return names

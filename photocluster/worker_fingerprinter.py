@@ -1,7 +1,7 @@
 """The daemon's fingerprint step (and its detect step): photos in, results out, through the worker process
-(worker.py), with crash recovery. A crash of the worker is never the end: the batch is retried with backoff, split in halves until the
-photo at fault is alone, and a photo that crashes the worker twice is quarantined in the cache with a reason, so
-it is not tried again until the file changes.
+(worker.py), with crash recovery. A crash of the worker is never the end: the batch is retried with backoff, split
+in halves until the photo at fault is alone, and a photo that crashes the worker twice is quarantined in the cache
+with a reason, so it is not tried again until the file changes.
 """
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from collections import deque
 from collections.abc import Callable
 
 from .fingerprint import FingerprintReport, FingerprintSink, ResultRecorder
-from .library import PhotoFile, printable_path
 from .inprocess import wants_detections
+from .library import PhotoFile, printable_path
 from .settings import LibrarySettings
 from .wording import plural
 from .worker import (DEFAULT_DETECTOR_FACTORY, DEFAULT_FACTORY, DETECT, FINGERPRINT, POLL_SECONDS, FingerprintWorker,

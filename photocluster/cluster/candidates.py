@@ -51,7 +51,8 @@ class BandNeighbours:
         if len(new_slots) * self.BULK_FRACTION > len(self._slot):
             self._search(np.array(sorted(self._slot.values()), np.int64))
             return
-        lost = [s for s in self._slot.values() if s not in new_slots and any(o in gone_slots for _, o in self._lists[s])]
+        lost = [s for s in self._slot.values()
+                if s not in new_slots and any(o in gone_slots for _, o in self._lists[s])]
         self._search(np.array(sorted(set(new_slots) | set(lost)), np.int64), offer=np.array(new_slots, np.int64))
 
     def pairs(self) -> dict[tuple[str, str], float]:
