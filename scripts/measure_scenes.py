@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import itertools
 import sys
 import tempfile
@@ -78,7 +79,18 @@ def main() -> None:
     parser.add_argument("--model", default="squeezenet", choices=models.MODEL_NAMES)
     parser.add_argument("--sims", type=float, nargs="+", default=[0.25, 0.5, 0.75])
     parser.add_argument("--out", type=Path, help="the output folder to use (kept); default: a temporary one")
+    parser.add_argument("--bursts-from-floor", action="store_true",
+                        help="the alternative measured: a burst anywhere in the band, not only in its upper half")
     args = parser.parse_args()
+    if args.bursts_from_floor:
+        from photocluster import pipeline
+        from photocluster.scenes import scene_options
+
+        def whole_band(settings, cut):
+            options = scene_options(settings, cut)
+            return options and dataclasses.replace(options, burst_floor=options.floor)
+
+        pipeline.scene_options = whole_band
     files, kinds = pair_kinds(args.scene_set / "manifest.csv")
     unrelated = unrelated_photos(args.scene_set / "manifest.csv")
     counts = {k: sum(1 for v in kinds.values() if v == k) for k in ("copy", "same scene", "decoy")}
