@@ -26,18 +26,20 @@ photos from different groups or none):
   refuses a small object shared by two photos (a 70 px paste: 26-37 inliers, spread 0.005-0.015).
 - cost, one core: 82 ms per photo for features (JPEG decode included), 17 ms per pair for verification;
   bytes per photo: at most 132,000 (mean 97,400) -- at LONG_SIDE 640 and MAX_KEYPOINTS 1000, measured first.
-- The size of the decode and the number of keypoints, measured again on 150 groups (build_scene_set.py --groups
-  150, 503 photos: 493 same-scene pairs, 1,000 unrelated pairs; CPU time on one core; same-scene pairs kept at 12
-  inliers; the most inliers of an unrelated pair):
-      LONG_SIDE  MAX_KEYPOINTS  ms/photo  ms/pair  kept     unrelated max  bytes/photo (bound)
-      640        1000           84        15.6     482/493  18             132,000
-      640         500           90         5.5     480/493  18              66,000
-      480        1000           49        10.9     478/493   6             132,000
-      480         500           51         4.6     478/493   5              66,000
-      400         400           37         3.0     474/493   6              52,800
-  480 px and 500 keypoints: 0.8 % fewer same-scene pairs kept than at 640/1000, for 40 % less time per photo,
-  3.4x less per pair and half the bytes; and no unrelated pair comes near MIN_INLIERS (at 640 px one reached 18,
-  with too small a spread).
+- The size of the decode, the number of keypoints, and ORB against SIFT, measured again on the full set
+  (build_scene_set.py defaults: 521 same-scene pairs of shots; 1,000 unrelated pairs; CPU time on one core;
+  same-scene pairs kept at 12 inliers; the most inliers of an unrelated pair), each line
+  `scripts/measure_verification.py SET --unrelated 1000 --long-side PX --max-keypoints N [--orb]`:
+      features  LONG_SIDE  MAX_KEYPOINTS  ms/photo  ms/pair  kept     unrelated max  bytes/photo (bound)
+      SIFT      640        1000           61        12.2     506/521  7              132,000
+      SIFT      640         500           62         4.4     504/521  5               66,000
+      SIFT      480        1000           38         9.6     503/521  6              132,000
+      SIFT      480         500           36         4.1     503/521  5               66,000
+      SIFT      400         400           27         2.7     497/521  5               52,800
+      ORB       640        1000            8         7.4     485/521  7               40,000
+      ORB       480         500            7         2.1     464/521  6               20,000
+  SIFT at 480 px and 500 keypoints: 3 same-scene pairs fewer than at 640/1000, for 40 % less time per photo,
+  3x less per pair and half the bytes. ORB is 5x cheaper per photo, but loses 4-8 % of the same-scene pairs.
 """
 from __future__ import annotations
 
