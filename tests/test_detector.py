@@ -122,6 +122,47 @@ def test_each_object_is_reported_once(centernet, devset, photo):
         assert [d.label for d in found if d.score >= SURE] == ["person"]
 
 
+@pytest.fixture(scope="session")
+def centernet_on_tensorflow():
+    weights.fetch_weights("centernet")
+    return load_detector(runtime="tensorflow")
+
+
+ALBUM = ["album/bar55.jpg", "album/jesper.jpg", "album/pool_2.jpg", "album/donna.jpg", "nature/Dune.jpg"]
+
+
+def test_openvino_finds_what_tensorflow_finds(centernet, centernet_on_tensorflow, devset):
+    """The two runtimes of one model: the same objects (a box of the same label overlapping by IoU >= 0.5), their
+    scores within RUNTIME_TOLERANCE. (Boxes may differ more: bar55.jpg has two peaks on one person 0.0003 apart in
+    score, with different boxes; the runtimes' rounding picks one each, and NMS drops the other.)"""
+    batch = np.concatenate([as_input(devset / name) for name in ALBUM])
+    tolerance = detector.RUNTIME_TOLERANCE
+    on_openvino, on_tensorflow = centernet.detect(batch, 0.1), centernet_on_tensorflow.detect(batch, 0.1)
+    for name, ours, reference in zip(ALBUM, on_openvino, on_tensorflow):
+        # Compare the detections clear of the floor, so one nudged across 0.1 by rounding is no failure.
+        for this, other in ((ours, reference), (reference, ours)):
+            for found in (d for d in this if d.score >= 0.1 + tolerance):
+                twins = [d for d in other if d.label == found.label and iou(d.box, found.box) >= 0.5]
+                assert twins, f"{name}: {found} has no twin"
+                assert min(abs(d.score - found.score) for d in twins) <= tolerance, name
+
+
+def test_the_stored_openvino_model_runs_without_tensorflow(centernet, devset):
+    """Once converted (the centernet fixture did it), loading the detector imports no TensorFlow."""
+    script = ("import sys, numpy as np\n"
+              "from photocluster.detector import load_detector\n"
+              "found = load_detector().detect(np.zeros((1, 512, 512, 3), np.uint8))\n"
+              "print('tensorflow' in sys.modules, len(found))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "1"]
+
+
+def test_an_unknown_runtime_is_refused():
+    with pytest.raises(ValueError, match="runtime"):
+        load_detector(runtime="onnx")
+
+
 def test_detect_refuses_a_batch_of_the_wrong_size(centernet):
     with pytest.raises(ValueError, match="512"):
         centernet.detect(np.zeros((1, 224, 224, 3), np.uint8))

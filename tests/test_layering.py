@@ -17,7 +17,7 @@ LAYERS = [
     {"errors", "wording", "fsutil", "logs", "interrupts", "labels", "notify", "library", "cache_guard", "jpeg_scans",
      "verify"},
     {"images", "weights", "outdir", "detection_columns"},
-    {"settings", "networks", "capture", "cache"},
+    {"settings", "networks", "capture", "cache", "openvino_ir"},
     {"models", "detector", "scene_formats"},
     {"lastrun", "fingerprint", "layout", "patterns", "cluster", "scene_store"},
     {"checkpoint", "clustering", "scenes", "moves", "inprocess"},
