@@ -298,11 +298,11 @@ class Daemon(ConfigReloading):
         if problems and all(problem for _, problem in problems):
             raise WeightsUnavailable("; ".join(f"{root}: {problem}" for root, problem in problems))
 
-    def _fingerprint_progress(self, done: int, total: int) -> None:
+    def _fingerprint_progress(self, done: int, total: int, doing: str = "fingerprinting") -> None:
         now = time.monotonic()
         if now - self._last_progress >= 1.0 or done == total:  # STATUS= at most once a second
             self._last_progress = now
-            self._doing = f"fingerprinting {done:,}/{total:,} in {self._updating}"
+            self._doing = f"{doing} {done:,}/{total:,} in {self._updating}"
             self.notifier.status(self.status_line())
 
     def status_line(self) -> str:

@@ -46,7 +46,8 @@ class WorkerFingerprinter:
         self.heartbeat = heartbeat
         self.crashes: dict[tuple[str, int, int], int] = {}  # (rel, size, mtime_ns) -> crashes while alone
         self.not_detectable: set[tuple[str, int, int]] = set()  # quarantined from detect-only jobs
-        self.on_progress: Callable[[int, int], None] = lambda done, total: None
+        # (photos answered, photos in the call, "fingerprinting" or "detecting objects"): the daemon's STATUS= line
+        self.on_progress: Callable[[int, int, str], None] = lambda done, total, doing: None
         self.gave_up = False  # the last call stopped early after too many crashes; photos are left to do
 
     def __call__(self, settings: LibrarySettings, sink: FingerprintSink, todo: list[PhotoFile], progress,
@@ -54,7 +55,8 @@ class WorkerFingerprinter:
         log.info("%s: fingerprinting %s with %s", settings.library, plural(len(todo), "new or changed photo"),
                  settings.model)
         report = FingerprintReport()
-        record = ResultRecorder(sink, report, on_count=lambda answered: self.on_progress(answered, len(todo)))
+        record = ResultRecorder(sink, report,
+                                on_count=lambda answered: self.on_progress(answered, len(todo), "fingerprinting"))
         started = time.monotonic()
         by_rel = {p.rel: p for p in todo}
 
@@ -77,17 +79,22 @@ class WorkerFingerprinter:
         their fingerprints are kept, never computed again). Returns how many photos got their detections."""
         todo = [p for p in todo if _key(p) not in self.not_detectable]
         by_rel = {p.rel: p for p in todo}
-        detected = 0
+        detected = answered = 0
 
         def on_result(rel: str, vector, predictions, error, detections) -> None:
-            nonlocal detected
+            nonlocal detected, answered
             if detections is not None:
                 sink.put_detections(by_rel[rel], detections)
                 detected += 1
+            answered += 1
+            self.on_progress(answered, len(todo), "detecting objects")
 
         def quarantine(photo: PhotoFile, crashes: int, reason: str) -> None:
             # Not a failure in the cache: that would drop the photo's fingerprint, which it got without a crash.
+            nonlocal answered
             self.not_detectable.add(_key(photo))
+            answered += 1
+            self.on_progress(answered, len(todo), "detecting objects")
             log.warning("skipping %s: no object detection until a restart: crashed the fingerprint worker %d times "
                         "(%s)", printable_path(photo.rel), crashes, reason)
 

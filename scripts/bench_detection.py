@@ -16,8 +16,9 @@ Per run it prints:
     steady   per photo, from the fingerprinting loop alone (last-run.json's images_per_second: decode, model and
              detector, no loading);
 and, per model, the ratios plus-detection / fingerprint-only. Issue 13's target: with VGG16, detection adds at most
-35% to the fingerprint stage. Then the detector alone, in this process: TensorFlow import, model load, and ms per
-photo at batch 1 on photos decoded beforehand.
+35% to the fingerprint stage. Then the detector alone, in this process, on each runtime (OpenVINO, the default,
+and TensorFlow): load time (and for OpenVINO the one-off conversion of its IR), and ms per photo at batch 1 on
+photos decoded beforehand.
 
 Timings on a shared machine are noisy: compare the ratios, and rerun with --repeat for medians.
 """
@@ -93,35 +94,52 @@ def bench_model(model: str, library: Path, scratch: Path, repeat: int) -> None:
     print(f"  {model:10s} each run's steady ms/photo: " + "; ".join(f"{m}: {v}" for m, v in steady.items()), flush=True)
 
 
-def bench_detector_alone(paths: list[Path]) -> None:
+def bench_detector_alone(paths: list[Path], scratch: Path) -> None:
+    """The detector on each runtime, in this process: OpenVINO first (from its stored IR, before anything imports
+    TensorFlow), then the IR's conversion into a scratch weights folder, then TensorFlow."""
+    from photocluster import weights
+    from photocluster.detector import INPUT_SIZE, load_detector
+    from photocluster.images import load_image
     from photocluster.networks import quiet_start_up
 
     started = time.perf_counter()
-    with quiet_start_up():  # TensorFlow's start-up lines hidden, as the CLI hides them
-        import tensorflow as tf  # noqa: F401  (imported here to time it apart from the model load)
-
-    imported = time.perf_counter() - started
-    from photocluster.detector import INPUT_SIZE, load_detector
-    from photocluster.images import load_image
-
-    started = time.perf_counter()
-    detector = load_detector()
-    loaded = time.perf_counter() - started
-    started = time.perf_counter()
     images = [load_image(path, (INPUT_SIZE, INPUT_SIZE)) for path in paths]
     decode_ms = 1000 * (time.perf_counter() - started) / len(paths)
+    print(f"  decode to {INPUT_SIZE}x{INPUT_SIZE} alone: {decode_ms:.1f} ms/photo, one thread", flush=True)
+    load_detector()  # makes sure the IR is stored, so that the next load is the one every later run pays
+    loaded = _timed(load_detector)
+    time_detector("openvino", f"load {loaded:.2f} s (the stored IR, no TensorFlow)", _timed(load_detector, True), images)
     started = time.perf_counter()
-    detector.detect(images[0][None])  # the first call traces the graph
+    with quiet_start_up():  # TensorFlow's start-up lines hidden, as the CLI hides them
+        import tensorflow as tf  # noqa: F401  (imported here to time it apart from the model load)
+    imported = time.perf_counter() - started
+    centernet_files = weights.npm_weights_dir(weights.CENTERNET)
+    os.environ["PHOTOCLUSTER_WEIGHTS_DIR"] = str(scratch / "fresh-weights")  # no IR there: it converts
+    converted = _timed(lambda: load_detector(centernet_files))
+    del os.environ["PHOTOCLUSTER_WEIGHTS_DIR"]
+    print(f"  openvino first load, converting the IR: {converted:.2f} s (TensorFlow already imported)", flush=True)
+    loaded = _timed(lambda: load_detector(runtime="tensorflow"))
+    time_detector("tensorflow", f"import {imported:.1f} s, load {loaded:.2f} s",
+                  _timed(lambda: load_detector(runtime="tensorflow"), True), images)
+
+
+def _timed(call, keep: bool = False):
+    started = time.perf_counter()
+    result = call()
+    return result if keep else time.perf_counter() - started
+
+
+def time_detector(runtime: str, loading: str, detector, images) -> None:
+    started = time.perf_counter()
+    detector.detect(images[0][None])  # TensorFlow traces the graph on the first call
     first = time.perf_counter() - started
     times = []
     for image in images:
         started = time.perf_counter()
         detector.detect(image[None])
         times.append(1000 * (time.perf_counter() - started))
-    print(f"  detector alone: TensorFlow import {imported:.1f} s, load {loaded:.2f} s, first call {first:.2f} s; "
-          f"batch 1 on {len(times)} photos: median {statistics.median(times):.1f} ms, mean "
-          f"{statistics.fmean(times):.1f} ms/photo (decode to {INPUT_SIZE}x{INPUT_SIZE} apart: {decode_ms:.1f} ms/photo, "
-          f"one thread)", flush=True)
+    print(f"  detector alone on {runtime}: {loading}, first call {first:.2f} s; batch 1 on {len(times)} photos: "
+          f"median {statistics.median(times):.1f} ms, mean {statistics.fmean(times):.1f} ms/photo", flush=True)
 
 
 def main() -> None:
@@ -140,7 +158,7 @@ def main() -> None:
               f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (other work shares the machine: compare ratios)", flush=True)
         for model in args.models.split(","):
             bench_model(model, scratch / "library", scratch, args.repeat)
-        bench_detector_alone(paths)
+        bench_detector_alone(paths, scratch)
 
 
 if __name__ == "__main__":

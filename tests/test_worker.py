@@ -142,12 +142,12 @@ def test_a_photo_that_crashes_the_worker_twice_is_quarantined(lib, worker, stand
     cache = FingerprintCache(stand_in.model_id, stand_in.dim)
     fingerprinter = WorkerFingerprinter(worker, f"{HERE}:crashing_factory", retry_seconds=0.01)
     progress = []
-    fingerprinter.on_progress = lambda done, total: progress.append((done, total))
+    fingerprinter.on_progress = lambda done, total, doing: progress.append((done, total, doing))
     todo = photos_of(lib)
     report = fingerprinter(settings(lib), cache, todo, False, lambda: False)
     assert report.computed == 5 and report.failed == ["p2-poison.jpg"]
     # the quarantine is handled like any failure (issue 11): counted in the progress, one skip line naming the file
-    assert progress[-1] == (6, 6) and len(progress) == 6
+    assert progress[-1] == (6, 6, "fingerprinting") and len(progress) == 6
     assert caplog.text.count("skipping p2-poison.jpg: quarantined: crashed the fingerprint worker 2 times") == 1
     poisoned = cache.entries["p2-poison.jpg"]
     assert poisoned.row == -1
@@ -433,7 +433,13 @@ def test_a_photo_that_crashes_the_worker_in_a_detect_only_job_is_skipped_and_kee
     fingerprinter = WorkerFingerprinter(worker, f"{HERE}:stand_in_factory", retry_seconds=0.01,
                                         detector_factory=f"{HERE}:crashing_detector_factory")
     lib_settings = settings(lib, patterns=PatternOptions())
+    progress = []
+    fingerprinter.on_progress = lambda done, total, doing: progress.append((done, total, doing))
     assert fingerprinter.detect_earlier(lib_settings, cache, photos_of(lib), False, lambda: False) == 5
+    # the daemon's STATUS= line follows the detect-only pass too: each of the 6 photos counted once, the
+    # quarantined one included
+    assert [done for done, _, _ in progress] == [1, 2, 3, 4, 5, 6]
+    assert {(total, doing) for _, total, doing in progress} == {(6, "detecting objects")}
     assert "fingerprint worker crashed (signal 11 (SIGSEGV))" in caplog.text
     assert caplog.text.count("skipping p2-poison.jpg: no object detection until a restart: crashed the fingerprint "
                              "worker 2 times (signal 11 (SIGSEGV))") == 1
