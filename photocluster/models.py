@@ -19,6 +19,8 @@ TensorFlow is imported only when a model is loaded, so importing this module sta
 from __future__ import annotations
 
 import functools
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,15 @@ __all__ = ["MODEL_NAMES", "Fingerprinter", "ModelSpec", "WeightsUnavailable", "c
            "load_fingerprinter", "model_spec"]
 
 _HASH_PREFIX = 16  # hex digits of a weights file's SHA-256 kept in model_id
+RUNTIMES = ("openvino", "tensorflow")
+# The OpenVINO IR's key beside the model_id: bump it when the conversion changes.
+_IR_CONVERSION = "-c1"
+# Two runtimes compute "the same" fingerprints when, for every photo, the cosine between their fingerprints is at
+# least RUNTIME_MIN_COSINE and their five most probable ImageNet labels share at least RUNTIME_MIN_TOP5. Measured
+# on the devset album, OpenVINO bf16 against TensorFlow float32: lowest cosine 0.99992 (SqueezeNet) and 0.99997
+# (VGG16); OpenVINO f32: 0.9999998. bf16 reorders near-tied labels, so the top-5 test allows one swap in or out.
+RUNTIME_MIN_COSINE = 0.999
+RUNTIME_MIN_TOP5 = 4
 
 # (sim, cosine cut) points the clusterer interpolates between, so that `--sim` means the same grouping whichever
 # model runs. SqueezeNet's: 0.25 and 0.75 measured on the devset by scripts/calibrate.py; 0.5 moved up to where
@@ -83,15 +94,17 @@ class ModelSpec:
 class Fingerprinter:
     """A loaded backend. predict() maps RGB uint8 photos to (fingerprints, ImageNet softmax)."""
 
-    def __init__(self, spec: ModelSpec, model: Any):
+    def __init__(self, spec: ModelSpec, forward: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+                 runtime: str, model: Any = None):
         self.spec = spec
         self.name = spec.name
         self.model_id = spec.model_id
         self.input_size = spec.input_size
         self.dim = spec.dim
         self.calibration = spec.calibration
-        self.model = model  # the Keras model: preprocessed batch -> [features, probabilities]
-        self._forward = networks.compile_forward(model, spec.input_size)
+        self.runtime = runtime  # what computes it, e.g. "openvino-bf16" or "tensorflow"
+        self._forward = forward  # uint8 batch -> (features, probabilities) as numpy arrays
+        self.model = model  # on TensorFlow, the Keras model (preprocessed batch -> [features, probabilities])
 
     def predict(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Fingerprints (n, dim) and ImageNet probabilities (n, 1000), both float32.
@@ -104,11 +117,10 @@ class Fingerprinter:
                              f"got {batch.dtype} {batch.shape}")
         if len(batch) == 0:
             return np.zeros((0, self.dim), np.float32), np.zeros((0, 1000), np.float32)
-        features, probs = self._forward(batch)
-        return features.numpy(), probs.numpy()
+        return self._forward(batch)
 
     def __repr__(self) -> str:
-        return f"Fingerprinter({self.model_id!r}, input_size={self.input_size}, dim={self.dim})"
+        return f"Fingerprinter({self.model_id!r}, {self.runtime}, input_size={self.input_size}, dim={self.dim})"
 
 
 def scene_floor(name: str) -> tuple[tuple[float, float], ...]:
@@ -148,16 +160,60 @@ def _check_name(name: str) -> None:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
 
 
-def load_fingerprinter(name: str, weights: str | None = None) -> Fingerprinter:
-    """Build a backend by name with the given weights (see the module docstring).
+def load_fingerprinter(name: str, weights: str | None = None, runtime: str = "openvino") -> Fingerprinter:
+    """Build a backend by name with the given weights (see the module docstring), on `runtime`:
 
-    Raises ValueError for an unknown model name and WeightsUnavailable when the weights
+    openvino    the default: the network converted once to OpenVINO IR (with TensorFlow; openvino_ir.py) and
+                run by OpenVINO alone, without importing TensorFlow, at the CPU's best precision (bf16 where
+                the CPU has it, else f32);
+    tensorflow  the Keras network run by TensorFlow, the reference and the fallback.
+
+    Both compute the same fingerprints within RUNTIME_MIN_COSINE and RUNTIME_MIN_TOP5 (tests/test_models.py
+    checks it on real photos), so they share a model_id and one cache mixes them.
+    Raises ValueError for an unknown model name or runtime and WeightsUnavailable when the weights
     cannot be found, fetched or loaded.
     """
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
     spec = model_spec(name, weights)
-    load_network = networks.load_vgg16 if name == "vgg16" else networks.load_squeezenet
+    if runtime == "openvino":
+        return _openvino_fingerprinter(spec)
     with networks.quiet_start_up():
-        return Fingerprinter(spec, load_network(spec.weights_path, spec.model_id.endswith("/random")))
+        model = _keras_network(spec)
+        forward = networks.compile_forward(model, spec.input_size)
+    return Fingerprinter(spec, lambda batch: tuple(output.numpy() for output in forward(batch)), "tensorflow",
+                         model)
+
+
+def _keras_network(spec: ModelSpec) -> Any:
+    load_network = networks.load_vgg16 if spec.name == "vgg16" else networks.load_squeezenet
+    return load_network(spec.weights_path, spec.model_id.endswith("/random"))
+
+
+def _openvino_fingerprinter(spec: ModelSpec) -> Fingerprinter:
+    from photocluster import openvino_ir
+
+    def convert() -> Any:
+        import openvino as ov
+
+        with networks.quiet_start_up():
+            forward = networks.compile_forward(_keras_network(spec), spec.input_size)
+            return ov.convert_model(forward.get_concrete_function())
+
+    key = re.sub(r"[^A-Za-z0-9.]+", "-", spec.model_id) + _IR_CONVERSION
+    precision = openvino_ir.best_precision()
+    try:
+        request = openvino_ir.compile_model(openvino_ir.load_or_convert(spec.name, key, convert),
+                                            precision).create_infer_request()
+    except (openvino_ir.IrUnavailable, RuntimeError) as error:
+        raise WeightsUnavailable(f"cannot run {spec.name} on OpenVINO: "
+                                 f"{' '.join(str(error).split())[:200]}; try --runtime tensorflow") from None
+
+    def forward(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        outputs = request.infer([batch])
+        return outputs[0].copy(), outputs[1].copy()  # the request reuses its output buffers
+
+    return Fingerprinter(spec, forward, f"openvino-{precision}")
 
 
 # --- weights resolution (no TensorFlow) ----------------------------------------------------

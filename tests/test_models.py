@@ -105,8 +105,14 @@ def test_predict_is_batch_independent_and_traces_once(squeezenet):
         alone, alone_probs = squeezenet.predict(img[None])
         np.testing.assert_allclose(alone[0], together[index], rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(alone_probs[0], together_probs[index], atol=1e-5)
-    squeezenet.predict(np.stack(photos[:2]))
-    assert squeezenet._forward.experimental_get_tracing_count() == 1  # no retracing per batch size
+    on_tensorflow = load_fingerprinter("squeezenet", runtime="tensorflow")
+    for batch in (np.stack(photos), np.stack(photos[:2]), photos[0][None]):
+        on_tensorflow.predict(batch)
+    assert on_tensorflow.model is not None
+    # no retracing per batch size: the traced function is the Fingerprinter's forward's one closure cell
+    [traced] = [cell.cell_contents for cell in on_tensorflow._forward.__closure__
+                if hasattr(cell.cell_contents, "experimental_get_tracing_count")]
+    assert traced.experimental_get_tracing_count() == 1
 
 
 def test_predict_rejects_wrong_input(squeezenet):
@@ -125,11 +131,11 @@ def test_squeezenet_weights_by_path_give_the_same_model(squeezenet, squeezenet_w
 
 
 def test_squeezenet_saved_by_keras3_round_trips(tmp_path):
-    random_model = load_fingerprinter("squeezenet", weights="random")
+    random_model = load_fingerprinter("squeezenet", weights="random", runtime="tensorflow")
     assert random_model.model_id == "squeezenet-fire9/random"
     saved = tmp_path / "mine.weights.h5"
     random_model.model.save_weights(saved)
-    reloaded = load_fingerprinter("squeezenet", weights=str(saved))
+    reloaded = load_fingerprinter("squeezenet", weights=str(saved), runtime="tensorflow")
     assert reloaded.model_id.startswith("squeezenet-fire9/file:")
     batch = np.random.default_rng(1).integers(0, 256, (2, 227, 227, 3), dtype=np.uint8)
     for expected, got in zip(random_model.predict(batch), reloaded.predict(batch)):
@@ -174,7 +180,7 @@ def test_tampered_squeezenet_weights_are_not_used(empty_weights_dir, squeezenet_
 
 @pytest.fixture(scope="module")
 def vgg16_random():
-    return load_fingerprinter("vgg16", weights="random")
+    return load_fingerprinter("vgg16", weights="random", runtime="tensorflow")
 
 
 def test_vgg16_outputs_fc2_and_imagenet_softmax(vgg16_random):
@@ -191,7 +197,7 @@ def test_vgg16_outputs_fc2_and_imagenet_softmax(vgg16_random):
 def test_vgg16_weights_file_round_trips(vgg16_random, tmp_path):
     saved = tmp_path / "vgg16.weights.h5"
     vgg16_random.model.save_weights(saved)
-    reloaded = load_fingerprinter("vgg16", weights=str(saved))
+    reloaded = load_fingerprinter("vgg16", weights=str(saved), runtime="tensorflow")
     assert reloaded.model_id.startswith("vgg16-fc2/file:")
     batch = np.random.default_rng(4).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
     for expected, got in zip(vgg16_random.predict(batch), reloaded.predict(batch)):
@@ -238,3 +244,52 @@ def test_importing_models_does_not_load_tensorflow():
     code = ("import sys, photocluster.models as m; m.model_spec('vgg16'); m.model_spec('squeezenet', 'random'); "
             "m.networks; assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- the runtimes: OpenVINO (the default) against TensorFlow (the reference) -------------------------------------
+
+def same_fingerprints(ours, reference, batch):
+    """Per photo: the cosine between the runtimes' fingerprints, and how many top-5 labels they share."""
+    (features, probs), (ref_features, ref_probs) = ours.predict(batch), reference.predict(batch)
+    cos = (features * ref_features).sum(1) / np.linalg.norm(features, axis=1) / np.linalg.norm(ref_features, axis=1)
+    shared = [len(set(np.argsort(-p)[:5]) & set(np.argsort(-q)[:5])) for p, q in zip(probs, ref_probs)]
+    return cos, shared
+
+
+def devset_batch(devset, size, count=16):
+    names = sorted(p for p in (devset / "album").iterdir() if p.suffix.lower() == ".jpg")[:count]
+    height, width = size
+    return np.stack([np.asarray(Image.open(p).convert("RGB").resize((width, height), Image.BILINEAR))
+                     for p in names])
+
+
+def test_openvino_and_tensorflow_give_the_same_squeezenet_fingerprints(squeezenet, devset):
+    assert squeezenet.runtime in ("openvino-bf16", "openvino-f32")  # the default runtime
+    reference = load_fingerprinter("squeezenet", runtime="tensorflow")
+    cos, shared = same_fingerprints(squeezenet, reference, devset_batch(devset, squeezenet.input_size))
+    assert cos.min() >= models.RUNTIME_MIN_COSINE
+    assert min(shared) >= models.RUNTIME_MIN_TOP5
+    assert squeezenet.model_id == reference.model_id  # within the tolerance: one cache holds both
+
+
+def test_openvino_and_tensorflow_give_the_same_vgg16_fingerprints(vgg16_random, devset):
+    ours = load_fingerprinter("vgg16", weights="random")
+    assert ours.runtime.startswith("openvino")
+    cos, _ = same_fingerprints(ours, vgg16_random, devset_batch(devset, ours.input_size, 8))
+    assert cos.min() >= models.RUNTIME_MIN_COSINE  # (random weights: their labels mean nothing to compare)
+
+
+def test_the_stored_openvino_model_runs_without_tensorflow(squeezenet):
+    """Once converted (the session's squeezenet fixture did it), a run loads no TensorFlow."""
+    script = ("import sys, numpy as np\n"
+              "from photocluster.models import load_fingerprinter\n"
+              "features, probs = load_fingerprinter('squeezenet').predict(np.zeros((2, 227, 227, 3), np.uint8))\n"
+              "print('tensorflow' in sys.modules, features.shape, probs.shape)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "(2,", "512)", "(2,", "1000)"]
+
+
+def test_an_unknown_runtime_is_refused():
+    with pytest.raises(ValueError, match="runtime"):
+        load_fingerprinter("squeezenet", runtime="onnx")
