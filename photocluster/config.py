@@ -12,6 +12,7 @@ exists; else `/etc/photocluster/config.toml` (the system service's).
     out = "/var/lib/photocluster/family"
     model = "vgg16"
     sim = 0.5
+    index_objects = false           # true: keep <out>/objects.index for `similar --object` (CLI runs only, yet)
     [library.patterns]
     threshold = 0.2
 

@@ -173,3 +173,11 @@ def test_the_index_drops_vanished_photos_and_embeds_changed_ones(library, stand_
     assert [o.number for o in index.entries["p1.jpg"].objects] == [1, 2] and not index.entries["dark.jpg"].objects
     new = index.vectors()[index.entries["p2.jpg"].objects[0].row]
     assert new.shape == (stand_in.dim,) and not np.allclose(new, old)  # the new photo's dog, not the old one's
+
+
+def test_the_objects_of_a_photo_outside_the_library_come_from_the_detector_now(library, tmp_path, capsys):
+    outside = save(scene(5), tmp_path / "elsewhere" / "new.jpg")
+    status, out, _ = run(capsys, "objects", outside, "--library", library, "--json")
+    data = json.loads(out)
+    assert status == 0 and data["photo"] == str(outside)
+    assert [(o["label"], o["indexed"]) for o in data["objects"]] == [("dog", False), ("cup", False), ("cup", False)]
