@@ -196,27 +196,11 @@ class FingerprintCache:
         The file is opened only if it is a regular file (a FIFO there would hang the run), and its opcodes are
         checked before anything is built (see cache_guard), so a tampered file costs bounded memory and depth.
         """
-        try:
-            with open_regular(path) as fh:
-                check_opcodes(fh)
-                fh.seek(0)
-                data = RefusingUnpickler(fh).load()
-            return cls._from_columns(data)
-        except CacheError:
-            raise
-        except NotAFileError as exc:
-            raise CacheError(f"{exc.kind} is there, not a file") from None
-        except Exception as exc:  # noqa: BLE001 - any failure of a foreign file is just "not a cache"
-            raise CacheError(f"unreadable ({type(exc).__name__}: {_short(str(exc))})") from None
+        return cls._from_columns(read_columns(path))
 
     @classmethod
     def _from_columns(cls, data: object) -> FingerprintCache:
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise CacheError("not a photocluster fingerprint cache")
-        version = data.get("version")
-        if version not in READABLE_VERSIONS:
-            shown = version if type(version) is int else "unknown"  # never the content: it may be huge
-            raise CacheError(f"cache format version {_short(str(shown))}, this photocluster reads {VERSION}")
+        check_format(data)
         try:
             return cls._build(data)
         except (KeyError, TypeError, ValueError) as exc:
@@ -248,6 +232,32 @@ class FingerprintCache:
             row = int(rows[i]) if errors[i] is None else -1
             cache.entries[rel] = Entry(sizes[i], mtimes[i], row, predictions[i], errors[i], detections[i])
         return cache
+
+
+def read_columns(path: Path) -> object:
+    """The cache file's unpickled columns, unchecked beyond the guard (FingerprintCache.load and cache_view build
+    from them). Raises CacheError, with a short message, for a file that is not a guarded pickle."""
+    try:
+        with open_regular(path) as fh:
+            check_opcodes(fh)
+            fh.seek(0)
+            return RefusingUnpickler(fh).load()
+    except CacheError:
+        raise
+    except NotAFileError as exc:
+        raise CacheError(f"{exc.kind} is there, not a file") from None
+    except Exception as exc:  # noqa: BLE001 - any failure of a foreign file is just "not a cache"
+        raise CacheError(f"unreadable ({type(exc).__name__}: {_short(str(exc))})") from None
+
+
+def check_format(data: object) -> None:
+    """CacheError unless `data` are the columns of a cache version this photocluster reads."""
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CacheError("not a photocluster fingerprint cache")
+    version = data.get("version")
+    if version not in READABLE_VERSIONS:
+        shown = version if type(version) is int else "unknown"  # never the content: it may be huge
+        raise CacheError(f"cache format version {_short(str(shown))}, this photocluster reads {VERSION}")
 
 
 def load_or_new(path: Path, model_id: str, dim: int, move_aside: bool = True) -> FingerprintCache:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from . import __version__
 from .logs import setup_logging  # its home is logs.py; cli.setup_logging stays importable
+from .search_cli import cmd_objects, cmd_similar  # the search commands (similar.py searches)
 from .settings import (DEFAULT_BATCH_SIZE, LABEL_LEVELS, MODEL_NAMES, OBJECT_SOURCES, LibrarySettings,
                        PatternOptions, SettingsError)
 from .summary import print_summary
@@ -27,7 +28,7 @@ from .wording import plural
 log = logging.getLogger("photocluster")
 
 EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_OUTPUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-COMMANDS = ("fetch-weights", "patterns", "watch")
+COMMANDS = ("fetch-weights", "patterns", "watch", "similar", "objects")
 
 
 class UsageError(Exception):
@@ -61,7 +62,8 @@ def _dispatch(argv: list[str]) -> int:
     command = argv[0] if argv and argv[0] in COMMANDS else "run"
     args = (argv[1:] if command != "run" else argv)
     try:
-        handler = {"run": cmd_run, "fetch-weights": cmd_fetch_weights, "patterns": cmd_patterns, "watch": cmd_watch}
+        handler = {"run": cmd_run, "fetch-weights": cmd_fetch_weights, "patterns": cmd_patterns, "watch": cmd_watch,
+                   "similar": cmd_similar, "objects": cmd_objects}
         return handler[command](args)
     except (SettingsError, UsageError, WeightsUnavailable) as exc:
         return _fail(str(exc), EXIT_USAGE)
@@ -112,7 +114,7 @@ def build_run_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="photocluster",
         description="Group a photo library into folders of similar photos, and summarise which objects occur "
-        "together in each folder. Other commands: photocluster fetch-weights|patterns|watch --help",
+        "together in each folder. Other commands: photocluster fetch-weights|patterns|watch|similar|objects --help",
         epilog="Exit status: 0 success, 1 internal error, 2 bad usage or no model weights, "
         "3 output not writable or in use, 130 interrupted (Ctrl-C), 143 stopped by SIGTERM.",
     )
@@ -137,6 +139,9 @@ def build_run_parser() -> argparse.ArgumentParser:
                    help=f"photos per model call (default: {DEFAULT_BATCH_SIZE})")
     _add_pattern_options(p)
     p.add_argument("--no-patterns", action="store_true", help="do not write the per-folder object summaries")
+    p.add_argument("--index-objects", action="store_true",
+                   help="also keep an index of the detected objects, for 'photocluster similar PHOTO --object N' "
+                   "(a forward pass of the model per object)")
     p.add_argument("--dry-run", action="store_true",
                    help="show what would be done; write nothing")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
@@ -196,6 +201,7 @@ def settings_from_args(args: argparse.Namespace, library: Path) -> LibrarySettin
         weights=args.weights or os.environ.get("PHOTOCLUSTER_WEIGHTS") or None,
         batch_size=args.batch_size,
         patterns=PatternOptions(not args.no_patterns, args.threshold, args.min_support, args.labels, args.objects),
+        index_objects=getattr(args, "index_objects", False),  # the run's flag; a daemon takes the config key
     )
     if args.model is not None:
         settings.model = args.model

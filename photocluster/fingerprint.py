@@ -305,6 +305,9 @@ def _decode(photo: PhotoFile, library_root: Path, sizes: list[tuple[int, int]],
         return exc.strerror or str(exc)
 
 
+decoded_batches = _decoded_batches  # public: object_embed.py decodes with it too
+
+
 def _take(items: Iterator[PhotoFile], n: int) -> Iterable[PhotoFile]:
     for _ in range(max(0, n)):
         item = next(items, None)

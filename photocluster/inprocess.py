@@ -29,8 +29,9 @@ def fingerprint_in_process(
 
 
 def wants_detections(settings: LibrarySettings) -> bool:
-    """Whether the photos go through the object detector: only the pattern summaries use its objects."""
-    return settings.patterns.enabled and settings.patterns.objects != "imagenet"
+    """Whether the photos go through the object detector: the pattern summaries and the object index use its
+    objects."""
+    return (settings.patterns.enabled and settings.patterns.objects != "imagenet") or settings.index_objects
 
 
 def detect_in_process(settings: LibrarySettings, sink: FingerprintSink, todo: list[PhotoFile],

@@ -24,6 +24,7 @@ from .fsutil import FILE, is_atomic_temporary, open_dir, open_lock, remove_made,
 from .layout import Layout, number_clusters, read_layout, remove_stale_generations, write_layout
 from .library import PhotoFile, scan_library
 from .moves import forget_missing, rekey_moved
+from .object_embed import ObjectIndexReport, update_object_index
 from .outdir import MARKER, adopt
 from .scene_store import sweep_scene_leftovers
 from .scenes import SceneLinker, SceneOptions, SceneReport, scene_links, scene_options, stored_capture_seconds
@@ -59,6 +60,7 @@ class RunReport:
     would_fingerprint: int = 0  # a dry run: photos the real run would fingerprint first
     estimated_seconds: float | None = None  # ...and how long that would take, at the last run's measured speed
     scenes: SceneReport | None = None  # None: no scenes stage ran (--verify off and no burst cue, or skipped)
+    objects: ObjectIndexReport | None = None  # None: no object index step ran (--index-objects off)
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -90,6 +92,7 @@ class RunReport:
             "estimated_seconds": self.estimated_seconds,
             "layout_changed": self.layout_changed,
             "scenes": self.scenes.as_dict() if self.scenes else None,
+            "objects_indexed": vars(self.objects) if self.objects else None,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
 
@@ -152,6 +155,8 @@ class LibraryPipeline:
         # The detect step for photos fingerprinted before: in this process beside the in-process fingerprinter;
         # the daemon passes its worker's (WorkerFingerprinter.detect_earlier), so TensorFlow stays out of it.
         self.detect = detect or (detect_in_process if fingerprint is fingerprint_in_process else None)
+        # The object index step (--index-objects) runs the model in this process: the one-shot CLI's only for now.
+        self.index_objects = update_object_index if fingerprint is fingerprint_in_process else None
         self.incremental = IncrementalClustering() if incremental else None
         self.keep_scenes = incremental  # a daemon keeps the candidate lists between updates
         self._scenes: SceneLinker | None = None
@@ -198,6 +203,8 @@ class LibraryPipeline:
             lastrun.record(settings, fp.images_per_second if fp.computed and fp.seconds else None)
         # Stopping (SIGTERM) after any stage is safe: the cache is saved, the shown tree is complete, and the
         # next run does the rest.
+        if settings.index_objects and not run.dry_run and not run.should_stop():
+            self._index_objects(run, cache, photos)
         if run.should_stop():
             return report
         rels = self._cluster_and_lay_out(run, cache, photos)
@@ -240,6 +247,16 @@ class LibraryPipeline:
             log.info("detecting objects in %s fingerprinted before", plural(len(undetected), "photo"))
             with run.timer("detect"), checkpointing(cache, lambda: self._save_cache(cache)) as writer:
                 run.report.detected = self.detect(self.settings, writer, undetected, run.progress, run.should_stop)
+
+    def _index_objects(self, run: _Run, cache: FingerprintCache, photos: dict[str, PhotoFile]) -> None:
+        if self.index_objects is None:
+            if not getattr(self, "_objects_warned", False):  # once per library, not on every update
+                self._objects_warned = True
+                log.warning("index_objects: the daemon does not build the object index yet; run 'photocluster %s "
+                            "--index-objects' to build it", self.settings.library)
+            return
+        with run.timer("objects"):
+            run.report.objects = self.index_objects(self.settings, cache, photos, run.progress, run.should_stop)
 
     def _cluster_and_lay_out(self, run: _Run, cache: FingerprintCache,
                              photos: dict[str, PhotoFile]) -> list[str] | None:

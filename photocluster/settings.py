@@ -81,6 +81,7 @@ class LibrarySettings:
     weights: str | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
     patterns: PatternOptions = field(default_factory=PatternOptions)
+    index_objects: bool = False  # keep <out>/objects.index for `similar --object` (a forward pass per object)
 
     @property
     def out_dir(self) -> Path:
@@ -100,6 +101,8 @@ class LibrarySettings:
             raise SettingsError(f"min_size must be at least 1, got {self.min_size}")
         if not isinstance(self.verify, bool):
             raise SettingsError(f"verify must be true or false, got {self.verify!r}")
+        if not isinstance(self.index_objects, bool):
+            raise SettingsError(f"index_objects must be true or false, got {self.index_objects!r}")
         if not _number_within(self.burst_seconds, 0.0, BURST_SECONDS_MAX):
             raise SettingsError(f"burst_seconds must be a number of seconds from 0 (off) to {BURST_SECONDS_MAX:g}, "
                                 f"got {self.burst_seconds!r}")

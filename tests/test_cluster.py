@@ -467,3 +467,30 @@ def test_cut_for_sim_refuses_a_falling_table(table):
 def test_cut_for_sim_refuses_a_malformed_table():
     with pytest.raises(ValueError, match="not a list of"):
         cut_for_sim([(0.5,)], 0.6)
+
+
+# --- nearest: the search behind `photocluster similar` ---------------------------------------------------------
+
+def test_nearest_gives_the_k_best_cosines_best_first_as_a_full_sort_does():
+    from photocluster.cluster.search import nearest
+
+    rng = np.random.default_rng(5)
+    rows = rng.random((3000, 24)).astype(np.float16)
+    query = rng.random(24)
+    unit = rows.astype(np.float64) / np.linalg.norm(rows.astype(np.float64), axis=1, keepdims=True)
+    cosines = unit @ (query / np.linalg.norm(query))
+    expected = np.argsort(-cosines, kind="stable")[:7]
+    found, scores = nearest(rows, query, 7)
+    assert found.tolist() == expected.tolist()
+    assert np.allclose(scores, cosines[expected], rtol=0, atol=1e-12)
+
+
+def test_nearest_skips_zero_and_non_finite_rows_and_breaks_ties_by_row():
+    from photocluster.cluster.search import nearest
+
+    rows = np.array([[0, 0], [1, 1], [np.nan, 1], [2, 2], [1, 0], [4, 4]], np.float32)  # powers of 2: equal bits
+    found, scores = nearest(rows, np.array([1.0, 1.0]), 10)
+    assert found.tolist() == [1, 3, 5, 4]  # three cosines of exactly 1 in row order, then the 45-degree one
+    assert np.allclose(scores, [1, 1, 1, np.sqrt(0.5)])
+    assert nearest(rows, np.array([1.0, 1.0]), 2)[0].tolist() == [1, 3]
+    assert len(nearest(rows, np.zeros(2), 3)[0]) == 0

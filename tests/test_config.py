@@ -86,6 +86,14 @@ def test_verify_burst_seconds_and_time_weight(place):
     assert (other.verify, other.burst_seconds, other.time_weight) == (True, 5.0, 0.0)  # the defaults
 
 
+def test_the_index_objects_key(place):
+    family, other = load_config(write(place, GOOD.replace("min_size = 3", "min_size = 3\nindex_objects = true"))
+                                ).libraries
+    assert (family.index_objects, other.index_objects) == (True, False)  # off unless asked: it costs model time
+    assert "index_objects must be true or false, got 1" in error_of(
+        place, GOOD.replace("min_size = 3", "min_size = 3\nindex_objects = 1"))
+
+
 @pytest.mark.parametrize("text, expected", [
     (GOOD.replace("sim = 0.6", "sim = 'high'"),
      "[[library]] #1: sim must be a number, got 'high' (a string)"),
