@@ -20,7 +20,7 @@ from pathlib import Path
 from . import __version__
 from .logs import setup_logging  # its home is logs.py; cli.setup_logging stays importable
 from .search_cli import cmd_objects, cmd_similar  # the search commands (similar.py searches)
-from .settings import (DEFAULT_BATCH_SIZE, LABEL_LEVELS, MODEL_NAMES, OBJECT_SOURCES, LibrarySettings,
+from .settings import (DEFAULT_BATCH_SIZE, LABEL_LEVELS, MODEL_NAMES, OBJECT_SOURCES, RUNTIMES, LibrarySettings,
                        PatternOptions, SettingsError)
 from .summary import print_summary
 from .wording import plural
@@ -137,6 +137,7 @@ def build_run_parser() -> argparse.ArgumentParser:
                    help="output folder (default: PATH/photocluster); use it for read-only libraries")
     p.add_argument("--batch-size", type=_number(int, "--batch-size"), default=DEFAULT_BATCH_SIZE, metavar="N",
                    help=f"photos per model call (default: {DEFAULT_BATCH_SIZE})")
+    _add_runtime_option(p)
     _add_pattern_options(p)
     p.add_argument("--no-patterns", action="store_true", help="do not write the per-folder object summaries")
     p.add_argument("--index-objects", action="store_true",
@@ -147,6 +148,12 @@ def build_run_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     _add_verbosity(p)
     return p
+
+
+def _add_runtime_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runtime", choices=RUNTIMES, default="openvino",
+                   help="what runs the models: openvino (default; converted once, then no TensorFlow at start-up) "
+                   "or tensorflow (the fallback)")
 
 
 def _add_scene_options(p: argparse.ArgumentParser) -> None:
@@ -202,6 +209,7 @@ def settings_from_args(args: argparse.Namespace, library: Path) -> LibrarySettin
         batch_size=args.batch_size,
         patterns=PatternOptions(not args.no_patterns, args.threshold, args.min_support, args.labels, args.objects),
         index_objects=getattr(args, "index_objects", False),  # the run's flag; a daemon takes the config key
+        runtime=args.runtime,
     )
     if args.model is not None:
         settings.model = args.model
@@ -343,6 +351,7 @@ def build_watch_parser() -> argparse.ArgumentParser:
     library.add_argument("--weights", default=None, metavar="FILE", help="a local weights file for the model")
     library.add_argument("--batch-size", type=_number(int, "--batch-size"), default=DEFAULT_BATCH_SIZE,
                          metavar="N")
+    _add_runtime_option(library)
     _add_pattern_options(library)
     library.add_argument("--no-patterns", action="store_true", help="do not write the per-folder summaries")
     timing = p.add_argument_group("daemon timings (with PATHs; in seconds)")

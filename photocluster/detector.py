@@ -34,6 +34,7 @@ from photocluster import networks, openvino_ir
 from photocluster import weights as weights_store
 from photocluster.detection_columns import DETECTOR_ID
 from photocluster.labels import Detection, coco_labels
+from photocluster.settings import RUNTIMES
 from photocluster.weights import WeightsUnavailable
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,6 @@ MODEL_ID = DETECTOR_ID
 # so does photocluster, so that a count of detections is a count of objects.
 NMS_IOU = 0.4
 _MAX_ROWS = 100
-RUNTIMES = ("openvino", "tensorflow")
 # How far OpenVINO's detection scores may stray from TensorFlow's for the two to count as one model (one MODEL_ID
 # in the cache): the same objects, each scored within this. Measured on 40 devset album photos at >= 0.2: at most
 # 0.0016, and the same labels in the same order (tests/test_detector.py checks it on real photos).

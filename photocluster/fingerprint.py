@@ -55,6 +55,7 @@ class FingerprintReport:
     failed: list[str] = field(default_factory=list)
     deferred: int = 0  # not decoded in this run through no fault of theirs (a hung decode before them)
     seconds: float = 0.0
+    runtime: str | None = None  # what ran the model, as Fingerprinter.runtime says ("openvino-bf16", ...)
 
     @property
     def images_per_second(self) -> float:
@@ -127,7 +128,7 @@ def fingerprint_photos(
     in the worker, the pipe to the daemon. `should_stop` ends the run between batches (on SIGINT or SIGTERM); the
     batch in progress is finished.
     """
-    report = FingerprintReport()
+    report = FingerprintReport(runtime=getattr(model, "runtime", None))
     record = ResultRecorder(sink, report)
     started = time.monotonic()
     with progress_bar(len(photos), "fingerprinting", progress=progress) as bar:

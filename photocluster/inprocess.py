@@ -22,8 +22,8 @@ def fingerprint_in_process(
     """The in-process Fingerprinter: load the model here and fingerprint `todo` into `sink` (the daemon uses
     worker_fingerprinter.WorkerFingerprinter instead, which runs the model in a child process)."""
     log.info("fingerprinting %s with %s", plural(len(todo), "new or changed photo"), settings.model)
-    model = models.load_fingerprinter(settings.model, settings.weights)
-    detector = load_detector() if wants_detections(settings) else None
+    model = models.load_fingerprinter(settings.model, settings.weights, settings.runtime)
+    detector = load_detector(settings.runtime) if wants_detections(settings) else None
     return fingerprint_photos(todo, Path(settings.library), model, sink, batch_size=settings.batch_size,
                               progress=progress, should_stop=should_stop, detector=detector)
 
@@ -38,8 +38,8 @@ def detect_in_process(settings: LibrarySettings, sink: FingerprintSink, todo: li
                       progress: bool | None, should_stop: Callable[[], bool]) -> int:
     """The in-process EarlierDetector: load the detector here and detect objects in `todo` into
     `sink.put_detections` (the daemon uses WorkerFingerprinter.detect_earlier, in its worker process)."""
-    return detect_photos(todo, Path(settings.library), load_detector(), sink, batch_size=settings.batch_size,
-                         progress=progress, should_stop=should_stop)
+    return detect_photos(todo, Path(settings.library), load_detector(settings.runtime), sink,
+                         batch_size=settings.batch_size, progress=progress, should_stop=should_stop)
 
 
 # The detect step for photos fingerprinted before the detector: (settings, sink, todo, progress, should_stop)
@@ -47,7 +47,7 @@ def detect_in_process(settings: LibrarySettings, sink: FingerprintSink, todo: li
 EarlierDetector = Callable[[LibrarySettings, FingerprintSink, list[PhotoFile], "bool | None", Callable[[], bool]], int]
 
 
-def load_detector():
-    from .detector import load_detector as load  # TensorFlow: imported only when there is work
+def load_detector(runtime: str = "openvino"):
+    from .detector import load_detector as load  # imported only when there is work
 
-    return load()
+    return load(runtime=runtime)

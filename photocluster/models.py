@@ -29,14 +29,13 @@ import numpy as np
 
 from photocluster import networks
 from photocluster import weights as weights_store
-from photocluster.settings import IMAGENET_WEIGHTS, MODEL_NAMES, RANDOM_WEIGHTS
+from photocluster.settings import IMAGENET_WEIGHTS, MODEL_NAMES, RANDOM_WEIGHTS, RUNTIMES
 from photocluster.weights import WeightsUnavailable
 
 __all__ = ["MODEL_NAMES", "Fingerprinter", "ModelSpec", "WeightsUnavailable", "calibration", "scene_floor",
            "load_fingerprinter", "model_spec"]
 
 _HASH_PREFIX = 16  # hex digits of a weights file's SHA-256 kept in model_id
-RUNTIMES = ("openvino", "tensorflow")
 # The OpenVINO IR's key beside the model_id: bump it when the conversion changes.
 _IR_CONVERSION = "-c1"
 # Two runtimes compute "the same" fingerprints when, for every photo, the cosine between their fingerprints is at

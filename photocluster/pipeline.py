@@ -79,6 +79,7 @@ class RunReport:
             "out": self.out,
             "photos": self.photos,
             "fingerprinted": self.fingerprinted.computed,
+            "runtime": self.fingerprinted.runtime,  # None when nothing was fingerprinted in this process
             "detected_earlier_photos": self.detected,
             "failed_now": self.fingerprinted.failed,
             "failed_total": self.failed_total,

@@ -10,6 +10,7 @@ from .errors import SettingsError  # settings.SettingsError is its usual name
 
 # The one home of these facts: models.py, config.py and cli.py take them from here.
 MODEL_NAMES = ("vgg16", "squeezenet")  # models.py builds each (tests/test_models.py checks it knows them all)
+RUNTIMES = ("openvino", "tensorflow")  # the model runtimes (models.py, detector.py)
 IMAGENET_WEIGHTS = "imagenet"  # the published pretrained weights
 RANDOM_WEIGHTS = ("random", "none")  # random initialisation with a fixed seed
 NAMED_WEIGHTS = (None, IMAGENET_WEIGHTS, *RANDOM_WEIGHTS)  # any other `weights` names a weights file
@@ -82,6 +83,7 @@ class LibrarySettings:
     batch_size: int = DEFAULT_BATCH_SIZE
     patterns: PatternOptions = field(default_factory=PatternOptions)
     index_objects: bool = False  # keep <out>/objects.index for `similar --object` (a forward pass per object)
+    runtime: str = "openvino"  # what runs the models: openvino (converted once), or tensorflow (the fallback)
 
     @property
     def out_dir(self) -> Path:
@@ -109,6 +111,8 @@ class LibrarySettings:
         if not _number_within(self.time_weight, 0.0, 1.0) or self.time_weight == 1:
             raise SettingsError(
                 f"time_weight must be from 0 (off) up to but not including 1, got {self.time_weight!r}")
+        if self.runtime not in RUNTIMES:
+            raise SettingsError(f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
         if self.model not in MODEL_NAMES:
             raise SettingsError(f"model must be one of {', '.join(MODEL_NAMES)}, got {self.model!r}")
         if not 1 <= self.batch_size <= 1024:

@@ -70,6 +70,7 @@ class Job:
     detect: bool = False
     kind: str = FINGERPRINT
     detector_factory: str = DEFAULT_DETECTOR_FACTORY
+    runtime: str = "openvino"  # passed to both factories
 
     @property
     def needs_model(self) -> bool:
@@ -80,8 +81,8 @@ class Job:
         return self.detect or self.kind == DETECT
 
     @property
-    def model_key(self) -> tuple[str, str, str | None]:
-        return (self.factory, self.model, self.weights)
+    def model_key(self) -> tuple[str, str, str | None, str]:
+        return (self.factory, self.model, self.weights, self.runtime)
 
 
 class WorkerLoadError(RuntimeError):
@@ -156,19 +157,21 @@ class _LoadedModels:
         if job.needs_model and (self.model is None or self.model_key != job.model_key):
             self.model, self.model_key = None, None  # let the old one go before the new one takes memory
             self.model, self.model_key = _make_model(job), job.model_key
-        if job.needs_detector and (self.detector is None or self.detector_key != job.detector_factory):
+        detector_key = (job.detector_factory, job.runtime)
+        if job.needs_detector and (self.detector is None or self.detector_key != detector_key):
             self.detector, self.detector_key = None, None
-            self.detector, self.detector_key = _call_factory(job.detector_factory), job.detector_factory
+            self.detector = _call_factory(job.detector_factory, runtime=job.runtime)
+            self.detector_key = detector_key
         return (self.model if job.needs_model else None), (self.detector if job.needs_detector else None)
 
 
 def _make_model(job: Job):
-    return _call_factory(job.factory, job.model, job.weights)
+    return _call_factory(job.factory, job.model, job.weights, job.runtime)
 
 
-def _call_factory(dotted: str, *args):
+def _call_factory(dotted: str, *args, **kwargs):
     module_name, _, function_name = dotted.partition(":")
-    return getattr(importlib.import_module(module_name), function_name)(*args)
+    return getattr(importlib.import_module(module_name), function_name)(*args, **kwargs)
 
 
 class _ResultSender(FingerprintSink):

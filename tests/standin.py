@@ -71,7 +71,7 @@ def install(monkeypatch=None, model: StandInModel | None = None) -> StandInModel
     replacements = {
         "model_spec": lambda name, weights=None: spec,
         "calibration": lambda name: spec.calibration,
-        "load_fingerprinter": lambda name, weights=None: model,
+        "load_fingerprinter": lambda name, weights=None, runtime="openvino": model,
     }
     for name, value in replacements.items():
         if monkeypatch is not None:
@@ -82,9 +82,9 @@ def install(monkeypatch=None, model: StandInModel | None = None) -> StandInModel
 
     detector = StandInDetector()
     if monkeypatch is not None:
-        monkeypatch.setattr(inprocess, "load_detector", lambda: detector)
+        monkeypatch.setattr(inprocess, "load_detector", lambda runtime="openvino": detector)
     else:
-        inprocess.load_detector = lambda: detector
+        inprocess.load_detector = lambda runtime="openvino": detector
     model.detector = detector
     return model
 
@@ -144,13 +144,13 @@ def _slow_down_steps() -> None:
         layout._build_generation, layout._swap_in = slow_build, slow_swap
 
 
-def factory(name: str, weights: str | None = None) -> StandInModel:
+def factory(name: str, weights: str | None = None, runtime: str = "openvino") -> StandInModel:
     """For the daemon's worker process (a 'spawn' child, which the patches above do not reach)."""
     predict_delay = _delay("PHOTOCLUSTER_TEST_PREDICT_DELAY")
     return _SlowStandIn(predict_delay) if predict_delay else StandInModel()
 
 
-def detector_factory() -> StandInDetector:
+def detector_factory(runtime: str = "openvino") -> StandInDetector:
     """The stand-in detector for the daemon's worker process, like `factory` for the model."""
     return StandInDetector()
 

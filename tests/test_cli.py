@@ -165,7 +165,7 @@ def test_the_detector_without_weights_exits_2_unless_imagenet_objects_only(tmp_p
     from .standin import install
 
     install(monkeypatch)
-    monkeypatch.setattr(inprocess, "load_detector", lambda: load_detector())
+    monkeypatch.setattr(inprocess, "load_detector", lambda runtime="openvino": load_detector(runtime=runtime))
     monkeypatch.setenv("PHOTOCLUSTER_WEIGHTS_DIR", str(tmp_path / "empty"))
     lib = make_library(tmp_path / "lib", groups=1, singles=0)
     got, _, err = run_cli(capsys, lib, "--objects", objects)

@@ -342,7 +342,7 @@ def test_service_end_to_end_with_squeezenet(tmp_path, squeezenet_weights):
 
 # --- missing model weights: a configuration error, never retried forever -----------------------------------------
 
-def weights_required_factory(name: str, weights: str | None = None):
+def weights_required_factory(name: str, weights: str | None = None, runtime: str = "openvino"):
     """A stand-in (run in the worker process) that, like the real loader, has no ImageNet weights here."""
     from photocluster.weights import WeightsUnavailable
 

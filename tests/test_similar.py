@@ -33,7 +33,7 @@ class ObjectsDetector:
 @pytest.fixture
 def library(tmp_path, stand_in, monkeypatch):
     """Three photos, a resized copy of the first, and a black photo, fingerprinted and indexed by a real run."""
-    monkeypatch.setattr(inprocess, "load_detector", ObjectsDetector)
+    monkeypatch.setattr(inprocess, "load_detector", lambda runtime="openvino": ObjectsDetector())
     lib = tmp_path / "lib"
     for seed in (1, 2, 3):
         save(scene(seed), lib / f"p{seed}.jpg", quality=95)
@@ -161,7 +161,7 @@ def test_object_search_without_the_index_says_how_to_build_it(library, capsys):
 def test_the_index_drops_vanished_photos_and_embeds_changed_ones(library, stand_in, monkeypatch):
     from photocluster.object_index import ObjectIndex
 
-    monkeypatch.setattr(inprocess, "load_detector", ObjectsDetector)
+    monkeypatch.setattr(inprocess, "load_detector", lambda runtime="openvino": ObjectsDetector())
     before = ObjectIndex.load(library / "photocluster" / "objects.index")
     old = before.vectors()[before.entries["p2.jpg"].objects[0].row]
     os.unlink(library / "p3.jpg")

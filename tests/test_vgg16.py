@@ -44,7 +44,9 @@ def weights_file(keras_vgg16, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def from_file(weights_file):
-    return load_fingerprinter("vgg16", str(weights_file))
+    # TensorFlow, the reference: compared with Keras's own predict to 1e-4 below (OpenVINO's bf16 is checked
+    # against it, within the runtimes' tolerance, in test_models.py)
+    return load_fingerprinter("vgg16", str(weights_file), runtime="tensorflow")
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ POISON = (255, 0, 255)  # a solid magenta photo "crashes the decoder" of the cra
 
 # --- factories the worker process imports ---------------------------------------------------------------------
 
-def stand_in_factory(name: str, weights: str | None = None) -> StandInModel:
+def stand_in_factory(name: str, weights: str | None = None, runtime: str = "openvino") -> StandInModel:
     return StandInModel()
 
 
@@ -45,11 +45,11 @@ class _CrashingStandIn(StandInModel):
         return super().predict(batch)
 
 
-def crashing_factory(name: str, weights: str | None = None) -> StandInModel:
+def crashing_factory(name: str, weights: str | None = None, runtime: str = "openvino") -> StandInModel:
     return _CrashingStandIn()
 
 
-def missing_weights_factory(name: str, weights: str | None = None):
+def missing_weights_factory(name: str, weights: str | None = None, runtime: str = "openvino"):
     raise WeightsUnavailable(f"no weights for {name}: run 'photocluster fetch-weights {name}'")
 
 
@@ -59,7 +59,7 @@ class _SlowStandIn(StandInModel):
         return super().predict(batch)
 
 
-def slow_factory(name: str, weights: str | None = None) -> StandInModel:
+def slow_factory(name: str, weights: str | None = None, runtime: str = "openvino") -> StandInModel:
     return _SlowStandIn()
 
 
@@ -68,7 +68,7 @@ class _FailingStandIn(StandInModel):
         raise ValueError("the model broke")
 
 
-def failing_factory(name: str, weights: str | None = None) -> StandInModel:
+def failing_factory(name: str, weights: str | None = None, runtime: str = "openvino") -> StandInModel:
     return _FailingStandIn()
 
 
@@ -199,7 +199,7 @@ class _RaisingDecoderStandIn(StandInModel):
     pass
 
 
-def raising_decoder_factory(name: str, weights: str | None = None) -> StandInModel:
+def raising_decoder_factory(name: str, weights: str | None = None, runtime: str = "openvino") -> StandInModel:
     """The stand-in, in a worker whose PNG decoder raises RuntimeError (as pillow-heif's does) on 77x77 photos."""
     from PIL import PngImagePlugin
 
@@ -286,7 +286,7 @@ def test_results_already_sent_are_kept_when_the_job_is_abandoned(lib, worker):
     assert outcome.stopped and sorted(got) == [f"p{i}.jpg" for i in range(5)]
 
 
-def memory_error_factory(name: str, weights: str | None = None):
+def memory_error_factory(name: str, weights: str | None = None, runtime: str = "openvino"):
     raise MemoryError("cannot allocate the model")
 
 
@@ -316,7 +316,7 @@ class _NotingStandIn(StandInModel):
         return super().predict(batch)
 
 
-def noting_factory(name: str, weights: str | None = None) -> StandInModel:
+def noting_factory(name: str, weights: str | None = None, runtime: str = "openvino") -> StandInModel:
     return _NotingStandIn()
 
 
@@ -337,15 +337,15 @@ class _BoxesDetector:
         return [tuple(Detection(*found) for found in BOXES) for _ in batch]
 
 
-def boxes_detector_factory():
+def boxes_detector_factory(runtime: str = "openvino"):
     return _BoxesDetector()
 
 
-def crashing_detector_factory():
+def crashing_detector_factory(runtime: str = "openvino"):
     return _BoxesDetector(crash=True)
 
 
-def missing_detector_weights_factory():
+def missing_detector_weights_factory(runtime: str = "openvino"):
     raise WeightsUnavailable("CenterNet weights are missing; run `photocluster fetch-weights centernet`")
 
 
