@@ -137,6 +137,8 @@ def build_run_parser() -> argparse.ArgumentParser:
                    help=f"photos per model call (default: {DEFAULT_BATCH_SIZE})")
     _add_pattern_options(p)
     p.add_argument("--no-patterns", action="store_true", help="do not write the per-folder object summaries")
+    p.add_argument("--no-gallery", action="store_true",
+                   help="do not write the HTML gallery (OUT/gallery/index.html) nor its thumbnails")
     p.add_argument("--dry-run", action="store_true",
                    help="show what would be done; write nothing")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
@@ -196,6 +198,7 @@ def settings_from_args(args: argparse.Namespace, library: Path) -> LibrarySettin
         weights=args.weights or os.environ.get("PHOTOCLUSTER_WEIGHTS") or None,
         batch_size=args.batch_size,
         patterns=PatternOptions(not args.no_patterns, args.threshold, args.min_support, args.labels, args.objects),
+        gallery=not args.no_gallery,
     )
     if args.model is not None:
         settings.model = args.model
@@ -339,6 +342,7 @@ def build_watch_parser() -> argparse.ArgumentParser:
                          metavar="N")
     _add_pattern_options(library)
     library.add_argument("--no-patterns", action="store_true", help="do not write the per-folder summaries")
+    library.add_argument("--no-gallery", action="store_true", help="do not write the HTML gallery")
     timing = p.add_argument_group("daemon timings (with PATHs; in seconds)")
     for f in DaemonTimings.__dataclass_fields__.values():
         flag = "--" + f.name.replace("_", "-")

@@ -81,6 +81,7 @@ class LibrarySettings:
     weights: str | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
     patterns: PatternOptions = field(default_factory=PatternOptions)
+    gallery: bool = True  # write <out>/gallery/ (thumbnails made while fingerprinting)
 
     @property
     def out_dir(self) -> Path:
@@ -100,6 +101,8 @@ class LibrarySettings:
             raise SettingsError(f"min_size must be at least 1, got {self.min_size}")
         if not isinstance(self.verify, bool):
             raise SettingsError(f"verify must be true or false, got {self.verify!r}")
+        if not isinstance(self.gallery, bool):
+            raise SettingsError(f"gallery must be true or false, got {self.gallery!r}")
         if not _number_within(self.burst_seconds, 0.0, BURST_SECONDS_MAX):
             raise SettingsError(f"burst_seconds must be a number of seconds from 0 (off) to {BURST_SECONDS_MAX:g}, "
                                 f"got {self.burst_seconds!r}")
