@@ -135,8 +135,8 @@ def burst_photos(captures: Mapping[str, Capture], seconds: float) -> int:
     timed = sorted(((c.camera, c.time.replace(tzinfo=None), rel) for rel, c in captures.items()
                     if c.time is not None and c.camera is not None), key=lambda t: (t[0], t[1], t[2]))
     found = set()
-    for (cam_a, _, a), (cam_b, _, b) in zip(timed, timed[1:]):
-        if cam_a == cam_b and same_burst(captures[a], captures[b], seconds):
+    for (_, _, a), (_, _, b) in zip(timed, timed[1:]):  # one camera's shots in time order, then the next's
+        if same_burst(captures[a], captures[b], seconds):
             found |= {a, b}
     return len(found)
 

@@ -36,8 +36,9 @@ section { background: #fff; border-radius: 6px; padding: 10px 12px; margin: 10px
 .facts { color: #555; margin: 0 0 6px; }
 .facts b { color: #222; font-weight: 600; }
 .strip, .grid { display: flex; flex-wrap: wrap; gap: 6px; align-items: flex-end; }
-figure { margin: 0; position: relative; }
-figure img { display: block; height: 128px; width: auto; max-width: 256px; border-radius: 3px; background: #ddd; }
+.strip { flex-wrap: nowrap; overflow-x: auto; padding-bottom: 4px; }
+figure { margin: 0; position: relative; flex: none; }
+figure img { display: block; height: 112px; width: auto; max-width: 256px; border-radius: 3px; background: #ddd; }
 .grid figure img { height: 192px; }
 figcaption { font-size: 12px; color: #555; max-width: 256px; overflow-wrap: anywhere; }
 figure.best img { outline: 4px solid #f9a825; outline-offset: -4px; }
