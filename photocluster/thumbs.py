@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .fsutil import (FILE, FOLDER_MARK, ForeignEntry, check_replaceable, is_regular_at, make_dir, mark_folder, open_dir, open_dir_fd,
-                     read_regular, remove_made)
+from .fsutil import (FILE, FOLDER_MARK, ForeignEntry, check_replaceable, is_regular_at, make_dir, mark_folder,
+                     open_dir, open_dir_fd, read_regular, remove_made)
 from .images import Fit, Fitted
 from .library import PhotoFile
 
