@@ -143,6 +143,8 @@ def build_run_parser() -> argparse.ArgumentParser:
     p.add_argument("--index-objects", action="store_true",
                    help="also keep an index of the detected objects, for 'photocluster similar PHOTO --object N' "
                    "(a forward pass of the model per object)")
+    p.add_argument("--no-gallery", action="store_true",
+                   help="do not write the HTML gallery (OUT/gallery/index.html) nor its thumbnails")
     p.add_argument("--dry-run", action="store_true",
                    help="show what would be done; write nothing")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
@@ -210,6 +212,7 @@ def settings_from_args(args: argparse.Namespace, library: Path) -> LibrarySettin
         patterns=PatternOptions(not args.no_patterns, args.threshold, args.min_support, args.labels, args.objects),
         index_objects=getattr(args, "index_objects", False),  # the run's flag; a daemon takes the config key
         runtime=args.runtime,
+        gallery=not args.no_gallery,
     )
     if args.model is not None:
         settings.model = args.model
@@ -354,6 +357,7 @@ def build_watch_parser() -> argparse.ArgumentParser:
     _add_runtime_option(library)
     _add_pattern_options(library)
     library.add_argument("--no-patterns", action="store_true", help="do not write the per-folder summaries")
+    library.add_argument("--no-gallery", action="store_true", help="do not write the HTML gallery")
     timing = p.add_argument_group("daemon timings (with PATHs; in seconds)")
     for f in DaemonTimings.__dataclass_fields__.values():
         flag = "--" + f.name.replace("_", "-")

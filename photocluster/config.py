@@ -152,7 +152,7 @@ _TOP_KEYS = {"daemon": _TABLE, "library": "a list of [[library]] tables"}
 _LIBRARY_KEYS = {"path": _STR, "out": _STR, "sim": _NUMBER, "cut": _NUMBER, "min_size": _INT, "model": _STR,
                  "weights": _STR, "batch_size": _INT, "patterns": _TABLE,
                  "verify": _BOOL, "burst_seconds": _NUMBER, "time_weight": _NUMBER, "index_objects": _BOOL,
-                 "runtime": _STR}
+                 "runtime": _STR, "gallery": _BOOL}
 _PATTERN_KEYS = {"enabled": _BOOL, "threshold": _NUMBER, "min_support": _NUMBER, "labels": _STR, "objects": _STR}
 _DAEMON_KEYS = {f.name: _NUMBER for f in fields(DaemonTimings)}
 # A bad value of these is put back to its default after it is reported, so that the rest can still be checked.

@@ -120,9 +120,11 @@ def fingerprint_photos(
     progress: bool | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     detector=None,
+    thumbs: ThumbMaker | None = None,
 ) -> FingerprintReport:
     """Fingerprint `photos` into `sink`. A photo that fails to decode is logged once and remembered as failed.
     With a `detector` (detector.Detector), each photo's decode also feeds it, at its own input size, batched.
+    With `thumbs`, each decode also makes the photo's thumbnail (in the decode thread).
 
     `sink` is the pipeline's CheckpointingCache (which saves the results as they come, about once a minute) or,
     in the worker, the pipe to the daemon. `should_stop` ends the run between batches (on SIGINT or SIGTERM); the
@@ -133,7 +135,9 @@ def fingerprint_photos(
     started = time.monotonic()
     with progress_bar(len(photos), "fingerprinting", progress=progress) as bar:
         sizes = [model.input_size] + ([detector.input_size] if detector is not None else [])
-        for batch in _decoded_batches(photos, library_root, sizes, batch_size, should_stop):
+        sizes += [thumbs.box] if thumbs is not None else []
+        finish = thumbs.finish if thumbs is not None else None
+        for batch in _decoded_batches(photos, library_root, sizes, batch_size, should_stop, finish):
             if should_stop():
                 break
             decoded = [(photo, pixels) for photo, pixels in batch if isinstance(pixels, list)]
@@ -171,14 +175,38 @@ def detect_photos(photos: list[PhotoFile], library_root: Path, detector, sink, *
     return done
 
 
+def thumbnail_photos(photos: list[PhotoFile], library_root: Path, thumbs: ThumbMaker, *,
+                     batch_size: int = DEFAULT_BATCH_SIZE, progress: bool | None = None,
+                     should_stop: Callable[[], bool] = lambda: False) -> int:
+    """Make only the thumbnails of photos fingerprinted before the gallery was there: one decode each, their
+    fingerprints kept. A photo that fails to decode now is left without one."""
+    done = 0
+    with progress_bar(len(photos), "making thumbnails", progress=progress) as bar:
+        for batch in _decoded_batches(photos, library_root, [thumbs.box], batch_size, should_stop, thumbs.finish):
+            done += sum(isinstance(pixels, list) for _, pixels in batch)
+            bar.update(len(batch))
+    return done
+
+
+class ThumbMaker(Protocol):
+    """What makes thumbnails from the fingerprint step's decodes (thumbs.ThumbWriter): `box` is the images.Fit
+    asked for beside the model's sizes; `finish(photo, pixels)`, called in the decode thread, makes the thumbnail
+    from the last entry (a Fitted) and returns the others."""
+
+    box: tuple[int, int]
+
+    def finish(self, photo: PhotoFile, pixels: list) -> list: ...
+
+
 Decoded = tuple[PhotoFile, "list[np.ndarray] | str | None"]  # pixels at each size, why not, or None: not now
 
 
 class _DecodeTask:
     """One photo's decode, run by a _DecodeThreads thread."""
 
-    def __init__(self, photo: PhotoFile, library_root: Path, sizes: list[tuple[int, int]]):
-        self.photo, self.library_root, self.sizes = photo, library_root, sizes
+    def __init__(self, photo: PhotoFile, library_root: Path, sizes: list[tuple[int, int]],
+                 finish: Callable[[PhotoFile, list], list] | None = None):
+        self.photo, self.library_root, self.sizes, self.finish = photo, library_root, sizes, finish
         self.result: list[np.ndarray] | str | None = None
         self.started: float | None = None  # when decoding proper began (checks passed, memory reserved)
         self.thread_id: int | None = None
@@ -190,6 +218,8 @@ class _DecodeTask:
         self.thread_id = threading.get_ident()
         try:
             result = _decode(self.photo, self.library_root, self.sizes, self._decoding)
+            if self.finish is not None and isinstance(result, list):
+                result = self.finish(self.photo, result)
         except Exception as exc:  # noqa: BLE001 - whatever goes wrong with one photo is that photo's failure
             result = f"could not be decoded ({type(exc).__name__}: {exc})"
         with self.lock:
@@ -251,7 +281,7 @@ class _DecodeThreads:
 
 def _decoded_batches(
     photos: list[PhotoFile], library_root: Path, sizes: list[tuple[int, int]], batch_size: int,
-    should_stop: Callable[[], bool] = lambda: False,
+    should_stop: Callable[[], bool] = lambda: False, finish: Callable[[PhotoFile, list], list] | None = None,
 ) -> Iterator[list[Decoded]]:
     """Yield batches of decoded photos, keeping a few batches of decoding in flight ahead of the consumer.
 
@@ -267,9 +297,9 @@ def _decoded_batches(
         in_flight = 3 * batch_size
         while True:
             if _hung_decodes[0] >= MAX_HUNG_DECODES:
-                pending += [_DecodeTask(p, library_root, sizes) for p in todo]  # never decoded: left for later
+                pending += [_DecodeTask(p, library_root, sizes, finish) for p in todo]  # never decoded: left for later
             else:
-                pending += [threads.submit(_DecodeTask(p, library_root, sizes))
+                pending += [threads.submit(_DecodeTask(p, library_root, sizes, finish))
                             for p in _take(todo, in_flight - len(pending))]
             if not pending:
                 return

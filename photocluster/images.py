@@ -21,6 +21,7 @@ import os
 import threading
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -82,6 +83,25 @@ def _return_big_blocks_to_the_system() -> None:
 
 
 _return_big_blocks_to_the_system()
+
+
+class Fit(tuple):
+    """A size (height, width) for load_image_sizes to shrink the photo within, in its own proportions (a
+    thumbnail), rather than to: its entry in the result is a Fitted."""
+
+
+DETAIL_BOX = 512  # the long side, at most, of a Fitted's grey detail image
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """A photo shrunk within a Fit (never enlarged), with what a thumbnail's quality measures need from the same
+    decode: the photo's own size (upright) and a grey copy of up to DETAIL_BOX pixels on its long side."""
+
+    pixels: np.ndarray  # uint8 (height, width, 3)
+    width: int
+    height: int
+    detail: np.ndarray  # uint8 (height, width), grey
 
 
 class ImageError(Exception):
@@ -180,7 +200,7 @@ def load_image_sizes(source: str | Path | BinaryIO, sizes: list[tuple[int, int]]
                      budget: MemoryBudget = DECODE_BUDGET, on_decode: Callable[[], None] = lambda: None
                      ) -> list[np.ndarray]:
     """One decode of `source`, resized to each of `sizes` (height, width): one photo for two models. The decode
-    is made for the largest size (load_image's errors)."""
+    is made for the largest size (load_image's errors). A size that is a Fit gives a Fitted (a thumbnail)."""
     if len(sizes) == 1:
         return [load_image(source, sizes[0], budget=budget, on_decode=on_decode)]
     return load_image(source, sizes[0], budget=budget, on_decode=on_decode, also=tuple(sizes[1:]))
@@ -192,6 +212,7 @@ def _decode(fh: BinaryIO, size: tuple[int, int], budget: MemoryBudget, on_decode
     _refuse_huge_heif_file(fh, budget)
     with Image.open(fh, formats=PHOTO_FORMATS) as opened:
         need = _check_bounds(opened, fh, (width, height), budget)
+        own_size = opened.size
         with budget.reserve(need):
             on_decode()
             try:
@@ -210,9 +231,23 @@ def _decode(fh: BinaryIO, size: tuple[int, int], budget: MemoryBudget, on_decode
             if keep_aspect:
                 img.thumbnail((width, height), Image.Resampling.BILINEAR, reducing_gap=2.0)
                 return np.asarray(img, dtype=np.uint8)
-            resized = [np.asarray(img.resize((w, h), Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.uint8)
-                       for h, w in (size, *also)]
+            upright = own_size[::-1] if sideways else own_size
+            resized = [_fitted(img, s, upright) if isinstance(s, Fit) else
+                       np.asarray(img.resize((s[1], s[0]), Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.uint8)
+                       for s in (size, *also)]
             return resized if also else resized[0]
+
+
+def _fitted(img: Image.Image, box: Fit, own_size: tuple[int, int]) -> Fitted:
+    """`img` shrunk within `box` (a thumbnail, LANCZOS: it is looked at), and its grey detail image."""
+    def within(longest: tuple[int, int]) -> tuple[int, int]:
+        scale = min(1.0, longest[1] / img.width, longest[0] / img.height)
+        return max(1, round(img.width * scale)), max(1, round(img.height * scale))
+
+    thumb = img.resize(within(box), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    grey = img.convert("L")
+    detail = grey.resize(within((DETAIL_BOX, DETAIL_BOX)), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return Fitted(np.asarray(thumb, dtype=np.uint8), own_size[0], own_size[1], np.asarray(detail, dtype=np.uint8))
 
 
 def _check_bounds(img: Image.Image, fh: BinaryIO, target: tuple[int, int], budget: MemoryBudget) -> int:

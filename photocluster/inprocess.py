@@ -10,6 +10,7 @@ from . import models
 from .fingerprint import FingerprintReport, FingerprintSink, detect_photos, fingerprint_photos
 from .library import PhotoFile
 from .settings import LibrarySettings
+from .thumbs import thumb_writer
 from .wording import plural
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,9 @@ def fingerprint_in_process(
     log.info("fingerprinting %s with %s", plural(len(todo), "new or changed photo"), settings.model)
     model = models.load_fingerprinter(settings.model, settings.weights, settings.runtime)
     detector = load_detector(settings.runtime) if wants_detections(settings) else None
-    return fingerprint_photos(todo, Path(settings.library), model, sink, batch_size=settings.batch_size,
-                              progress=progress, should_stop=should_stop, detector=detector)
+    with thumb_writer(settings.out_dir if settings.gallery else None) as thumbs:
+        return fingerprint_photos(todo, Path(settings.library), model, sink, batch_size=settings.batch_size,
+                                  progress=progress, should_stop=should_stop, detector=detector, thumbs=thumbs)
 
 
 def wants_detections(settings: LibrarySettings) -> bool:

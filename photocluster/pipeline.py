@@ -19,6 +19,7 @@ from .cluster import cut_for_sim
 from .clustering import (CLUSTER_KEY_NAME, IncrementalClustering, cluster_cache, cluster_input_key,
                          read_cluster_key, write_cluster_key)
 from .fingerprint import Fingerprinter, FingerprintReport
+from .gallery import GalleryReport, write_gallery
 from .inprocess import EarlierDetector, detect_in_process, fingerprint_in_process, wants_detections
 from .fsutil import FILE, is_atomic_temporary, open_dir, open_lock, remove_made, try_lock
 from .layout import Layout, number_clusters, read_layout, remove_stale_generations, write_layout
@@ -61,6 +62,7 @@ class RunReport:
     estimated_seconds: float | None = None  # ...and how long that would take, at the last run's measured speed
     scenes: SceneReport | None = None  # None: no scenes stage ran (--verify off and no burst cue, or skipped)
     objects: ObjectIndexReport | None = None  # None: no object index step ran (--index-objects off)
+    gallery: GalleryReport | None = None  # None: no gallery written (--no-gallery, a dry run, or stopped)
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -94,6 +96,7 @@ class RunReport:
             "layout_changed": self.layout_changed,
             "scenes": self.scenes.as_dict() if self.scenes else None,
             "objects_indexed": vars(self.objects) if self.objects else None,
+            "gallery": self.gallery.as_dict() if self.gallery else None,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
 
@@ -216,6 +219,10 @@ class LibraryPipeline:
         if settings.patterns.enabled and not run.dry_run and not run.should_stop():
             with timer("patterns"):
                 report.patterns_written = write_patterns(settings, cache, rels)
+        if settings.gallery and not run.dry_run and not run.should_stop():
+            with timer("gallery"):
+                report.gallery = write_gallery(settings, cache, report.layout, rels, photos, run.progress,
+                                               run.should_stop)
         return report
 
     def _fingerprint_changes(self, run: _Run, cache: FingerprintCache, photos: dict[str, PhotoFile]) -> None:

@@ -201,6 +201,12 @@ class SceneStore:
             self._new_pairs[_pair_key(a, b)] = stored
             self._pairs_dirty = True
 
+    def same_scene_digests(self) -> list[tuple[bytes, bytes]]:
+        """Every stored pair judged one scene, as the two photos' key digests (key_digest)."""
+        self._merge_new_pairs()
+        pairs = [pair.ljust(2 * DIGEST, b"\0") for pair in self._pair_keys[self._same.astype(bool)].tolist()]
+        return [(pair[:DIGEST], pair[DIGEST:]) for pair in pairs]  # tolist() drops trailing zero bytes: put back
+
     # --- forgetting and saving ---------------------------------------------------------------------------------
     def forget_except(self, current: Iterable[PhotoKey]) -> None:
         """Drop the features, captures and verdicts of every photo not in `current` (gone, or changed).

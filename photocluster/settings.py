@@ -84,6 +84,7 @@ class LibrarySettings:
     patterns: PatternOptions = field(default_factory=PatternOptions)
     index_objects: bool = False  # keep <out>/objects.index for `similar --object` (a forward pass per object)
     runtime: str = "openvino"  # what runs the models: openvino (converted once), or tensorflow (the fallback)
+    gallery: bool = True  # write <out>/gallery/ (thumbnails made while fingerprinting)
 
     @property
     def out_dir(self) -> Path:
@@ -105,6 +106,8 @@ class LibrarySettings:
             raise SettingsError(f"verify must be true or false, got {self.verify!r}")
         if not isinstance(self.index_objects, bool):
             raise SettingsError(f"index_objects must be true or false, got {self.index_objects!r}")
+        if not isinstance(self.gallery, bool):
+            raise SettingsError(f"gallery must be true or false, got {self.gallery!r}")
         if not _number_within(self.burst_seconds, 0.0, BURST_SECONDS_MAX):
             raise SettingsError(f"burst_seconds must be a number of seconds from 0 (off) to {BURST_SECONDS_MAX:g}, "
                                 f"got {self.burst_seconds!r}")

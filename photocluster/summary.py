@@ -34,6 +34,8 @@ def print_summary(settings: LibrarySettings, report, dry_run: bool) -> None:
     lower = "a lower --cut" if settings.cut is not None else "a lower --sim"
     hint = f" (--json lists them; {lower} groups more)" if report.unclustered else ""
     print(f"{plural(report.in_clusters, 'photo')} in clusters, {len(report.unclustered)} in none{hint}")
+    if report.gallery is not None:
+        print(f"gallery: {report.gallery.index} (each cluster's suggested best photo is starred)")
 
 
 def print_estimate(report) -> None:

@@ -42,6 +42,7 @@ from tqdm import tqdm
 from .fingerprint import FingerprintSink, detect_photos, fingerprint_photos, hung_decodes
 from .labels import Detection, Detections, Predictions
 from .library import PhotoFile
+from .thumbs import thumb_writer
 from .weights import WeightsUnavailable
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class Job:
     kind: str = FINGERPRINT
     detector_factory: str = DEFAULT_DETECTOR_FACTORY
     runtime: str = "openvino"  # passed to both factories
+    thumbs_out: str | None = None  # the output folder whose gallery/thumbs/ gets each decode's thumbnail
 
     @property
     def needs_model(self) -> bool:
@@ -142,8 +144,9 @@ def _run_job(job: Job, model, detector, sender: _ResultSender) -> None:
     if job.kind == DETECT:
         detect_photos(photos, root, detector, sender, batch_size=job.batch_size, progress=False)
     else:
-        fingerprint_photos(photos, root, model, sender, batch_size=job.batch_size, progress=False,
-                           detector=detector)
+        with thumb_writer(job.thumbs_out) as thumbs:
+            fingerprint_photos(photos, root, model, sender, batch_size=job.batch_size, progress=False,
+                               detector=detector, thumbs=thumbs)
 
 
 class _LoadedModels:

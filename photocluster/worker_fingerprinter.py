@@ -113,7 +113,8 @@ class WorkerFingerprinter:
             job = Job(library_root=str(settings.library), photos=tuple(group), model=settings.model,
                       weights=settings.weights, batch_size=settings.batch_size, factory=self.factory,
                       detect=wants_detections(settings), kind=kind, detector_factory=self.detector_factory,
-                      runtime=settings.runtime)
+                      runtime=settings.runtime,
+                      thumbs_out=str(settings.out_dir) if settings.gallery and kind == FINGERPRINT else None)
             outcome = self.worker.run(job, on_result, should_stop, self.heartbeat)
             if outcome.finished or outcome.stopped:
                 load_failures = 0

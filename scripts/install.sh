@@ -9,10 +9,13 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 if [ "${1:-}" = "--test" ]; then
     .venv/bin/python -m pip install -q '.[test]'
-    # systemd-analyze verifies the shipped units; wordnet-base lets a test regenerate the label roll-up table.
+    # systemd-analyze verifies the shipped units; wordnet-base lets a test regenerate the label roll-up table;
+    # chromium and chromium-driver open the gallery in a real browser (tests/test_gallery_browser.py).
     if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ] && \
-        { ! command -v systemd-analyze >/dev/null || [ ! -e /usr/share/wordnet/data.noun ]; }; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd wordnet-base >/dev/null
+        { ! command -v systemd-analyze >/dev/null || [ ! -e /usr/share/wordnet/data.noun ] || \
+          ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; }; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd wordnet-base \
+            chromium chromium-driver >/dev/null
     fi
     .venv/bin/photocluster fetch-weights squeezenet
 else

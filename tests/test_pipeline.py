@@ -123,7 +123,7 @@ def test_out_elsewhere_and_originals_untouched(tmp_path, stand_in):
     listed = sorted(os.listdir(tmp_path / "out"))
     # scenes/ is made once there is a scene to remember (a candidate pair), and it is marked as ours
     assert [n for n in listed if n != "scenes"] == sorted([".photocluster", ".lock", ".cluster-input", "clusters",
-                                                          "fingerprints.pk", "last-run.json",
+                                                          "fingerprints.pk", "last-run.json", "gallery",
                                                           os.readlink(tmp_path / "out/clusters")])
     assert "scenes" not in listed or (tmp_path / "out/scenes/.photocluster-folder").is_file()
 
