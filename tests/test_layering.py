@@ -16,7 +16,7 @@ PACKAGE = Path(photocluster.__file__).parent
 LAYERS = [
     {"errors", "wording", "fsutil", "logs", "interrupts", "labels", "notify", "library", "cache_guard", "jpeg_scans",
      "verify"},
-    {"images", "weights", "outdir", "detection_columns", "object_index"},
+    {"images", "weights", "outdir", "detection_columns", "object_index", "gallery_map"},
     {"settings", "networks", "capture", "cache", "openvino_ir", "thumbs"},
     {"models", "detector", "scene_formats", "cache_view"},
     {"lastrun", "fingerprint", "layout", "patterns", "cluster", "scene_store"},
