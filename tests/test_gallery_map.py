@@ -270,13 +270,16 @@ def test_chromium_draws_every_point_and_thumbnail_of_the_devset_map(devset, sque
     drawn = browser.execute_script(POINTS_JS)
     page_w, page_h = browser.execute_script("return [document.documentElement.scrollWidth,"
                                             "document.documentElement.scrollHeight];")
+    box = browser.execute_script("const r = document.querySelector('.map').getBoundingClientRect();"
+                                 "return {left: r.left + scrollX, top: r.top + scrollY, right: r.right + scrollX,"
+                                 "bottom: r.bottom + scrollY};")
     errors = [entry for entry in browser.get_log("browser") if entry["level"] in ("SEVERE", "ERROR")]
     assert errors == []
     assert len(drawn) == len(points) == 20
     for point, seen in zip(points, drawn):
         assert seen["width"] > 0 and seen["height"] > 0
-        assert 0 <= seen["left"] and seen["left"] + seen["width"] <= page_w
-        assert 0 <= seen["top"] and seen["top"] + seen["height"] <= page_h
+        assert box["left"] <= seen["left"] and seen["left"] + seen["width"] <= box["right"] <= page_w
+        assert box["top"] <= seen["top"] and seen["top"] + seen["height"] <= box["bottom"] <= page_h
         assert Path(urllib.request.url2pathname(urllib.parse.urlparse(seen["href"]).path)).resolve() \
             == (devset / point.rel).resolve()  # the link opens the original
         assert (seen["img"] is None) == (point.thumb_href is None)
