@@ -1,19 +1,21 @@
 """The gallery's map: every photo's thumbnail placed on a 2-D embedding of the fingerprints (map.html), and a
 quick-look picture of it (map.png), both inside the gallery folder.
 
-The layout is openTSNE on the first 50 principal components of the unit-length fingerprints, with fixed seeds.
-openTSNE won against UMAP on every figure of scripts/bench_map.py (2 cores, shared; README.rst, "Map"):
+The layout is openTSNE on the first 50 principal components of the unit-length fingerprints, with fixed seeds,
+chosen over UMAP by scripts/bench_map.py (2 shared cores; layout seconds of wall time, PCA apart):
 
-    data set                       openTSNE: s   kNN kept  group 1-NN    UMAP: s   kNN kept  group 1-NN
-    devset, 217 real SqueezeNet         1.9       0.802     0.942           0.3       0.769     0.873
-    synthetic 2,000                     7.6       0.245     0.688           3.5       0.168     0.333
-    synthetic 10,000                   34.8       0.345     0.959          12.3       0.220     0.743
+    data set                      openTSNE  kNN kept  group 1-NN     UMAP  kNN kept  group 1-NN
+    devset, 217 real SqueezeNet      0.6 s     0.802       0.942    0.7 s     0.769       0.873
+    synthetic 2,000                  5.8 s     0.246       0.689    6.9 s     0.168       0.333
+    synthetic 15,000                47.3 s     0.381       0.977    8.4 s     0.235       0.819
+    synthetic 20,000                58.6 s     0.387       0.986    9.1 s     0.239       0.861
 
-(kNN kept: share of each photo's 10 nearest in the fingerprint space still among its 10 nearest on the map;
-group 1-NN: share of grouped photos whose nearest photo on the map is of their group.) UMAP is faster once
-warm, but a reproducible UMAP runs on one thread, and each fresh process first spends ~20 s compiling its numba
-code, which eats its lead at every size a minute allows; its groups also come out far less separated.
-Above MAX_POINTS photos the layout would take over a minute, so the map shows a fixed sample and says so.
+(kNN kept: the share of each photo's 10 nearest in the fingerprint space still among its 10 nearest on the map;
+group 1-NN: the share of grouped photos whose nearest photo on the map is of their group.) openTSNE keeps
+neighbourhoods better at every size, which is what a map is read for. UMAP is faster above a few thousand photos
+(and a fresh process first spends 11-39 s compiling its numba code), but the extra photos it could lay out would
+not fit on the page anyway: a 6,400 px square holds about 17,800 of the 48 px thumbnails. So above MAX_POINTS
+(PCA and openTSNE together about 50 s at 15,000, 66 s at 20,000) the map shows a fixed sample and says so.
 """
 from __future__ import annotations
 
@@ -21,7 +23,6 @@ import colorsys
 import hashlib
 import html
 import json
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +32,9 @@ from PIL import Image, ImageDraw
 
 from .fsutil import atomic_writer, make_dir, open_dir, read_regular, write_text_atomic
 
-log = logging.getLogger(__name__)
-
 SEED = 0
 PCA_DIMS = 50
-MAX_POINTS = 15_000  # openTSNE takes about a minute for this many on 2 cores (scripts/bench_map.py)
+MAX_POINTS = 15_000  # PCA and openTSNE take about 50 s for this many (scripts/bench_map.py)
 FORMAT = 1  # part of the input hash: bump when the drawing or the layout changes, so old maps are redrawn
 HTML_NAME, PNG_NAME = "map.html", "map.png"
 HASH_META = "photocluster-map-input"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """openTSNE against UMAP for the gallery's map (photocluster/gallery_map.py): time and quality, measured.
 
-    PYTHONPATH=$PWD .venv/bin/python scripts/bench_map.py [--sizes 2000,5000,10000,20000] [--no-devset]
+    PYTHONPATH=$PWD .venv/bin/python scripts/bench_map.py [--sizes 2000,5000,10000,20000 (the default)] [--no-devset]
 
 Both start from the same 50-d PCA of the unit-length fingerprints (gallery_map.reduce) and run with a fixed
 seed, as the map needs (a rerun must not move the photos). For each data set and method it prints:
@@ -107,8 +107,8 @@ def measure(name: str, x: np.ndarray, group: np.ndarray, methods) -> None:
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         kept = knn_kept(x, y, np.random.default_rng(SEED))
         one_nn, sil = separation(y, group)
-        print(f"  {method:>18}: {seconds:6.1f} s wall {cpu:6.1f} s CPU   kNN kept {kept:.3f}   group 1-NN {one_nn:.3f}   "
-              f"silhouette {sil:+.3f}", flush=True)
+        print(f"  {method:>18}: {seconds:6.1f} s wall {cpu:6.1f} s CPU   kNN kept {kept:.3f}   "
+              f"group 1-NN {one_nn:.3f}   silhouette {sil:+.3f}", flush=True)
 
 
 def main() -> None:
