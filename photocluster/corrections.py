@@ -185,12 +185,19 @@ def _set_aside(out_dir: Path) -> str:
     return aside
 
 
-def tree_edits(tree: ShownTree, photos: Collection[str]) -> list[tuple[str, str, set[str]]]:
-    """What the user changed in `tree`: (photo, WITH or NOT_WITH, others), by the rules at the top."""
+def tree_edits(tree: ShownTree, photos: Collection[str]) -> tuple[list[tuple[str, str, set[str]]], bool]:
+    """What the user changed in `tree`: (photo, WITH or NOT_WITH, others), by the rules at the top; and whether the
+    tree differs from its state at all (a link renamed inside its own folder is no correction, but a change)."""
     scans = scan_generation(tree.generation, tree.folders, tree.library)
     members = {m: set(names.values()) for m, (_, names) in tree.folders.items()}
     arrived = {m: {rel for rel in scan.arrived.values() if rel in photos and rel not in scan.present}
                for m, scan in scans.items()}
+    changed = any(scan.missing or arrived[m] for m, scan in scans.items())
+    for m, scan in scans.items():  # renamed in place: neither gone from its cluster nor arrived in it
+        kept = set(scan.missing) & arrived[m]
+        scan.present |= kept
+        scan.missing = {rel: name for rel, name in scan.missing.items() if rel not in kept}
+        arrived[m] -= kept
     went_to: dict[str, set[int]] = {}
     for m, rels in arrived.items():
         for rel in rels:
@@ -202,7 +209,7 @@ def tree_edits(tree: ShownTree, photos: Collection[str]) -> list[tuple[str, str,
             edits.append((rel, NOT_WITH, left - {rel}))
     for m, rels in sorted(arrived.items()):
         edits += [(rel, WITH, (scans[m].present | rels) - {rel}) for rel in sorted(rels)]
-    return edits
+    return edits, changed
 
 
 def take_corrections(out_dir: Path, photos: Collection[str], renamed: dict[str, str],
@@ -215,7 +222,7 @@ def take_corrections(out_dir: Path, photos: Collection[str], renamed: dict[str, 
     corrections, writable = load_corrections(out_dir, set_aside=not dry_run)
     before = corrections.as_dict()
     tree = shown_tree(out_dir)
-    edits = tree_edits(tree, set(photos) | set(renamed)) if tree is not None else []
+    edits, edited = tree_edits(tree, set(photos) | set(renamed)) if tree is not None else ([], False)
     for photo, kind, others in sorted(edits, key=lambda e: e[1] == WITH):  # not-with first: a move ends "with"
         corrections.add(photo, kind, others)
     if edits:
@@ -228,4 +235,4 @@ def take_corrections(out_dir: Path, photos: Collection[str], renamed: dict[str, 
             save_corrections(out_dir, corrections)
         except ForeignEntry as exc:
             log.warning("left %s alone: %s", exc.filename, exc.strerror)
-    return corrections.constraints(), bool(edits)
+    return corrections.constraints(), edited

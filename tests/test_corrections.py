@@ -142,6 +142,18 @@ def test_a_link_made_by_hand_to_no_photo_is_left_alone(tmp_path, stand_in, caplo
     assert list(stored(out)) == ["trip1/copy1.jpg"]
 
 
+def test_a_link_renamed_in_its_own_folder_is_no_correction_but_the_tree_is_built_again(tmp_path, stand_in):
+    lib = make_library(tmp_path / "lib")
+    out = lib / "photocluster"
+    run_once(settings(lib))
+    folder, name = folder_of(out, "trip0/copy2.jpg", lib)
+    os.rename(folder / name, folder / "my favourite.jpg")
+    report = run_once(settings(lib))
+    assert not report.layout_changed and not (out / CORRECTIONS_NAME).exists()
+    folder, name = folder_of(out, "trip0/copy2.jpg", lib)
+    assert name == "copy2.jpg" and not (folder / "my favourite.jpg").exists()  # a clean tree is shown
+
+
 def test_a_renamed_photo_keeps_its_correction_and_a_deleted_one_drops_it(tmp_path, stand_in):
     lib = make_library(tmp_path / "lib")
     out = lib / "photocluster"
@@ -235,7 +247,10 @@ def test_a_symlink_in_place_of_the_file_is_left_alone(tmp_path, stand_in, caplog
 
 def test_the_later_of_two_opposite_corrections_wins():
     corrections = Corrections()
-    corrections.add("p", NOT_WITH, ["a", "b"])
+    corrections.add("p", WITH, ["a", "c"])
+    corrections.add("p", NOT_WITH, ["a", "b"])  # later: p is not with a after all
+    assert corrections.constraints().must == {("p", "c")}
+    corrections.forget("c")
     corrections.add("a", WITH, ["p"])  # a moved in with p later: the pair (p, a) is now "with"
     assert corrections.constraints().cannot == {("p", "b")}
     assert corrections.constraints().must == {("a", "p")}

@@ -7,10 +7,12 @@ import time
 from photocluster.corrections import CORRECTIONS_NAME
 
 from .conftest import save, scene, wait_for
-from .test_daemon import FAST, lib, links, start  # noqa: F401 - lib: the fixture
+from .test_daemon import FAST, links, start
 
 
-def test_a_link_deleted_in_the_tree_is_noticed_and_applied(lib, stand_in):
+def test_a_link_deleted_in_the_tree_is_noticed_and_applied(tmp_path, stand_in):
+    lib = tmp_path / "lib"
+    save(scene(0), lib / "seed.jpg")
     with start(lib) as running:
         for name, size in (("a.jpg", (320, 240)), ("b.jpg", (300, 225)), ("c.jpg", (280, 210))):
             save(scene(1).resize(size), lib / "trip" / name)
