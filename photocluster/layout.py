@@ -3,7 +3,7 @@
     <out>/clusters -> .clusters-<generation>          (a symlink, swapped atomically)
     <out>/.clusters-<generation>/cluster_with_N/cluster_M/<photo name> -> ../../../<library>/<photo>
     <out>/.clusters-<generation>/.photocluster-layout.json   (which photos each cluster M holds, the link names,
-                                                             and the library the links lead to)
+                                                             and where the library is, from it)
 
 Each run builds a complete new generation beside the old one, then renames a new `clusters` symlink over the old
 one. rename(2) is atomic, so a reader sees the previous complete tree or the new complete tree, never a half-built
@@ -107,7 +107,7 @@ class ShownTree:
 
     generation: str  # absolute, resolved
     folders: dict[int, tuple[str, dict[str, str]]]  # cluster M -> (its folder in the generation, link name -> photo)
-    library: str  # the resolved library root the links lead to
+    library: str  # the library root the links lead to (absolute)
 
 
 def shown_tree(out_dir: Path) -> ShownTree | None:
@@ -129,7 +129,8 @@ def shown_tree(out_dir: Path) -> ShownTree | None:
     folders = _recorded_folders(data)
     if folders is None:
         return None
-    return ShownTree(os.fspath(out_dir / shown), folders, data["library"])
+    generation = os.fspath(out_dir / shown)
+    return ShownTree(generation, folders, os.path.normpath(os.path.join(generation, data["library"])))
 
 
 def _recorded_folders(data: dict) -> dict[int, tuple[str, dict[str, str]]] | None:
@@ -186,7 +187,8 @@ def _build_generation(generation: Path, library_root: Path, layout: Layout) -> N
     with open_dir(generation.parent, follow=True) as out_fd, open_dir(generation.name, dir_fd=out_fd) as gen_fd:
         # The state goes in first: it records every entry the generation will hold, so whatever a crash leaves
         # is removed by name, and nothing that photocluster did not make ever is.
-        write_text_atomic(STATE_FILE, _state_text(layout, names, library_root), dir_fd=gen_fd)
+        library = os.path.relpath(library_root, generation)  # relative, as the links: both survive moving the two
+        write_text_atomic(STATE_FILE, _state_text(layout, names, library), dir_fd=gen_fd)
         for m, members in layout.clusters.items():
             size_dir, cluster_dir = f"cluster_with_{len(members)}", f"cluster_{m}"
             make_dir(size_dir, gen_fd)
@@ -199,9 +201,9 @@ def _build_generation(generation: Path, library_root: Path, layout: Layout) -> N
         os.fsync(gen_fd)
 
 
-def _state_text(layout: Layout, names: dict[int, dict[str, str]], library_root: Path) -> str:
+def _state_text(layout: Layout, names: dict[int, dict[str, str]], library: str) -> str:
     state = {"clusters": {str(m): members for m, members in layout.clusters.items()}, "next_id": layout.next_id,
-             "links": {str(m): sorted(names[m]) for m in layout.clusters}, "library": os.fspath(library_root)}
+             "links": {str(m): sorted(names[m]) for m in layout.clusters}, "library": library}
     return json.dumps(state, ensure_ascii=True, indent=0)  # ascii: undecodable names survive as \udcxx escapes
 
 
@@ -340,9 +342,8 @@ def _remove_generation(out_fd: int, name: str, out_dir: Path) -> bool:
 def _recorded_entries(gen_fd: int, generation: str) -> dict[str, str] | None:
     """What photocluster made in the generation and still holds ({} without a state: a crash came first).
 
-    With a state that names the library, a link counts when it is in place, or was moved by a user into another
-    cluster folder (tree_edits.moved_links); a link a user made, or left in place of one of ours, does not. Older
-    states: every recorded name.
+    That is every recorded name, and, with a state that says where the library is, the links a user moved into
+    another cluster folder (tree_edits.moved_links); a link a user made by hand is not.
     """
     try:
         raw = read_regular(STATE_FILE, gen_fd)
@@ -361,11 +362,8 @@ def _recorded_entries(gen_fd: int, generation: str) -> dict[str, str] | None:
         folders = _recorded_folders(data)
         if folders is None or not isinstance(data.get("library"), str):
             return made
-        scans = scan_generation(generation, folders, data["library"])
-        made = {path: kind for path, kind in made.items() if kind == DIR}
-        for m, scan in scans.items():
-            folder, names = folders[m]
-            made.update({f"{folder}/{name}": LINK for name, rel in names.items() if rel in scan.present})
-        return made | {path: LINK for path in moved_links(generation, folders, scans, data["library"])}
+        library = os.path.normpath(os.path.join(generation, data["library"]))
+        scans = scan_generation(generation, folders, library)
+        return made | {path: LINK for path in moved_links(generation, folders, scans, library)}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None

@@ -81,7 +81,8 @@ def test_a_deleted_link_takes_the_photo_out_through_new_photos_and_other_sims(tm
     assert list(map(set, report.layout.clusters.values())) == [everyone - {"trip0/copy2.jpg"}]
 
 
-def test_a_moved_link_joins_the_cluster_it_was_moved_to_and_leaves_its_own(tmp_path, stand_in, caplog):
+@pytest.mark.parametrize("renamed", [False, True])  # True: the file manager renamed it on the way ("keep both")
+def test_a_moved_link_joins_the_cluster_it_was_moved_to_and_leaves_its_own(tmp_path, stand_in, caplog, renamed):
     lib = variants_library(tmp_path / "lib")
     out = lib / "photocluster"
     first = run_once(settings(lib))
@@ -90,7 +91,8 @@ def test_a_moved_link_joins_the_cluster_it_was_moved_to_and_leaves_its_own(tmp_p
     source, name = folder_of(out, "scene1/s1-1.jpg", lib)
     destination, _ = folder_of(out, "scene2/s2-0.jpg", lib)
     assert source.parent.name == "cluster_with_3" and destination.parent.name == "cluster_with_2"
-    os.rename(source / name, destination / name)  # the file manager's move, across cluster_with_N folders
+    # the file manager's move, across cluster_with_N folders
+    os.rename(source / name, destination / ("s1-1 (copy).jpg" if renamed else name))
 
     with caplog.at_level(logging.WARNING):
         report = run_once(settings(lib))
