@@ -4,8 +4,8 @@
 Builds a cluster tree of --photos links (clusters of --size) with layout.write_layout, to photo paths that need
 not exist (links are compared by their text, never followed), deletes one link and moves another the way a file
 manager does, then times (median of --repeat, wall and CPU):
-  * corrections.take_corrections on the tree as made, and after the edits: read the tree against its state, merge into corrections.json (dry run: the
-    file is not written, so every repeat does the same work);
+  * corrections.take_corrections on the tree as made, and after the edits: read the tree against its state,
+    merge into corrections.json (dry run: the file is not written, so every repeat does the same work);
   * removing that edited generation (layout.remove_stale_generations after a swap), moved link included.
 
 Usage: python scripts/bench_corrections.py [--photos 100000] [--size 5] [--repeat 3] [--dir /tmp/pc-bench-corr]
