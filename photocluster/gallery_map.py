@@ -23,6 +23,7 @@ import colorsys
 import hashlib
 import html
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .fsutil import atomic_writer, make_dir, open_dir, read_regular, write_text_atomic
+from .fsutil import FILE, atomic_writer, is_atomic_temporary, make_dir, open_dir, read_regular, remove_made, \
+    write_text_atomic
 
 SEED = 0
 PCA_DIMS = 50
@@ -80,6 +82,7 @@ def write_map(gallery_dir: Path, points: Sequence[MapPoint], fingerprints: np.nd
     with open_dir(gallery_dir.parent, follow=True) as out_fd:
         make_dir(gallery_dir.name, out_fd)
         with open_dir(gallery_dir.name, dir_fd=out_fd) as fd:
+            _sweep_temporaries(fd, gallery_dir)
             if _unchanged(fd, key):
                 return MapResult(False, result.shown, result.total)
             shown = [points[i] for i in chosen]
@@ -156,6 +159,13 @@ def input_hash(points: Sequence[MapPoint], fingerprints: np.ndarray, max_points:
     digest.update(json.dumps(described).encode())
     digest.update(np.ascontiguousarray(fingerprints, np.float32).tobytes())
     return digest.hexdigest()
+
+
+def _sweep_temporaries(fd: int, gallery_dir: Path) -> None:
+    """Remove the temporaries of a map write that was killed (regular files by our names only)."""
+    with os.scandir(fd) as it:
+        left = {e.name: FILE for e in it if is_atomic_temporary(e.name, (HTML_NAME, PNG_NAME))}
+    remove_made(fd, left, str(gallery_dir))
 
 
 def _unchanged(fd: int, key: str) -> bool:

@@ -162,6 +162,17 @@ def test_writes_stay_inside_the_gallery_folder_and_are_atomic(tmp_path, monkeypa
     assert (out / "gallery" / "map.html").read_bytes() == old["map.html"]
 
 
+def test_a_killed_writes_temporaries_are_swept_and_nothing_else(tmp_path):
+    gallery = tmp_path / "out" / "gallery"
+    gallery.mkdir(parents=True)
+    for name in (".map.html.0badc0de.tmp", ".map.png.12345678.tmp", ".index.html.0badc0de.tmp", "notes.txt"):
+        (gallery / name).write_text("left")
+    x, group = clustered(2, 10)
+    write_map(gallery, points_for(group), x)
+    # the map's own temporaries go; the gallery's pages' temporary and the user's file are not the map's
+    assert sorted(os.listdir(gallery)) == [".index.html.0badc0de.tmp", "map.html", "map.png", "notes.txt"]
+
+
 def test_a_planted_symlink_is_never_followed(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
