@@ -202,15 +202,31 @@ def _openvino_fingerprinter(spec: ModelSpec) -> Fingerprinter:
     key = re.sub(r"[^A-Za-z0-9.]+", "-", spec.model_id) + _IR_CONVERSION
     precision = openvino_ir.best_precision()
     try:
-        request = openvino_ir.compile_model(openvino_ir.load_or_convert(spec.name, key, convert),
-                                            precision).create_infer_request()
+        import openvino as ov
+
+        # A batch is split between several streams, each on part of the cores: with other work on the 2 cores,
+        # that was faster than one request on both (SqueezeNet 6-10 against 17-21 ms a photo, VGG16 73-115
+        # against 87-143, interleaved), as one stream's pauses do not stall the other.
+        compiled = openvino_ir.compile_model(openvino_ir.load_or_convert(spec.name, key, convert), precision,
+                                             throughput=True)
+        requests = ov.AsyncInferQueue(compiled, compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
     except (openvino_ir.IrUnavailable, RuntimeError) as error:
         raise WeightsUnavailable(f"cannot run {spec.name} on OpenVINO: "
                                  f"{' '.join(str(error).split())[:200]}; try --runtime tensorflow") from None
 
     def forward(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        outputs = request.infer([batch])
-        return outputs[0].copy(), outputs[1].copy()  # the request reuses its output buffers
+        features, probs = np.empty((len(batch), spec.dim), np.float32), np.empty((len(batch), 1000), np.float32)
+        step = -(-len(batch) // len(requests))
+
+        def keep(request: Any, start: int) -> None:  # each part's own rows: the callbacks never overlap
+            features[start:start + step] = request.get_output_tensor(0).data
+            probs[start:start + step] = request.get_output_tensor(1).data
+
+        requests.set_callback(keep)
+        for start in range(0, len(batch), step):
+            requests.start_async([batch[start:start + step]], start)
+        requests.wait_all()
+        return features, probs
 
     return Fingerprinter(spec, forward, f"openvino-{precision}")
 

@@ -55,10 +55,14 @@ def load_or_convert(name: str, source_key: str, convert: Callable[[], Any]) -> A
     return model
 
 
-def compile_model(model: Any, precision: str) -> Any:
+def compile_model(model: Any, precision: str, throughput: bool = False) -> Any:
     """`model` compiled for the CPU at `precision` ("f32" or "bf16"): OpenVINO's default on a CPU with bf16
-    support is bf16, so the precision is always stated."""
-    return _openvino().Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": precision})
+    support is bf16, so the precision is always stated. `throughput`: several streams, each on part of the
+    cores, for many small requests run at once (AsyncInferQueue) rather than one request on every core."""
+    config = {"INFERENCE_PRECISION_HINT": precision}
+    if throughput:
+        config["PERFORMANCE_HINT"] = "THROUGHPUT"
+    return _openvino().Core().compile_model(model, "CPU", config)
 
 
 def best_precision() -> str:

@@ -2,6 +2,7 @@
 """What the object detector costs: per-photo time of fingerprinting only vs fingerprinting plus detection.
 
     .venv/bin/python scripts/bench_detection.py DEVSET [--photos 120] [--models vgg16,squeezenet] [--repeat 1]
+                                                [--runtimes openvino,tensorflow] [--skip-alone]
 
 Takes --photos photos spread evenly over DEVSET (hard links, or copies, in a temporary library: photocluster does
 not follow symlinks it did not make) and, for each model, runs the real CLI in a fresh process into a fresh --out:
@@ -62,36 +63,36 @@ def sample_library(devset: Path, count: int, folder: Path) -> list[Path]:
     return linked
 
 
-def run_cli(library: Path, out: Path, model: str, objects: str) -> dict[str, float]:
-    report = measure_objects.run_cli(library, out, model, objects, *(["--weights", "random"] if model == "vgg16"
-                                                                     else []))
+def run_cli(library: Path, out: Path, model: str, objects: str, runtime: str) -> dict[str, float]:
+    random = ["--weights", "random"] if model == "vgg16" else []
+    report = measure_objects.run_cli(library, out, model, objects, "--runtime", runtime, *random)
     rate = json.loads((out / "last-run.json").read_text())["images_per_second"]
     return {"photos": report["fingerprinted"], "wall": report["wall_seconds"],
             "stage": report["seconds"]["fingerprint"], "steady": 1 / rate}
 
 
-def bench_model(model: str, library: Path, scratch: Path, repeat: int) -> None:
+def bench_model(model: str, runtime: str, library: Path, scratch: Path, repeat: int) -> None:
     runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
     for i in range(repeat):  # the modes alternate, so that a change in the machine's load hits both alike
         for mode, objects in MODES.items():
-            out = scratch / f"out-{model}-{objects}-{i}"  # a fresh output folder: every photo is fingerprinted
-            runs[mode].append(run_cli(library, out, model, objects))
+            out = scratch / f"out-{model}-{runtime}-{objects}-{i}"  # a fresh output folder: every photo is fingerprinted
+            runs[mode].append(run_cli(library, out, model, objects, runtime))
             shutil.rmtree(out)
     results = {mode: {key: statistics.median(r[key] for r in rs) for key in rs[0]} for mode, rs in runs.items()}
     for mode, r in results.items():
         n = r["photos"]
-        print(f"  {model:10s} {mode:24s} wall {r['wall']:6.1f} s = {1000 * r['wall'] / n:6.1f} ms/photo   "
+        print(f"  {model:10s} {runtime:10s} {mode:24s} wall {r['wall']:6.1f} s = {1000 * r['wall'] / n:6.1f} ms/photo   "
               f"stage {r['stage']:6.1f} s = {1000 * r['stage'] / n:6.1f} ms/photo   "
               f"steady {1000 * r['steady']:6.1f} ms/photo   ({n:.0f} photos, median of {repeat})", flush=True)
     only, plus = results["fingerprint only"], results["fingerprint + detection"]
     ratios = {key: plus[key] / only[key] for key in ("wall", "stage", "steady")}
     added_ms = 1000 * (plus["steady"] - only["steady"])
-    print(f"  {model:10s} plus/only: wall x{ratios['wall']:.2f}   stage x{ratios['stage']:.2f}   "
+    print(f"  {model:10s} {runtime:10s} plus/only: wall x{ratios['wall']:.2f}   stage x{ratios['stage']:.2f}   "
           f"steady x{ratios['steady']:.2f}  -> detection adds {ratios['steady'] - 1:+.0%} to the steady fingerprint "
           f"stage ({added_ms:+.1f} ms/photo), {ratios['stage'] - 1:+.0%} with model loads"
           + ("   [target for VGG16: at most +35%]" if model == "vgg16" else ""), flush=True)
     steady = {mode: " ".join(f"{1000 * r['steady']:.0f}" for r in rs) for mode, rs in runs.items()}
-    print(f"  {model:10s} each run's steady ms/photo: " + "; ".join(f"{m}: {v}" for m, v in steady.items()), flush=True)
+    print(f"  {model:10s} {runtime:10s} each run's steady ms/photo: " + "; ".join(f"{m}: {v}" for m, v in steady.items()), flush=True)
 
 
 def bench_detector_alone(paths: list[Path], scratch: Path) -> None:
@@ -148,6 +149,8 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=120)
     parser.add_argument("--models", default="vgg16,squeezenet")
     parser.add_argument("--repeat", type=int, default=1, help="runs per figure; the median is printed")
+    parser.add_argument("--runtimes", default="openvino,tensorflow", help="the CLI's --runtime for each set of runs")
+    parser.add_argument("--skip-alone", action="store_true", help="leave out the detector-alone figures")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pc-bench-detection-") as scratch_name:
         scratch = Path(scratch_name)
@@ -156,9 +159,11 @@ def main() -> None:
         load = os.getloadavg()
         print(f"{len(paths)} photos from {args.devset} (mean {mb:.1f} MB); cpus={os.cpu_count()}, load average "
               f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (other work shares the machine: compare ratios)", flush=True)
-        for model in args.models.split(","):
-            bench_model(model, scratch / "library", scratch, args.repeat)
-        bench_detector_alone(paths, scratch)
+        for runtime in args.runtimes.split(","):
+            for model in args.models.split(","):
+                bench_model(model, runtime, scratch / "library", scratch, args.repeat)
+        if not args.skip_alone:
+            bench_detector_alone(paths, scratch)
 
 
 if __name__ == "__main__":
