@@ -90,7 +90,8 @@ def write_map(gallery_dir: Path, points: Sequence[MapPoint], fingerprints: np.nd
             with atomic_writer(PNG_NAME, "wb", dir_fd=fd) as fh:
                 render_png(shown, xy).save(fh, "PNG")
             # the page last: it carries the input hash, so a run cut short before it draws both again
-            write_text_atomic(HTML_NAME, render_html(shown, xy, len(points), key, hrefs), dir_fd=fd)
+            with atomic_writer(HTML_NAME, "wb", dir_fd=fd) as page:  # undecodable names keep their bytes
+                page.write(render_html(shown, xy, len(points), key, hrefs).encode("utf-8", "surrogateescape"))
     return result
 
 
