@@ -21,7 +21,7 @@ LAYERS = [
     {"models", "detector", "scene_formats", "cache_view"},
     {"lastrun", "fingerprint", "layout", "patterns", "cluster", "scene_store"},
     {"checkpoint", "clustering", "scenes", "moves", "inprocess", "object_embed"},
-    {"gallery_facts"},
+    {"gallery_facts", "dask_fingerprinter"},
     {"gallery_html"},
     {"gallery"},
     {"config", "pipeline", "similar"},
