@@ -28,7 +28,7 @@ from .wording import plural
 log = logging.getLogger("photocluster")
 
 EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_OUTPUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-COMMANDS = ("fetch-weights", "patterns", "watch", "similar", "objects")
+COMMANDS = ("fetch-weights", "patterns", "watch", "similar", "objects", "corrections")
 
 
 class UsageError(Exception):
@@ -63,7 +63,7 @@ def _dispatch(argv: list[str]) -> int:
     args = (argv[1:] if command != "run" else argv)
     try:
         handler = {"run": cmd_run, "fetch-weights": cmd_fetch_weights, "patterns": cmd_patterns, "watch": cmd_watch,
-                   "similar": cmd_similar, "objects": cmd_objects}
+                   "similar": cmd_similar, "objects": cmd_objects, "corrections": cmd_corrections}
         return handler[command](args)
     except (SettingsError, UsageError, WeightsUnavailable) as exc:
         return _fail(str(exc), EXIT_USAGE)
@@ -114,7 +114,8 @@ def build_run_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="photocluster",
         description="Group a photo library into folders of similar photos, and summarise which objects occur "
-        "together in each folder. Other commands: photocluster fetch-weights|patterns|watch|similar|objects --help",
+        "together in each folder. Other commands: photocluster fetch-weights|patterns|watch|similar|objects|"
+        "corrections --help",
         epilog="Exit status: 0 success, 1 internal error, 2 bad usage or no model weights, "
         "3 output not writable or in use, 130 interrupted (Ctrl-C), 143 stopped by SIGTERM.",
     )
@@ -236,6 +237,12 @@ def cmd_run(argv: list[str]) -> int:
     elif not args.quiet:
         print_summary(settings, report, args.dry_run)
     return EXIT_OK
+
+
+def cmd_corrections(argv: list[str]) -> int:
+    from .corrections_cli import main as corrections_main
+
+    return corrections_main(argv)
 
 
 def cmd_fetch_weights(argv: list[str]) -> int:

@@ -18,6 +18,7 @@ from scipy.sparse.csgraph import connected_components
 
 from .cache import FingerprintCache
 from .cluster import IncrementalClusterer, cluster, cluster_with_time
+from .constraints import Constraints, constrain
 from .fsutil import FILE, ForeignEntry, open_dir, read_regular, remove_made, write_text_atomic
 from .library import PhotoFile
 
@@ -58,12 +59,14 @@ def cluster_cache(
     links: Iterable[tuple[str, str]] = (),
     time_weight: float = 0.0,
     capture_seconds: Callable[[list[str]], np.ndarray] | None = None,
+    constraints: Constraints = Constraints(),
 ) -> tuple[list[str], list[list[str]]]:
     """Cluster the cached fingerprints; return the photos considered and the groups of at least `min_size`.
 
     `links` are pairs of photos known to show one scene (scenes.SceneLinker): the clusters of the two are joined.
     With `time_weight` > 0 the distance mixes in capture time (cluster_with_time; `capture_seconds(rels)` gives
     each photo's time, NaN for none); that path re-clusters everything, also in a daemon.
+    `constraints` are the user's corrections (constraints.py): they split and join the clusters, links included.
     """
     rels = [r for r in cache.fingerprinted() if only is None or r in only]
     if not rels:
@@ -74,7 +77,10 @@ def cluster_cache(
         cluster_ids = incremental.cluster_ids(cache, rels, cut)
     else:
         cluster_ids = cluster(cache.vectors(rels), cut)
-    cluster_ids = link_groups(rels, cluster_ids, links)
+    if constraints:
+        cluster_ids = constrain(rels, cluster_ids, links, constraints)
+    else:
+        cluster_ids = link_groups(rels, cluster_ids, links)
     order = np.argsort(cluster_ids, kind="stable")
     groups: dict[int, list[str]] = {}
     for i in order:

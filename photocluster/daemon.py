@@ -30,6 +30,7 @@ from collections.abc import Collection
 from . import interrupts
 from .config import Config
 from .daemon_reload import ConfigReloading
+from .daemon_tree import TreeWatching
 from .daemon_status import failure_message, log_update, status_line
 from .dask_fingerprinter import dask_steps
 from .notify import ServiceNotifier
@@ -47,7 +48,7 @@ log = logging.getLogger(__name__)
 UNWATCHED_RESCAN_SECONDS = 60.0  # how often a library that cannot be watched (inotify limits) is rescanned
 
 
-class Daemon(ConfigReloading):
+class Daemon(ConfigReloading, TreeWatching):
     """Watch the configured libraries and keep their output current until stopped."""
 
     def __init__(self, config: Config, model_factory: str = DEFAULT_FACTORY,
@@ -157,6 +158,7 @@ class Daemon(ConfigReloading):
             held_back = self._due(library, time.monotonic())
             if held_back is not None:
                 self._run(library, held_back)
+        self._follow_trees()  # edits in the cluster trees are corrections (corrections.py)
         self.worker.stop_if_idle()
         self.notifier.watchdog()
         self._doing = "idle"
@@ -335,6 +337,7 @@ class Daemon(ConfigReloading):
                       library.root, exc.strerror or exc, UNWATCHED_RESCAN_SECONDS)
 
     def _unwatch(self, library: Library) -> None:
+        self._unwatch_tree(library)
         if library.watch is not None:
             self._watcher.unwatch(library.watch)
             library.watch = None

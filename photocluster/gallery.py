@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
 import json
 import logging
 import os
@@ -33,7 +32,9 @@ from .cache import FingerprintCache
 from .fingerprint import thumbnail_photos
 from .fsutil import FILE, ForeignEntry, atomic_writer, is_regular_at, open_dir, read_regular, remove_made
 from .gallery_facts import ClusterEvidence, ClusterFacts, cosine_stats, folder_patterns, membership_key, photo_objects
-from .gallery_html import CSS, STYLE, PhotoView, cluster_pages, index_pages, pattern_pages, unclustered_pages
+from .gallery_html import (CSS, STYLE, PhotoView, cluster_pages, cluster_stem, index_pages, page_name, pattern_pages,
+                           unclustered_pages)
+from .gallery_map import MapPoint, write_map
 from .layout import Layout
 from .library import PhotoFile
 from .settings import LibrarySettings
@@ -46,16 +47,6 @@ log = logging.getLogger(__name__)
 STATE_NAME = ".state.json"
 STATE_VERSION = 1
 _OUR_PAGE = re.compile(r"(index|unclustered|patterns)(-[0-9]+)?\.html|cluster-[0-9]+(-[0-9]+)?\.html|style\.css")
-
-
-@dataclass(frozen=True)
-class MapPoint:
-    """One photo for the map (issue 14, item 4): hrefs are relative to <out>/gallery/."""
-
-    rel: str
-    cluster: int | None  # its cluster number M; None when it is in none
-    thumb_href: str | None  # None: it has no thumbnail
-    photo_href: str
 
 
 @dataclass
@@ -119,8 +110,8 @@ class _Gallery:
         views = self._views(qualities, evidence)
         owner = {rel: m for m, members in clusters.items() for rel in members}
         in_none = [rel for rel in rels if rel not in owner]
-        self._call_map_hook([MapPoint(rel, owner.get(rel), views(rel).thumb_href, views(rel).photo_href)
-                             for rel in rels])
+        self._write_map([MapPoint(rel, owner.get(rel), views(rel).thumb_href, views(rel).photo_href)
+                         for rel in rels], clusters)
         self._write_pages(self._pages(facts, in_none, items, views, len(rels)))
         self.report.best = {f.number: {"photo": f.best.rel, "reason": f.best.reason} for f in facts if f.best}
         self._save_state()
@@ -214,13 +205,11 @@ class _Gallery:
         return pages
 
     # --- the map (issue 14, item 4) ---------------------------------------------------------------------------
-    def _call_map_hook(self, points: list[MapPoint]) -> None:
-        # MAP HOOK: the one call site of the map. When photocluster/gallery_map.py is merged, the lead replaces
-        # this guarded lookup with a plain `from .gallery_map import write_map` and the call below.
-        if importlib.util.find_spec(f"{__package__}.gallery_map") is None:
-            return
-        gallery_map = importlib.import_module(f"{__package__}.gallery_map")
-        gallery_map.write_map(Path(self.dir), points)
+    def _write_map(self, points: list[MapPoint], clusters: dict[int, list[str]]) -> None:
+        """map.html and map.png (gallery_map.py), before the pages, so that they link to a map that exists."""
+        points = [p for p in points if self.cache.entries[p.rel].row >= 0]  # only fingerprinted photos have a place
+        hrefs = {m: page_name(cluster_stem(m), 1) for m in clusters}
+        write_map(Path(self.dir), points, self.cache.vectors([p.rel for p in points]), cluster_hrefs=hrefs)
 
     # --- files ------------------------------------------------------------------------------------------------
     def _write_pages(self, pages: dict[str, str]) -> None:

@@ -2,7 +2,8 @@
 
     <out>/clusters -> .clusters-<generation>          (a symlink, swapped atomically)
     <out>/.clusters-<generation>/cluster_with_N/cluster_M/<photo name> -> ../../../<library>/<photo>
-    <out>/.clusters-<generation>/.photocluster-layout.json   (which photos each cluster M holds)
+    <out>/.clusters-<generation>/.photocluster-layout.json   (which photos each cluster M holds, the link names,
+                                                             and where the library is, from it)
 
 Each run builds a complete new generation beside the old one, then renames a new `clusters` symlink over the old
 one. rename(2) is atomic, so a reader sees the previous complete tree or the new complete tree, never a half-built
@@ -27,6 +28,7 @@ from .fsutil import (DIR, FILE, LINK, ForeignEntry, is_atomic_temporary, kind_of
                      read_regular, remove_made, warn_not_removed, write_text_atomic)
 from .library import printable_path
 from .outdir import GENERATION
+from .tree_edits import moved_links, scan_generation
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,52 @@ def read_layout(out_dir: Path) -> Layout | None:
         return None
 
 
+@dataclass
+class ShownTree:
+    """The generation shown now, as its state records it (tree_edits compares the folders with it)."""
+
+    generation: str  # absolute, resolved
+    folders: dict[int, tuple[str, dict[str, str]]]  # cluster M -> (its folder in the generation, link name -> photo)
+    library: str  # the library root the links lead to (absolute)
+
+
+def shown_tree(out_dir: Path) -> ShownTree | None:
+    """The shown generation and its recorded links; None when there is none, or its state does not say all that
+    (unreadable, or written before the state named the library)."""
+    out_dir = Path(os.path.realpath(out_dir))
+    try:
+        with open_dir(out_dir, follow=True) as out_fd:
+            shown = _shown_generation(out_fd, out_dir)
+            if shown is None:
+                return None
+            with open_dir(shown, dir_fd=out_fd) as gen_fd:
+                raw = read_regular(STATE_FILE, gen_fd)
+            data = None if raw is None else json.loads(raw.decode("utf-8", "surrogateescape"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("library"), str):
+        return None
+    folders = _recorded_folders(data)
+    if folders is None:
+        return None
+    generation = os.fspath(out_dir / shown)
+    return ShownTree(generation, folders, os.path.normpath(os.path.join(generation, data["library"])))
+
+
+def _recorded_folders(data: dict) -> dict[int, tuple[str, dict[str, str]]] | None:
+    """Cluster M -> (cluster_with_N/cluster_M, link name -> photo), from a state; None when it is not sound."""
+    try:
+        folders = {}
+        for m, members in data["clusters"].items():
+            names = link_names([str(r) for r in members])
+            if "links" in data and sorted(names) != sorted(data["links"][m]):
+                return None
+            folders[int(m)] = (f"cluster_with_{len(members)}/cluster_{int(m)}", names)
+        return folders
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
 def _shown_generation(out_fd: int, out_dir: Path) -> str | None:
     """The generation that `clusters` shows; None when there is no `clusters` yet.
 
@@ -139,7 +187,8 @@ def _build_generation(generation: Path, library_root: Path, layout: Layout) -> N
     with open_dir(generation.parent, follow=True) as out_fd, open_dir(generation.name, dir_fd=out_fd) as gen_fd:
         # The state goes in first: it records every entry the generation will hold, so whatever a crash leaves
         # is removed by name, and nothing that photocluster did not make ever is.
-        write_text_atomic(STATE_FILE, _state_text(layout, names), dir_fd=gen_fd)
+        library = os.path.relpath(library_root, generation)  # relative, as the links: both survive moving the two
+        write_text_atomic(STATE_FILE, _state_text(layout, names, library), dir_fd=gen_fd)
         for m, members in layout.clusters.items():
             size_dir, cluster_dir = f"cluster_with_{len(members)}", f"cluster_{m}"
             make_dir(size_dir, gen_fd)
@@ -152,9 +201,9 @@ def _build_generation(generation: Path, library_root: Path, layout: Layout) -> N
         os.fsync(gen_fd)
 
 
-def _state_text(layout: Layout, names: dict[int, dict[str, str]]) -> str:
+def _state_text(layout: Layout, names: dict[int, dict[str, str]], library: str) -> str:
     state = {"clusters": {str(m): members for m, members in layout.clusters.items()}, "next_id": layout.next_id,
-             "links": {str(m): sorted(names[m]) for m in layout.clusters}}
+             "links": {str(m): sorted(names[m]) for m in layout.clusters}, "library": library}
     return json.dumps(state, ensure_ascii=True, indent=0)  # ascii: undecodable names survive as \udcxx escapes
 
 
@@ -272,7 +321,7 @@ def _remove_generation(out_fd: int, name: str, out_dir: Path) -> bool:
     where = os.path.join(out_dir, name)
     try:
         with open_dir(name, dir_fd=out_fd) as gen_fd:
-            made = _recorded_entries(gen_fd)
+            made = _recorded_entries(gen_fd, os.path.join(os.path.realpath(out_dir), name))
             if made is None:
                 log.warning("left %s in place: its state is unreadable, so what photocluster made there is unknown",
                             where)
@@ -290,8 +339,12 @@ def _remove_generation(out_fd: int, name: str, out_dir: Path) -> bool:
         return False
 
 
-def _recorded_entries(gen_fd: int) -> dict[str, str] | None:
-    """What the generation's state says photocluster made in it ({} without a state: a crash came first)."""
+def _recorded_entries(gen_fd: int, generation: str) -> dict[str, str] | None:
+    """What photocluster made in the generation and still holds ({} without a state: a crash came first).
+
+    That is every recorded name, and, with a state that says where the library is, the links a user moved into
+    another cluster folder (tree_edits.moved_links); a link a user made by hand is not.
+    """
     try:
         raw = read_regular(STATE_FILE, gen_fd)
         if raw is None:
@@ -306,6 +359,11 @@ def _recorded_entries(gen_fd: int) -> dict[str, str] | None:
                 if not isinstance(name, str) or "/" in name or name in ("", ".", ".."):
                     return None
                 made[f"{size_dir}/{cluster_dir}/{name}"] = LINK
-        return made
+        folders = _recorded_folders(data)
+        if folders is None or not isinstance(data.get("library"), str):
+            return made
+        library = os.path.normpath(os.path.join(generation, data["library"]))
+        scans = scan_generation(generation, folders, library)
+        return made | {path: LINK for path in moved_links(generation, folders, scans, library)}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None

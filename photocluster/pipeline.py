@@ -18,6 +18,7 @@ from .checkpoint import CHECKPOINT_ENV, checkpointing  # noqa: F401 - CHECKPOINT
 from .cluster import cut_for_sim
 from .clustering import (CLUSTER_KEY_NAME, IncrementalClustering, cluster_cache, cluster_input_key,
                          read_cluster_key, write_cluster_key)
+from .corrections import CORRECTIONS_NAME, take_corrections
 from .dask_fingerprinter import dask_steps
 from .fingerprint import Fingerprinter, FingerprintReport
 from .gallery import GalleryReport, write_gallery
@@ -140,6 +141,7 @@ class _Run:
     progress: bool | None = None
     should_stop: Callable[[], bool] = lambda: False
     hold_back: Collection[str] = ()
+    renamed: dict[str, str] = field(default_factory=dict)  # photos moved inside the library: old -> new path
     timer: _Timer = field(init=False)
 
     def __post_init__(self) -> None:
@@ -230,7 +232,8 @@ class LibraryPipeline:
         """Carry moved photos over, forget deleted ones, fingerprint new and changed ones, save the cache."""
         report = run.report
         report.photos = len(photos)
-        report.moved = rekey_moved(cache, photos)
+        run.renamed = rekey_moved(cache, photos)
+        report.moved = len(run.renamed)
         report.removed = forget_missing(cache, photos)
         todo = [p for _, p in sorted(photos.items()) if not cache.is_current(p) and p.rel not in run.hold_back]
         if run.dry_run:
@@ -273,10 +276,12 @@ class LibraryPipeline:
         stopped before clustering)."""
         report, out_dir, min_size = run.report, self.settings.out_dir, self.settings.min_size
         previous = read_layout(out_dir)
+        # The user's edits of the tree shown, read before the next tree replaces it (corrections.py).
+        constraints, edited = take_corrections(out_dir, photos, run.renamed, run.dry_run)
         options = scene_options(self.settings, report.cut)
         evidence = (options.key() if options else "") + f" time_weight={self.settings.time_weight!r}"
-        input_key = cluster_input_key(cache, report.cut, min_size, photos, evidence)
-        if previous is not None and read_cluster_key(out_dir) == input_key:
+        input_key = cluster_input_key(cache, report.cut, min_size, photos, f"{evidence} {constraints.key()}")
+        if previous is not None and not edited and read_cluster_key(out_dir) == input_key:
             # Nothing the clusters depend on has changed since `previous` was built: skip the clustering, which
             # at 10,000 VGG16 photos is seconds of all-pairs products (scripts/bench_rerun.py).
             report.layout, report.layout_changed = previous, False
@@ -289,7 +294,7 @@ class LibraryPipeline:
                 return None
         with run.timer("cluster"):
             rels, groups = cluster_cache(cache, cut=report.cut, min_size=min_size, only=photos,
-                                         incremental=self.incremental, links=links,
+                                         incremental=self.incremental, links=links, constraints=constraints,
                                          time_weight=self.settings.time_weight,
                                          capture_seconds=lambda rels: stored_capture_seconds(
                                              self.settings, cache, rels, dry_run=run.dry_run))
@@ -297,7 +302,7 @@ class LibraryPipeline:
         report.layout_changed = previous is None or previous.clusters != report.layout.clusters
         if not run.dry_run:
             write_cluster_key(out_dir, None)  # a tree and a key that do not belong together must never meet
-            if report.layout_changed:
+            if report.layout_changed or edited:  # an edited tree is built again, clean
                 with run.timer("layout"):
                     write_layout(out_dir, Path(self.settings.library), report.layout)
             write_cluster_key(out_dir, input_key)
@@ -370,7 +375,7 @@ def sweep_leftovers(out_dir: Path, cache_name: str) -> None:
     Only a holder of the output lock calls this, so no other run is writing them now.
     """
     remove_stale_generations(out_dir)
-    own_files = (cache_name, CLUSTER_KEY_NAME, lastrun.RECORD_NAME, MARKER)
+    own_files = (cache_name, CLUSTER_KEY_NAME, lastrun.RECORD_NAME, MARKER, CORRECTIONS_NAME)
     with open_dir(out_dir, follow=True) as out_fd, os.scandir(out_fd) as it:
         temporaries = {e.name: FILE for e in it if is_atomic_temporary(e.name, own_files)}
         remove_made(out_fd, temporaries, os.fspath(out_dir))  # only regular files: a link by that name is left

@@ -36,6 +36,8 @@ class Library:
     pipeline: LibraryPipeline
     root_id: tuple[int, int] | None = None  # (st_dev, st_ino) of the root while it is there
     watch: Watch | None = None
+    tree_watch: Watch | None = None  # the watch on the cluster tree shown (daemon_tree.py)
+    tree_path: str | None = None  # ...and the generation it watches
     first_event: float | None = None  # monotonic time of the first event not yet processed
     last_event: float | None = None
     settling: dict[str, tuple[tuple[int, int] | None, float]] = field(default_factory=dict)  # path -> stat, when

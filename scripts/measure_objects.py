@@ -48,7 +48,7 @@ SECTION = "## Objects seen together"
 def run_cli(library: Path, out: Path, model: str, objects: str, *extra: str) -> dict:
     """One run of the CLI in a fresh process; its --json report, plus the wall-clock seconds."""
     command = [sys.executable, "-m", "photocluster", str(library), "--model", model, "--objects", objects,
-               "--out", str(out), "--verify", "off", "--json", "-q", *extra]
+               "--out", str(out), "--verify", "off", "--no-gallery", "--json", "-q", *extra]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     started = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True)

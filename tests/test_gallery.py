@@ -3,14 +3,12 @@ rewriting only what changed."""
 from __future__ import annotations
 
 import html
-import importlib.machinery
 import os
 import re
-import sys
-import types
 import urllib.parse
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from photocluster import gallery_html
@@ -148,21 +146,32 @@ def test_names_from_the_library_are_escaped_and_their_links_resolve(tmp_path, st
     assert (lib / "trip0" / odd).resolve() in resolved
 
 
-def test_the_map_hook_gets_every_photo_with_its_cluster_and_hrefs(tmp_path, stand_in, monkeypatch):
+def test_the_map_gets_every_photo_with_its_cluster_hrefs_and_fingerprint(tmp_path, stand_in, monkeypatch):
+    from photocluster import gallery as gallery_module
+    from photocluster.cache import load_or_new
+
     calls = []
-    fake = types.ModuleType("photocluster.gallery_map")
-    fake.__spec__ = importlib.machinery.ModuleSpec("photocluster.gallery_map", None)
-    fake.write_map = lambda gallery_dir, points: calls.append((gallery_dir, points))
-    monkeypatch.setitem(sys.modules, "photocluster.gallery_map", fake)
+    monkeypatch.setattr(gallery_module, "write_map", lambda gallery_dir, points, fingerprints, cluster_hrefs:
+                        calls.append((gallery_dir, points, fingerprints, cluster_hrefs)))
     lib = make_library(tmp_path / "lib")
     report = run(lib, tmp_path / "out")
-    ((gallery_dir, points),) = calls
+    ((gallery_dir, points, fingerprints, cluster_hrefs),) = calls
     assert gallery_dir == gallery(tmp_path / "out").resolve()
     owner = {rel: m for m, members in report.layout.clusters.items() for rel in members}
     assert {p.rel: p.cluster for p in points} == {rel: owner.get(rel) for rel in report.unclustered + list(owner)}
     for point in points:
         assert (gallery_dir / point.thumb_href).is_file()
         assert (gallery_dir / point.photo_href).resolve() == (lib / point.rel).resolve()
+    cache = load_or_new(tmp_path / "out" / "fingerprints.pk", stand_in.model_id, stand_in.dim)
+    assert np.array_equal(fingerprints, cache.vectors([p.rel for p in points]))  # row i is point i's
+    assert cluster_hrefs == {m: f"cluster-{m}.html" for m in report.layout.clusters}
+    assert all((gallery_dir / href).is_file() for href in cluster_hrefs.values())
+
+
+def test_a_run_writes_the_map_beside_the_pages(tmp_path, stand_in):
+    run(make_library(tmp_path / "lib"), tmp_path / "out")
+    assert (gallery(tmp_path / "out") / "map.html").is_file() and (gallery(tmp_path / "out") / "map.png").is_file()
+    assert 'href="map.html"' in (gallery(tmp_path / "out") / "index.html").read_text()
 
 
 @pytest.mark.parametrize("flag", [True, False])

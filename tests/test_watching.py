@@ -115,10 +115,15 @@ def test_daemon_output_hidden_and_nas_folders_get_no_watch(lib, stand_in):
         save(scene(1), lib / "a" / "1.jpg")
         save(scene(1).resize((200, 150)), lib / "a" / "2.jpg")
         wait_for(lambda: {"1.jpg", "2.jpg"} <= set(links(lib / "photocluster")), what="a cluster tree")
-        assert inotify_watches() - before == 4  # lib, a, b, b/c: not photocluster/ and its cluster tree
+        tree = lib / "photocluster" / "clusters"
+        wait_for(lambda: running.library.tree_path == os.path.realpath(tree), what="the watch on the tree shown")
+        # lib, a, b, b/c: not photocluster/; and the tree shown, watched on its own for corrections (daemon_tree):
+        # its generation, cluster_with_2 and cluster_0
+        assert inotify_watches() - before == 4 + 3
         (lib / "new").mkdir()
         save(scene(2), lib / "new" / "n1.jpg")
         save(scene(2).resize((200, 150)), lib / "new" / "n2.jpg")
         wait_for(lambda: "n2.jpg" in links(lib / "photocluster"), what="a photo in a new folder")
-        assert inotify_watches() - before == 5
+        wait_for(lambda: running.library.tree_path == os.path.realpath(tree), what="the watch on the new tree")
+        assert inotify_watches() - before == 5 + 4  # the old tree's watches are gone; the new one has 2 clusters
         assert running.daemon.runs >= 2
