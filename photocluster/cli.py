@@ -146,8 +146,9 @@ def build_run_parser() -> argparse.ArgumentParser:
                    "(a forward pass of the model per object)")
     p.add_argument("--no-gallery", action="store_true",
                    help="do not write the HTML gallery (OUT/gallery/index.html) nor its thumbnails")
-    p.add_argument("--dry-run", action="store_true",
-                   help="show what would be done; write nothing")
+    p.add_argument("--dask", metavar="ADDRESS", help="fingerprint on this Dask scheduler, e.g. tcp://host:8786")
+    p.add_argument("--dask-path-map", metavar="HERE=THERE", help="where the Dask workers see the library's prefix")
+    p.add_argument("--dry-run", action="store_true", help="show what would be done; write nothing")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     _add_verbosity(p)
     return p
@@ -200,20 +201,13 @@ def settings_from_args(args: argparse.Namespace, library: Path) -> LibrarySettin
     from .lastrun import adopt_recorded_model
 
     settings = LibrarySettings(
-        library=library,
-        out=args.out,
-        sim=args.sim,
-        cut=args.cut,
-        min_size=args.min_size,
-        verify=args.verify == "on",
-        burst_seconds=args.burst_seconds,
-        time_weight=args.time_weight,
-        weights=args.weights or os.environ.get("PHOTOCLUSTER_WEIGHTS") or None,
-        batch_size=args.batch_size,
+        library=library, out=args.out, sim=args.sim, cut=args.cut, min_size=args.min_size,
+        verify=args.verify == "on", burst_seconds=args.burst_seconds, time_weight=args.time_weight,
+        weights=args.weights or os.environ.get("PHOTOCLUSTER_WEIGHTS") or None, batch_size=args.batch_size,
         patterns=PatternOptions(not args.no_patterns, args.threshold, args.min_support, args.labels, args.objects),
         index_objects=getattr(args, "index_objects", False),  # the run's flag; a daemon takes the config key
-        runtime=args.runtime,
-        gallery=not args.no_gallery,
+        runtime=args.runtime, gallery=not args.no_gallery,
+        dask=getattr(args, "dask", None), dask_path_map=getattr(args, "dask_path_map", None),  # the run's flags
     )
     if args.model is not None:
         settings.model = args.model

@@ -13,6 +13,7 @@ exists; else `/etc/photocluster/config.toml` (the system service's).
     model = "vgg16"
     sim = 0.5
     index_objects = false           # true: keep <out>/objects.index for `similar --object` (CLI runs only, yet)
+    dask = "tcp://scheduler:8786"   # fingerprint on this Dask cluster (README.rst); dask_path_map = "/a=/b" too
     [library.patterns]
     threshold = 0.2
 
@@ -152,7 +153,7 @@ _TOP_KEYS = {"daemon": _TABLE, "library": "a list of [[library]] tables"}
 _LIBRARY_KEYS = {"path": _STR, "out": _STR, "sim": _NUMBER, "cut": _NUMBER, "min_size": _INT, "model": _STR,
                  "weights": _STR, "batch_size": _INT, "patterns": _TABLE,
                  "verify": _BOOL, "burst_seconds": _NUMBER, "time_weight": _NUMBER, "index_objects": _BOOL,
-                 "runtime": _STR, "gallery": _BOOL}
+                 "runtime": _STR, "gallery": _BOOL, "dask": _STR, "dask_path_map": _STR}
 _PATTERN_KEYS = {"enabled": _BOOL, "threshold": _NUMBER, "min_support": _NUMBER, "labels": _STR, "objects": _STR}
 _DAEMON_KEYS = {f.name: _NUMBER for f in fields(DaemonTimings)}
 # A bad value of these is put back to its default after it is reported, so that the rest can still be checked.

@@ -32,6 +32,7 @@ from .config import Config
 from .daemon_reload import ConfigReloading
 from .daemon_tree import TreeWatching
 from .daemon_status import failure_message, log_update, status_line
+from .dask_fingerprinter import dask_steps
 from .notify import ServiceNotifier
 from .inprocess import wants_detections
 from .pipeline import LibraryPipeline
@@ -313,8 +314,8 @@ class Daemon(ConfigReloading, TreeWatching):
 
     # --- libraries and their watches ------------------------------------------------------------------------
     def _add_library(self, settings: LibrarySettings) -> Library:
-        pipeline = LibraryPipeline(settings, fingerprint=self.fingerprinter, incremental=True,
-                                   detect=self.fingerprinter.detect_earlier)
+        steps = dask_steps(settings) or {"fingerprint": self.fingerprinter, "detect": self.fingerprinter.detect_earlier}
+        pipeline = LibraryPipeline(settings, incremental=True, **steps)  # on Dask when the library's config says so
         library = Library(settings, pipeline)
         self.libraries.append(library)
         library.root_id = dir_identity(library.root)

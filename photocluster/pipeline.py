@@ -19,6 +19,7 @@ from .cluster import cut_for_sim
 from .clustering import (CLUSTER_KEY_NAME, IncrementalClustering, cluster_cache, cluster_input_key,
                          read_cluster_key, write_cluster_key)
 from .corrections import CORRECTIONS_NAME, take_corrections
+from .dask_fingerprinter import dask_steps
 from .fingerprint import Fingerprinter, FingerprintReport
 from .gallery import GalleryReport, write_gallery
 from .inprocess import EarlierDetector, detect_in_process, fingerprint_in_process, wants_detections
@@ -351,12 +352,11 @@ def run_once(
     progress: bool | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> RunReport:
-    """One-shot: bring the output of one library up to date with its photos.
-
-    Without `should_stop`, it stops on SIGINT or SIGTERM (when interrupts.stop_signals handles them): the
-    fingerprints computed so far are saved, then Interrupted is raised.
-    """
-    report = LibraryPipeline(settings).update(dry_run, progress, should_stop or interrupts.stop_requested)
+    """One-shot: bring the output of one library up to date with its photos (fingerprinting on the Dask cluster
+    that settings.dask names, if any). Without `should_stop`, it stops on SIGINT or SIGTERM (when stop_signals
+    handles them): the fingerprints computed so far are saved, then Interrupted is raised."""
+    report = LibraryPipeline(settings, **dask_steps(settings)).update(dry_run, progress,
+                                                                      should_stop or interrupts.stop_requested)
     interrupts.raise_if_stopped(saved=report.fingerprinted.computed)
     return report
 

@@ -85,6 +85,8 @@ class LibrarySettings:
     index_objects: bool = False  # keep <out>/objects.index for `similar --object` (a forward pass per object)
     runtime: str = "openvino"  # what runs the models: openvino (converted once), or tensorflow (the fallback)
     gallery: bool = True  # write <out>/gallery/ (thumbnails made while fingerprinting)
+    dask: str | None = None  # the Dask scheduler that fingerprints (dask_fingerprinter.py); None: this machine
+    dask_path_map: str | None = None  # "/client/prefix=/worker/prefix": where the Dask workers see the library
 
     @property
     def out_dir(self) -> Path:
@@ -122,6 +124,11 @@ class LibrarySettings:
             raise SettingsError(f"batch_size must be between 1 and 1024, got {self.batch_size}")
         if self.weights not in NAMED_WEIGHTS and not os.path.isfile(self.weights):
             raise SettingsError(f"weights file {self.weights} does not exist")
+        if self.dask is not None and (not isinstance(self.dask, str) or not self.dask or
+                                      any(c.isspace() for c in self.dask)):
+            raise SettingsError(f"dask must be a scheduler address such as tcp://host:8786, got {self.dask!r}")
+        if self.dask_path_map is not None:
+            parse_path_map(self.dask_path_map)
         self.patterns.validate()
         self.validate_paths()
 
@@ -130,6 +137,14 @@ class LibrarySettings:
         if not library.is_dir():
             raise SettingsError(f"library {library} is not a folder" if library.exists() else f"library {library} does not exist")
         check_output_dir(library, self.out_dir)
+
+
+def parse_path_map(text: str) -> tuple[str, str]:
+    """(client prefix, worker prefix) of a dask_path_map "/client/prefix=/worker/prefix"."""
+    client, sep, worker = text.partition("=") if isinstance(text, str) else ("", "", "")
+    if not sep or not client.startswith("/") or not worker.startswith("/") or "=" in worker or "\0" in text:
+        raise SettingsError(f"dask_path_map must be CLIENT_PREFIX=WORKER_PREFIX, two absolute paths, got {text!r}")
+    return os.path.normpath(client), os.path.normpath(worker)
 
 
 def _number_within(value, low: float, high: float) -> bool:

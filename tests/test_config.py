@@ -94,6 +94,14 @@ def test_the_index_objects_key(place):
         place, GOOD.replace("min_size = 3", "min_size = 3\nindex_objects = 1"))
 
 
+def test_the_dask_keys(place):
+    family, other = load_config(write(place, GOOD.replace(
+        "min_size = 3", 'min_size = 3\ndask = "tcp://sched:8786"\ndask_path_map = "/srv=/mnt/nas"'))).libraries
+    assert (family.dask, family.dask_path_map, other.dask) == ("tcp://sched:8786", "/srv=/mnt/nas", None)
+    assert "dask_path_map must be CLIENT_PREFIX=WORKER_PREFIX" in error_of(
+        place, GOOD.replace("min_size = 3", 'min_size = 3\ndask_path_map = "srv"'))
+
+
 @pytest.mark.parametrize("text, expected", [
     (GOOD.replace("sim = 0.6", "sim = 'high'"),
      "[[library]] #1: sim must be a number, got 'high' (a string)"),

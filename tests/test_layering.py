@@ -21,7 +21,7 @@ LAYERS = [
     {"models", "detector", "scene_formats", "cache_view", "tree_edits"},
     {"lastrun", "fingerprint", "layout", "patterns", "cluster", "scene_store", "constraints"},
     {"checkpoint", "clustering", "scenes", "moves", "inprocess", "object_embed", "corrections"},
-    {"gallery_facts"},
+    {"gallery_facts", "dask_fingerprinter"},
     {"gallery_html"},
     {"gallery"},
     {"config", "pipeline", "similar"},
