@@ -31,8 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .fsutil import FILE, atomic_writer, is_atomic_temporary, make_dir, open_dir, read_regular, remove_made, \
-    write_text_atomic
+from .fsutil import FILE, atomic_writer, is_atomic_temporary, make_dir, open_dir, read_regular, remove_made
 
 SEED = 0
 PCA_DIMS = 50
