@@ -17,11 +17,11 @@ import os
 import sys
 from pathlib import Path
 
-from . import __version__
 from .logs import setup_logging  # its home is logs.py; cli.setup_logging stays importable
+from .cli_options import (UsageError, _add_pattern_options, _add_runtime_option, _add_scene_options, _add_verbosity,
+                          _number, _Parser)
 from .search_cli import cmd_objects, cmd_similar  # the search commands (similar.py searches)
-from .settings import (DEFAULT_BATCH_SIZE, LABEL_LEVELS, MODEL_NAMES, OBJECT_SOURCES, RUNTIMES, LibrarySettings,
-                       PatternOptions, SettingsError)
+from .settings import DEFAULT_BATCH_SIZE, MODEL_NAMES, LibrarySettings, PatternOptions, SettingsError
 from .summary import print_summary
 from .wording import plural
 
@@ -29,10 +29,6 @@ log = logging.getLogger("photocluster")
 
 EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_OUTPUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 COMMANDS = ("fetch-weights", "patterns", "watch", "similar", "objects", "corrections")
-
-
-class UsageError(Exception):
-    """Bad command-line input; the message is printed as one line and the exit status is 2."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,32 +80,6 @@ def _fail(message: str, status: int) -> int:
     return status
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting, so every error is one line with our own exit status."""
-
-    def error(self, message: str):
-        raise UsageError(message)
-
-
-def _number(kind: type, name: str):
-    def parse(text: str):
-        try:
-            return kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a {kind.__name__}, got {text!r}") from None
-
-    return parse
-
-
-def _min_support(text: str):
-    from .patterns import parse_min_support
-
-    try:
-        return parse_min_support(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def build_run_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="photocluster",
@@ -152,48 +122,6 @@ def build_run_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     _add_verbosity(p)
     return p
-
-
-def _add_runtime_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--runtime", choices=RUNTIMES, default="openvino",
-                   help="what runs the models: openvino (default; converted once, then no TensorFlow at start-up) "
-                   "or tensorflow (the fallback)")
-
-
-def _add_scene_options(p: argparse.ArgumentParser) -> None:
-    defaults = LibrarySettings
-    p.add_argument("--verify", choices=("on", "off"), default="on" if defaults.verify else "off",
-                   help="on: photos a little below the cut still group when their local features match (the same "
-                   "scene from another angle); off: the cosine cut alone (default: %(default)s)")
-    p.add_argument("--burst-seconds", type=_number(float, "--burst-seconds"), default=defaults.burst_seconds,
-                   metavar="S", help="photos from the same camera taken at most S seconds apart group as one scene "
-                   "when their content is close to the cut; 0: off (default: %(default)g)")
-    p.add_argument("--time-weight", type=_number(float, "--time-weight"), default=defaults.time_weight,
-                   metavar="A", help="0 to below 1: how much capture time counts next to content, to group trips "
-                   "or events rather than scenes; photos a day or more apart count as far apart (default: "
-                   "%(default)g, off)")
-
-
-def _add_pattern_options(p: argparse.ArgumentParser) -> None:
-    defaults = PatternOptions()
-    p.add_argument("--threshold", type=_number(float, "--threshold"), default=defaults.threshold,
-                   help="smallest label probability, or detection score, that counts as an object in a photo "
-                   f"(default: {defaults.threshold})")
-    p.add_argument("--min-support", type=_min_support, default=defaults.min_support,
-                   help="how many of a folder's photos a pattern must occur in: a count such as 5, or a fraction "
-                   f"such as 0.05 or 5%% (never fewer than 2 photos) (default: {defaults.min_support})")
-    p.add_argument("--labels", choices=LABEL_LEVELS, default=defaults.labels,
-                   help="object names: coarse (dog, car, boat...) or fine (the 1000 ImageNet classes) "
-                   f"(default: {defaults.labels})")
-    p.add_argument("--objects", choices=OBJECT_SOURCES, default=defaults.objects,
-                   help="where a photo's objects come from: detector (every COCO object found), imagenet (the "
-                   "classifier's labels, which also name scenes) or both, merged (default: %(default)s)")
-
-
-def _add_verbosity(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-v", "--verbose", action="store_true", help="say more (and show tracebacks of internal errors)")
-    p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
-    p.add_argument("--version", action="version", version=f"photocluster {__version__}")
 
 
 def settings_from_args(args: argparse.Namespace, library: Path) -> LibrarySettings:

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from .cli_options import _Parser
 from .corrections import CORRECTIONS_NAME, CorrectionsError, Corrections, load_corrections, read_corrections, \
     save_corrections
 from .fsutil import ForeignEntry
@@ -15,11 +16,6 @@ from .logs import setup_logging
 from .pipeline import output_lock
 from .settings import LibrarySettings, SettingsError
 from .wording import plural
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise SettingsError(message)  # one line, exit status 2 (cli._dispatch)
 
 
 def build_parser() -> argparse.ArgumentParser:

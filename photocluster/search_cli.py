@@ -13,17 +13,10 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import SettingsError
+from .cli_options import _Parser
 from .labels import Detection
 from .logs import setup_logging
 from .settings import LibrarySettings
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises (one line, exit status 2 through cli's dispatch) instead of exiting."""
-
-    def error(self, message: str):
-        raise SettingsError(message)
 
 
 def _positive(text: str) -> int:

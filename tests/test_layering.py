@@ -20,7 +20,7 @@ LAYERS = [
     {"settings", "networks", "capture", "cache", "openvino_ir", "thumbs"},
     {"models", "detector", "scene_formats", "cache_view", "tree_edits"},
     {"lastrun", "fingerprint", "layout", "patterns", "cluster", "scene_store", "constraints"},
-    {"checkpoint", "clustering", "scenes", "moves", "inprocess", "object_embed", "corrections"},
+    {"checkpoint", "clustering", "scenes", "moves", "inprocess", "object_embed", "corrections", "cli_options"},
     {"gallery_facts", "dask_fingerprinter"},
     {"gallery_html"},
     {"gallery"},
