@@ -321,3 +321,22 @@ def open_regular(path: str | Path, follow_symlinks: bool = False) -> IO[bytes]:
     except BaseException:
         os.close(fd)
         raise
+
+
+@contextlib.contextmanager
+def our_folder(parent_fd: int, name: str, create: bool = False) -> Iterator[int]:
+    """The descriptor of our folder `name` inside `parent_fd`; with create, made and marked when missing.
+
+    ForeignEntry for a symlink, a file, or a non-empty folder without our mark; FileNotFoundError when it is
+    missing and not to be made.
+    """
+    made = create and make_dir(name, parent_fd)
+    fd = open_dir_fd(name, parent_fd)
+    try:
+        if not (made or is_regular_at(FOLDER_MARK, fd) or not os.listdir(fd)):
+            raise ForeignEntry(name, "a folder")
+        if create:
+            mark_folder(fd)
+        yield fd
+    finally:
+        os.close(fd)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .cache import FingerprintCache
 from .fingerprint import thumbnail_photos
-from .fsutil import FILE, ForeignEntry, atomic_writer, is_regular_at, open_dir, read_regular, remove_made
+from .fsutil import FILE, ForeignEntry, atomic_writer, is_regular_at, open_dir, our_folder, read_regular, remove_made
 from .gallery_facts import ClusterEvidence, ClusterFacts, cosine_stats, folder_patterns, membership_key, photo_objects
 from .gallery_html import (CSS, STYLE, PhotoView, cluster_pages, cluster_stem, index_pages, page_name, pattern_pages,
                            unclustered_pages)
@@ -38,8 +38,7 @@ from .gallery_map import MapPoint, write_map
 from .layout import Layout
 from .library import PhotoFile
 from .settings import LibrarySettings
-from .thumbs import GALLERY, THUMBS, Quality, ThumbWriter, our_folder, present, read_quality, remove_stale, \
-    thumb_name
+from .thumbs import GALLERY, THUMBS, Quality, ThumbWriter, present, read_quality, remove_stale, thumb_name
 from .wording import plural
 
 log = logging.getLogger(__name__)

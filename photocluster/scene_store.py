@@ -26,14 +26,13 @@ data is not kept. Features come back as read-only arrays.
 """
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import logging
 import math
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +40,7 @@ import numpy as np
 from . import scene_formats, verify
 from .capture import Capture
 from .fsutil import (FILE, FOLDER_MARK, FileTooLarge, ForeignEntry, atomic_writer, is_atomic_temporary, is_regular_at,
-                     make_dir, mark_folder, open_dir, open_dir_fd, read_regular, remove_made)
+                     open_dir, our_folder, read_regular, remove_made)
 from .library import PhotoFile, printable_path
 from .scene_formats import (DIGEST, PhotoKey, Refused, Stale, decode_captures, decode_features, decode_pairs,
                             encode_capture, encode_captures, encode_features, encode_pairs)
@@ -87,7 +86,7 @@ class SceneStore:
         is (or is not) on disk: each problem is one warning, and what could not be read is absent."""
         store = cls(out_dir)
         try:
-            with open_dir(out_dir, follow=True) as out_fd, _our_folder(out_fd, SCENES) as fd:
+            with open_dir(out_dir, follow=True) as out_fd, our_folder(out_fd, SCENES) as fd:
                 store._load(fd)
         except FileNotFoundError:
             pass
@@ -158,9 +157,9 @@ class SceneStore:
             return
         shard, name = _feature_path(key)
         try:
-            with open_dir(self.out_dir, follow=True) as out_fd, _our_folder(out_fd, SCENES, create=True) as scenes_fd, \
-                    _our_folder(scenes_fd, FEATURES, create=True) as features_fd, \
-                    _our_folder(features_fd, shard, create=True) as fd, atomic_writer(name, dir_fd=fd) as fh:
+            with open_dir(self.out_dir, follow=True) as out_fd, our_folder(out_fd, SCENES, create=True) as scenes_fd, \
+                    our_folder(scenes_fd, FEATURES, create=True) as features_fd, \
+                    our_folder(features_fd, shard, create=True) as fd, atomic_writer(name, dir_fd=fd) as fh:
                 fh.write(data)
         except ForeignEntry as exc:
             where = {SCENES: (SCENES,), FEATURES: (SCENES, FEATURES), shard: (SCENES, FEATURES, shard)}
@@ -252,7 +251,7 @@ class SceneStore:
 
     def _write(self, name: str, encode) -> bool:
         try:
-            with open_dir(self.out_dir, follow=True) as out_fd, _our_folder(out_fd, SCENES, create=True) as fd, \
+            with open_dir(self.out_dir, follow=True) as out_fd, our_folder(out_fd, SCENES, create=True) as fd, \
                     atomic_writer(name, dir_fd=fd) as fh:
                 fh.write(encode())
             return True
@@ -303,25 +302,6 @@ def sweep_scene_leftovers(out_dir: Path) -> None:
 
 
 # --- folders ---------------------------------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def _our_folder(parent_fd: int, name: str, create: bool = False) -> Iterator[int]:
-    """The descriptor of our folder `name` inside `parent_fd`; with create, made and marked when missing.
-
-    ForeignEntry for a symlink, a file, or a non-empty folder without our mark; FileNotFoundError when it is
-    missing and not to be made.
-    """
-    made = create and make_dir(name, parent_fd)
-    fd = open_dir_fd(name, parent_fd)
-    try:
-        if not (made or is_regular_at(FOLDER_MARK, fd) or not os.listdir(fd)):
-            raise ForeignEntry(name, "a folder")
-        if create:
-            mark_folder(fd)
-        yield fd
-    finally:
-        os.close(fd)
-
 
 def _our_shards(out_dir: Path):
     """(shard name, descriptor, shown path) of each of our shard folders under scenes/features/; the descriptor is

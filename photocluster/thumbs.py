@@ -32,8 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .fsutil import (FILE, FOLDER_MARK, ForeignEntry, check_replaceable, is_regular_at, make_dir, mark_folder,
-                     open_dir, open_dir_fd, read_regular, remove_made)
+from .fsutil import FILE, check_replaceable, open_dir, our_folder, read_regular, remove_made
 from .images import Fit, Fitted
 from .library import PhotoFile
 
@@ -114,25 +113,6 @@ def read_quality(name: str, dir_fd: int) -> Quality | None:
         return Quality.from_list(data.get("quality"))
     except (OSError, ValueError, AttributeError, SyntaxError):  # ForeignEntry is an OSError; PIL raises both others
         return None
-
-
-@contextlib.contextmanager
-def our_folder(parent_fd: int, name: str, create: bool = False) -> Iterator[int]:
-    """The descriptor of our folder `name` inside `parent_fd`; with create, made and marked when missing.
-
-    ForeignEntry for a symlink, a file, or a non-empty folder without our mark; FileNotFoundError when it is
-    missing and not to be made.
-    """
-    made = create and make_dir(name, parent_fd)
-    fd = open_dir_fd(name, parent_fd)
-    try:
-        if not (made or is_regular_at(FOLDER_MARK, fd) or not os.listdir(fd)):
-            raise ForeignEntry(name, "a folder")
-        if create:
-            mark_folder(fd)
-        yield fd
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager
