@@ -2,17 +2,21 @@
 
 On disk `fingerprints.pk` is one pickle of plain built-in types only (dict, list, str, int, bytes, bytearray):
 
-    {"format": "photocluster-fingerprints", "version": 1, "model_id": str, "dim": int,
+    {"format": "photocluster-fingerprints", "version": 3, "model_id": str, "dim": int,
      "paths": [str], "sizes": [int], "mtimes": [int], "errors": [str | None],
      "vectors": float16 bytes, rows in path order (photos that failed to decode have no row),
      "label_idx": uint16 bytes (n x 10, 65535 = none), "label_prob": float16 bytes (n x 10),
      "det_count": uint8 bytes (n; 255 = not through the detector), "det_class": uint8 bytes (one per detection,
      photos in path order; the COCO class index), "det_score": float16 bytes, "det_box": float16 bytes (x1, y1,
-     x2, y2 per detection), "detector_id": str (what made them)}
+     x2, y2 per detection), "detector_id": str (what made them),
+     "producers": [str] (what computed fingerprints: "openvino-bf16", ...), "producer": uint8 bytes (n; an index
+     into producers, 255 = unknown)}
 
 The two label columns hold each photo's predictions (labels.Predictions): its 10 most probable ImageNet classes;
 the four det columns its detections (labels.Detections): at most DETECTIONS_KEPT, best first. A version-1 cache
 (before detections) loads with none, so its fingerprints are kept and only the detections are computed again.
+The producer columns (producer_columns.py) say which runtime computed each fingerprint; a cache before version 3
+loads with every producer unknown (None).
 
 Storing columns rather than one object per photo keeps a 250,000-photo cache loading in about a second, and
 because no class is ever named in the pickle, the loader can refuse every global: a tampered file cannot run
@@ -28,6 +32,7 @@ import os
 import pickle
 import stat
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +41,7 @@ import numpy as np
 from .cache_guard import CacheError, RefusingUnpickler, check_opcodes, column
 from .fsutil import ForeignEntry, NotAFileError, atomic_writer, kind_of, open_regular
 from .detection_columns import DETECTOR_ID, columns_to_detections, detections_to_columns, stored_detections
+from .producer_columns import check_producer, columns_to_producers, producers_to_columns
 from .labels import Detections, Predictions
 from .library import PhotoFile
 from .wording import plural
@@ -43,8 +49,8 @@ from .wording import plural
 log = logging.getLogger(__name__)
 
 FORMAT = "photocluster-fingerprints"
-VERSION = 2
-READABLE_VERSIONS = (1, 2)
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 PREDICTIONS_KEPT = 10
 NO_LABEL = 0xFFFF
 N_CLASSES = 1000
@@ -62,6 +68,7 @@ class Entry:
     predictions: Predictions = ()
     error: str | None = None
     detections: Detections | None = None  # None: not through the detector yet
+    producer: str | None = None  # what computed the fingerprint ("openvino-bf16", ...); None: not on record
 
 
 class FingerprintCache:
@@ -99,18 +106,24 @@ class FingerprintCache:
     def detections(self, rels: list[str]) -> list[Detections | None]:
         return [self.entries[rel].detections for rel in rels]
 
+    def fingerprints_by_producer(self) -> dict[str, int]:
+        """How many fingerprints each producer computed; "unknown" counts those with none on record."""
+        return dict(Counter(e.producer or "unknown" for e in self.entries.values() if e.row >= 0))
+
     def undetected(self) -> list[str]:
         """The fingerprinted photos that have not been through the detector."""
         return [rel for rel in self.fingerprinted() if self.entries[rel].detections is None]
 
     # --- changes ---------------------------------------------------------------------------------------
     def put(self, photo: PhotoFile, vector: np.ndarray, predictions: Predictions,
-            detections: Detections | None = None) -> None:
+            detections: Detections | None = None, producer: str | None = None) -> None:
         if vector.shape != (self.dim,):
             raise ValueError(f"fingerprint of shape {vector.shape}, expected ({self.dim},)")
+        check_producer(producer)
         row = self._append_row(vector)
         kept = tuple((int(c), _stored_prob(p)) for c, p in predictions[:PREDICTIONS_KEPT])
-        self.entries[photo.rel] = Entry(photo.size, photo.mtime_ns, row, kept, None, stored_detections(detections))
+        self.entries[photo.rel] = Entry(photo.size, photo.mtime_ns, row, kept, None, stored_detections(detections),
+                                        producer)
         self.dirty = True
 
     def put_detections(self, photo: PhotoFile, detections: Detections) -> None:
@@ -173,6 +186,7 @@ class FingerprintCache:
                 e.row = next(next_row)
         idx, prob = _predictions_to_arrays([e.predictions for e in entries])
         det_columns = detections_to_columns([e.detections for e in entries])
+        producers, producer = producers_to_columns([e.producer for e in entries])
         return {
             "format": FORMAT,
             "version": VERSION,
@@ -187,6 +201,8 @@ class FingerprintCache:
             "label_prob": pickle.PickleBuffer(prob),
             "detector_id": DETECTOR_ID,
             **{name: pickle.PickleBuffer(column) for name, column in det_columns.items()},
+            "producers": producers,
+            "producer": pickle.PickleBuffer(producer),
         }
 
     @classmethod
@@ -228,9 +244,11 @@ class FingerprintCache:
         # A cache from before the detector, or from another one: its photos are detected again
         current = data["version"] >= 2 and data.get("detector_id") == DETECTOR_ID
         detections = columns_to_detections(data, n) if current else [None] * n
+        producers = columns_to_producers(data, n) if data["version"] >= 3 else [None] * n
         for i, rel in enumerate(paths):
             row = int(rows[i]) if errors[i] is None else -1
-            cache.entries[rel] = Entry(sizes[i], mtimes[i], row, predictions[i], errors[i], detections[i])
+            cache.entries[rel] = Entry(sizes[i], mtimes[i], row, predictions[i], errors[i], detections[i],
+                                       producers[i])
         return cache
 
 

@@ -37,8 +37,8 @@ class CheckpointingCache(FingerprintSink):
         self._last_save = time.monotonic()
 
     def put(self, photo: PhotoFile, vector: np.ndarray, predictions: Predictions,
-            detections: Detections | None = None) -> None:
-        self.cache.put(photo, vector, predictions, detections)
+            detections: Detections | None = None, producer: str | None = None) -> None:
+        self.cache.put(photo, vector, predictions, detections, producer)
         self._added()
 
     def put_detections(self, photo: PhotoFile, detections: Detections) -> None:

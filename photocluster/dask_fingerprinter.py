@@ -121,7 +121,8 @@ class _Collector(FingerprintSink):
     def __init__(self):
         self.result = BatchResult()
 
-    def put(self, photo: PhotoFile, vector, predictions, detections=None) -> None:
+    def put(self, photo: PhotoFile, vector, predictions, detections=None, producer=None) -> None:
+        # the producer is the model's runtime, the same for the whole batch: it travels once, in BatchResult
         self.result.results.append((photo.rel, np.asarray(vector, np.float32), tuple(predictions), None, detections))
 
     def put_detections(self, photo: PhotoFile, detections) -> None:
@@ -202,7 +203,7 @@ class DaskFingerprinter:
                 report.runtime, report.deferred = result.runtime, report.deferred + result.deferred
                 for rel, vector, predictions, error, detections in result.results:
                     if error is None:
-                        record.fingerprint(by_rel[rel], vector, predictions, detections)
+                        record.fingerprint(by_rel[rel], vector, predictions, detections, result.runtime)
                     else:
                         record.failure(by_rel[rel], error)
                 if writer is not None and not _write_thumbs(writer, result.thumbs, by_rel):

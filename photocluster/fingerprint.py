@@ -67,7 +67,7 @@ class FingerprintSink(Protocol):
     inside the worker process, the pipe back to the daemon."""
 
     def put(self, photo: PhotoFile, vector: np.ndarray, predictions: Predictions,
-            detections: Detections | None = None) -> None: ...
+            detections: Detections | None = None, producer: str | None = None) -> None: ...
 
     def put_failure(self, photo: PhotoFile, reason: str) -> None: ...
 
@@ -80,16 +80,17 @@ class Fingerprinter(Protocol):
 
 
 class ResultRecorder:
-    """The handling of one photo's result, the same for both fingerprinters: a fingerprint is put into the sink,
-    a failure is logged once naming the file and remembered in the sink, and both are counted in `report`."""
+    """The handling of one photo's result, the same for every fingerprinter: a fingerprint is put into the sink
+    with what computed it (its `producer`, the model's runtime), a failure is logged once naming the file and
+    remembered in the sink, and both are counted in `report`."""
 
     def __init__(self, sink: FingerprintSink, report: FingerprintReport,
                  on_count: Callable[[int], None] = lambda answered: None):
         self.sink, self.report, self.on_count = sink, report, on_count
 
     def fingerprint(self, photo: PhotoFile, vector: np.ndarray, predictions: Predictions,
-                    detections: Detections | None = None) -> None:
-        self.sink.put(photo, vector, predictions, detections)
+                    detections: Detections | None = None, producer: str | None = None) -> None:
+        self.sink.put(photo, vector, predictions, detections, producer)
         self.report.computed += 1
         self.on_count(self.report.computed + len(self.report.failed))
 
@@ -149,7 +150,7 @@ def fingerprint_photos(
                 found = (detector.detect(np.stack([pixels[1] for _, pixels in decoded])) if detector is not None
                          else [None] * len(decoded))
                 for (photo, _), vector, row, detections in zip(decoded, features, probs, found):
-                    record.fingerprint(photo, vector, top_labels(row), detections)
+                    record.fingerprint(photo, vector, top_labels(row), detections, report.runtime)
             bar.update(len(batch))
     if report.deferred:
         log.warning("%d photos were not fingerprinted after a photo hung the decoder; the next run does them",

@@ -54,6 +54,7 @@ class RunReport:
     removed: int = 0
     moved: int = 0
     failed_total: int = 0
+    by_runtime: dict[str, int] = field(default_factory=dict)  # the cache's fingerprints by what computed them
     cut: float = 0.0
     layout: Layout | None = None
     layout_changed: bool = False
@@ -84,6 +85,7 @@ class RunReport:
             "photos": self.photos,
             "fingerprinted": self.fingerprinted.computed,
             "runtime": self.fingerprinted.runtime,  # None when nothing was fingerprinted in this process
+            "fingerprints_by_runtime": self.by_runtime,
             "detected_earlier_photos": self.detected,
             "failed_now": self.fingerprinted.failed,
             "failed_total": self.failed_total,
@@ -248,6 +250,7 @@ class LibraryPipeline:
             with run.timer("cache_save"):
                 self._save_cache(cache)
         report.failed_total = sum(1 for e in cache.entries.values() if e.error)
+        report.by_runtime = cache.fingerprints_by_producer()
 
     def _detect_earlier_photos(self, run: _Run, cache: FingerprintCache, photos: dict[str, PhotoFile]) -> None:
         """Detect objects in photos fingerprinted before the detector was used (an older cache); their

@@ -216,7 +216,7 @@ class _OneResult:
     vector: np.ndarray | None = None
     failure: str | None = None
 
-    def put(self, photo, vector, predictions, detections=None) -> None:
+    def put(self, photo, vector, predictions, detections=None, producer=None) -> None:
         self.vector = vector
 
     def put_failure(self, photo, reason) -> None:

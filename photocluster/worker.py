@@ -11,9 +11,10 @@ forking a process with threads (or with TensorFlow loaded) is unsafe. It is driv
     daemon -> worker   Job, or None to exit
     worker -> daemon   ("ready", model_id)                   the models are loaded (a crash before this is not
                                                              the photos' fault)
-                       ("photo", rel, vector, predictions, None, detections)  one fingerprint, sent as soon as
-                                                             it is computed (detections None: no detector ran)
-                       ("photo", rel, None, (), reason, None)  a photo that could not be decoded
+                       ("photo", rel, vector, predictions, None, detections, producer)  one fingerprint, sent
+                                                             as soon as it is computed (detections None: no
+                                                             detector ran; producer: the model's runtime)
+                       ("photo", rel, None, (), reason, None, None)  a photo that could not be decoded
                        ("detections", rel, detections)       a DETECT job's result (no fingerprint computed)
                        ("done", None) | ("load_error", msg, missing_weights)
 
@@ -184,15 +185,15 @@ class _ResultSender(FingerprintSink):
         self.conn = conn
 
     def put(self, photo: PhotoFile, vector: np.ndarray, predictions: Predictions,
-            detections: Detections | None = None) -> None:
+            detections: Detections | None = None, producer: str | None = None) -> None:
         self.conn.send(("photo", photo.rel, np.asarray(vector, np.float32), tuple(predictions), None,
-                        plain_detections(detections)))
+                        plain_detections(detections), producer))
 
     def put_detections(self, photo: PhotoFile, detections: Detections) -> None:
         self.conn.send(("detections", photo.rel, plain_detections(detections)))
 
     def put_failure(self, photo: PhotoFile, reason: str) -> None:
-        self.conn.send(("photo", photo.rel, None, (), reason, None))
+        self.conn.send(("photo", photo.rel, None, (), reason, None, None))
 
 
 PlainDetections = tuple[tuple[str, float, tuple[float, float, float, float]], ...]
@@ -245,11 +246,12 @@ class FingerprintWorker:
         return self._process is not None and self._process.is_alive()
 
     def run(self, job: Job, on_result: Callable[[str, np.ndarray | None, Predictions, str | None,
-                                                 Detections | None], None],
+                                                 Detections | None, str | None], None],
             should_stop: Callable[[], bool] = lambda: False, heartbeat: Callable[[], None] = lambda: None,
             ) -> JobOutcome:
-        """Send one job and pass each result to `on_result(rel, vector, predictions, error, detections)` as it
-        arrives (a DETECT job's: vector None, no predictions). Never raises for a worker crash."""
+        """Send one job and pass each result to `on_result(rel, vector, predictions, error, detections, producer)`
+        as it arrives (a DETECT job's: vector None, no predictions, producer None). Never raises for a worker
+        crash."""
         if self._model_key != job.model_key:
             self.stop()  # one model at a time: a fresh process gives the old model's memory back
         self._start()
@@ -304,13 +306,13 @@ class FingerprintWorker:
     def _handle(self, message: tuple, outcome: JobOutcome, on_result) -> None:
         kind = message[0]
         if kind == "photo":
-            _, rel, vector, predictions, error, detections = message
+            _, rel, vector, predictions, error, detections, producer = message
             outcome.answered.add(rel)
-            on_result(rel, vector, predictions, error, rebuild_detections(detections))
+            on_result(rel, vector, predictions, error, rebuild_detections(detections), producer)
         elif kind == "detections":
             _, rel, detections = message
             outcome.answered.add(rel)
-            on_result(rel, None, (), None, rebuild_detections(detections))
+            on_result(rel, None, (), None, rebuild_detections(detections), None)
         elif kind == "ready":
             outcome.model_loaded = True
         elif kind == "done":

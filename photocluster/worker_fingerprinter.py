@@ -60,9 +60,10 @@ class WorkerFingerprinter:
         started = time.monotonic()
         by_rel = {p.rel: p for p in todo}
 
-        def on_result(rel: str, vector, predictions, error, detections) -> None:
+        def on_result(rel: str, vector, predictions, error, detections, producer) -> None:
             if error is None:
-                record.fingerprint(by_rel[rel], vector, predictions, detections)
+                report.runtime = producer
+                record.fingerprint(by_rel[rel], vector, predictions, detections, producer)
             else:
                 record.failure(by_rel[rel], error)
 
@@ -81,7 +82,7 @@ class WorkerFingerprinter:
         by_rel = {p.rel: p for p in todo}
         detected = answered = 0
 
-        def on_result(rel: str, vector, predictions, error, detections) -> None:
+        def on_result(rel: str, vector, predictions, error, detections, producer) -> None:
             nonlocal detected, answered
             if detections is not None:
                 sink.put_detections(by_rel[rel], detections)

@@ -58,7 +58,7 @@ def fill(entries: int, dim: int, seed: int = 0) -> FingerprintCache:
             if k % 100 == 99:
                 cache.put_failure(photo, "not an image Pillow can read (unknown format or corrupt header)")
             else:
-                cache.put(photo, vectors[i], tuple(zip(classes[i], probs[i])))
+                cache.put(photo, vectors[i], tuple(zip(classes[i], probs[i])), producer="openvino-bf16")
     return cache
 
 

@@ -50,7 +50,7 @@ class Sink:
     def __init__(self):
         self.n = 0
 
-    def put(self, photo, vector, predictions, detections=None):
+    def put(self, photo, vector, predictions, detections=None, producer=None):
         self.n += 1
 
     def put_failure(self, photo, reason):

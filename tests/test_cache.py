@@ -546,3 +546,62 @@ def test_detections_of_another_detector_are_made_again_and_the_fingerprints_kept
     path.write_bytes(pickle.dumps(columns, protocol=5))
     loaded = FingerprintCache.load(path)
     assert loaded.undetected() == ["dir/p0.jpg"] and loaded.fingerprinted() == ["dir/p0.jpg"]
+
+
+# --- what produced each fingerprint (issue 15) -----------------------------------------------------------------
+
+def test_each_fingerprints_producer_round_trips_and_survives_renames_and_detections(tmp_path):
+    cache = make_cache(4)  # made without a producer
+    photos = [PhotoFile(f"dir/p{i}.jpg", 100 + i, 10**9 + i) for i in range(4)]
+    vector = np.ones(DIM, np.float32)
+    cache.put(photos[0], vector, (), producer="openvino-bf16")
+    cache.put(photos[1], vector, (), producer="openvino-bf16")
+    cache.put(photos[2], vector, (), producer="tensorflow")
+    cache.put_failure(PhotoFile("bad.jpg", 3, 4), "cannot identify image file")
+    cache.put_detections(photos[0], (PERSON,))  # a detect-only pass keeps the producer
+    assert cache.rename("dir/p1.jpg", "moved/p1.jpg")
+    cache.save(tmp_path / "c.pk")
+    loaded = FingerprintCache.load(tmp_path / "c.pk")
+    assert {rel: e.producer for rel, e in loaded.entries.items()} == {
+        "dir/p0.jpg": "openvino-bf16", "moved/p1.jpg": "openvino-bf16", "dir/p2.jpg": "tensorflow",
+        "dir/p3.jpg": None, "bad.jpg": None}
+    assert loaded.fingerprints_by_producer() == {"openvino-bf16": 2, "tensorflow": 1, "unknown": 1}
+    with pytest.raises(ValueError, match="producer"):
+        cache.put(photos[3], vector, (), producer="x" * 65)
+
+
+def test_a_version_2_cache_loads_with_every_producer_unknown(tmp_path):
+    cache = make_cache(2)
+    cache.put(PhotoFile("dir/p0.jpg", 100, 10**9), np.ones(DIM, np.float32), (), (PERSON,), producer="tensorflow")
+    columns = cache._to_columns()
+    columns["version"] = 2
+    del columns["producers"], columns["producer"]
+    path = tmp_path / "fingerprints.pk"
+    path.write_bytes(pickle.dumps(columns, protocol=5))
+    loaded = load_or_new(path, "test-model", DIM)
+    assert loaded.fingerprinted() == ["dir/p0.jpg", "dir/p1.jpg"]  # kept, not recomputed
+    assert loaded.detections(["dir/p0.jpg"]) == [(PERSON,)]
+    assert [e.producer for e in loaded.entries.values()] == [None, None]
+    assert loaded.fingerprints_by_producer() == {"unknown": 2}
+
+
+@pytest.mark.parametrize("damage", ["index beyond the names", "column too short", "a name that is no string",
+                                    "a name twice", "a name too long", "names not a list", "column not bytes"])
+def test_tampered_producer_columns_are_refused(tmp_path, damage):
+    cache = make_cache(2)
+    cache.put(PhotoFile("dir/p0.jpg", 100, 10**9), np.ones(DIM, np.float32), (), producer="tensorflow")
+    columns = {k: (bytes(v.raw()) if isinstance(v, pickle.PickleBuffer) else v) for k, v in cache._to_columns().items()}
+    assert columns["producers"] == ["tensorflow"] and columns["producer"] == bytes([0, 0xFF])
+    columns.update({
+        "index beyond the names": {"producer": bytes([1, 0xFF])},
+        "column too short": {"producer": bytes([0])},
+        "a name that is no string": {"producers": [7]},
+        "a name twice": {"producers": ["tensorflow", "tensorflow"]},
+        "a name too long": {"producers": ["t" * 65]},
+        "names not a list": {"producers": "tensorflow"},
+        "column not bytes": {"producer": [0, 255]},
+    }[damage])
+    path = tmp_path / "c.pk"
+    path.write_bytes(pickle.dumps(columns, protocol=5))
+    with pytest.raises(CacheError, match="inconsistent"):
+        FingerprintCache.load(path)

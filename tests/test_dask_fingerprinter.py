@@ -44,6 +44,14 @@ def killing_factory(name, weights=None, runtime="openvino"):
     return _KillingStandIn()
 
 
+class _RuntimeStandIn(StandInModel):
+    runtime = "dask-worker-runtime"
+
+
+def runtime_factory(name, weights=None, runtime="openvino"):
+    return _RuntimeStandIn()
+
+
 def no_detector(runtime="openvino"):
     raise AssertionError("the stand-in runs need no detector")
 
@@ -52,11 +60,11 @@ class Recorder:
     """A FingerprintSink that keeps what it is given."""
 
     def __init__(self):
-        self.vectors, self.labels, self.failures, self.detections = {}, {}, {}, {}
+        self.vectors, self.labels, self.failures, self.detections, self.producers = {}, {}, {}, {}, {}
 
-    def put(self, photo, vector, predictions, detections=None):
+    def put(self, photo, vector, predictions, detections=None, producer=None):
         self.vectors[photo.rel], self.labels[photo.rel] = np.asarray(vector), list(predictions)
-        self.detections[photo.rel] = detections
+        self.detections[photo.rel], self.producers[photo.rel] = detections, producer
 
     def put_failure(self, photo, reason):
         self.failures[photo.rel] = reason
@@ -151,6 +159,17 @@ def test_a_library_the_workers_cannot_see_stops_the_run_marking_nothing(schedule
     assert not sink.failures and not sink.vectors
     with pytest.raises(SettingsError, match="is not inside it"):
         worker_root(lib, "/elsewhere=/x")
+
+
+def test_each_fingerprint_is_recorded_with_the_worker_models_runtime(scheduler, stand_in, tmp_path):
+    lib = tmp_path / "lib"
+    for i in range(3):
+        save(scene(i), lib / f"p{i}.jpg")
+    sink = Recorder()
+    fingerprinter = DaskFingerprinter(scheduler, factory=runtime_factory, detector_factory=no_detector, task_photos=2)
+    report = fingerprinter(stand_in_settings(lib), sink, todo_of(lib), False, lambda: False)
+    assert report.runtime == "dask-worker-runtime"
+    assert sink.producers == {f"p{i}.jpg": "dask-worker-runtime" for i in range(3)}
 
 
 def test_a_stop_between_batches_leaves_the_rest(scheduler, stand_in, tmp_path):

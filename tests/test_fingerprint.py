@@ -214,9 +214,11 @@ class RecordingSink:
     def __init__(self):
         self.fingerprints: list[str] = []
         self.failures: list[tuple[str, str]] = []
+        self.producers: dict[str, str | None] = {}
 
-    def put(self, photo, vector, predictions, detections=None) -> None:
+    def put(self, photo, vector, predictions, detections=None, producer=None) -> None:
         self.fingerprints.append(photo.rel)
+        self.producers[photo.rel] = producer
 
     def put_failure(self, photo, reason) -> None:
         self.failures.append((photo.rel, reason))
@@ -231,3 +233,12 @@ def test_any_sink_gets_each_result_once_and_a_failure_is_logged_once(lib, stand_
     assert report.computed == 6 and report.failed == ["album/broken.jpg"]
     skips = [r.getMessage() for r in caplog.records if "album/broken.jpg" in r.getMessage()]
     assert skips == [f"skipping album/broken.jpg: {sink.failures[0][1]}"]
+
+
+def test_each_fingerprint_goes_to_the_sink_with_the_models_runtime(lib, stand_in):
+    sink = RecordingSink()
+    fingerprint_photos(scanned(lib)[:2], lib, stand_in, sink, batch_size=4, progress=False)
+    assert sink.producers == {"album/p0.jpg": None, "album/p1.jpg": None}  # a stand-in without a runtime
+    stand_in.runtime = "x"
+    report = fingerprint_photos(scanned(lib), lib, stand_in, sink, batch_size=4, progress=False)
+    assert report.runtime == "x" and sink.producers == {f"album/p{i}.jpg": "x" for i in range(6)}

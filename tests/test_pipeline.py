@@ -234,3 +234,21 @@ def test_no_patterns_means_no_detector(tmp_path, stand_in):
     lib = make_library(tmp_path / "lib")
     run_once(settings(lib))  # patterns disabled
     assert stand_in.detector.calls == 0
+
+
+# --- what produced each fingerprint (issue 15) -----------------------------------------------------------------
+
+def test_the_cache_records_the_models_runtime_and_a_detect_only_pass_keeps_it(tmp_path, stand_in):
+    lib = make_library(tmp_path / "lib")  # 12 photos
+    stand_in.runtime = "x"
+    first = run_once(settings(lib, patterns=PatternOptions(objects="imagenet")))
+    assert first.fingerprinted.runtime == "x" and first.as_dict()["fingerprints_by_runtime"] == {"x": 12}
+    stand_in.runtime = "y"
+    detected = run_once(settings(lib, patterns=PatternOptions(objects="both")))  # only the detector runs
+    assert detected.detected == 12 and detected.as_dict()["fingerprints_by_runtime"] == {"x": 12}
+    save(scene(50), lib / "new.jpg")
+    grown = run_once(settings(lib, patterns=PatternOptions(objects="both")))
+    assert grown.as_dict()["fingerprints_by_runtime"] == {"x": 12, "y": 1}
+    spec = models.model_spec("squeezenet")
+    cache = load_or_new(settings(lib).cache_path, spec.model_id, spec.dim)
+    assert {rel for rel, e in cache.entries.items() if e.producer == "y"} == {"new.jpg"}

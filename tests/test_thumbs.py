@@ -23,7 +23,7 @@ class ListSink:
     def __init__(self):
         self.vectors, self.failures = {}, {}
 
-    def put(self, photo, vector, predictions, detections=None):
+    def put(self, photo, vector, predictions, detections=None, producer=None):
         self.vectors[photo.rel] = vector
 
     def put_failure(self, photo, reason):

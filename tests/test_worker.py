@@ -45,6 +45,14 @@ class _CrashingStandIn(StandInModel):
         return super().predict(batch)
 
 
+class _RuntimeStandIn(StandInModel):
+    runtime = "worker-runtime"
+
+
+def runtime_factory(name: str, weights: str | None = None, runtime: str = "openvino") -> StandInModel:
+    return _RuntimeStandIn()
+
+
 def crashing_factory(name: str, weights: str | None = None, runtime: str = "openvino") -> StandInModel:
     return _CrashingStandIn()
 
@@ -107,21 +115,23 @@ def lib(tmp_path):
 
 def test_worker_process_returns_the_models_fingerprints(lib, worker):
     results = {}
-    outcome = worker.run(job(lib), lambda rel, vec, labels, err, found: results.__setitem__(rel, (vec, labels, err)))
+    outcome = worker.run(job(lib), lambda rel, vec, labels, err, found, producer: results.__setitem__(
+        rel, (vec, labels, err, producer)))
     assert outcome.finished and outcome.model_loaded and outcome.crash is None
     assert worker.pid not in (None, os.getpid())
     assert sorted(results) == [f"p{i}.jpg" for i in range(5)]
     model = StandInModel()  # the same model here, on the same decoded pixels
     pixels = np.stack([load_image(lib / "p3.jpg", model.input_size)])
     expected, _ = model.predict(pixels)
-    vec, labels, err = results["p3.jpg"]
+    vec, labels, err, producer = results["p3.jpg"]
     assert err is None and np.allclose(vec, expected[0]) and labels[0][0] == 281
+    assert producer is None  # the stand-in has no runtime
 
 
 def test_undecodable_photo_is_a_result_not_a_crash(lib, worker):
     (lib / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
     results = {}
-    outcome = worker.run(job(lib), lambda rel, vec, labels, err, found: results.__setitem__(rel, err))
+    outcome = worker.run(job(lib), lambda rel, vec, labels, err, found, producer: results.__setitem__(rel, err))
     assert outcome.finished and results["broken.jpg"] and results["p0.jpg"] is None
 
 
@@ -356,7 +366,7 @@ def detect_job(lib, kind=FINGERPRINT, detector="boxes_detector_factory", factory
 
 def test_the_worker_returns_each_photos_detections_with_its_fingerprint(lib, worker):
     results = {}
-    outcome = worker.run(detect_job(lib), lambda rel, vec, labels, err, found: results.__setitem__(rel, (vec, found)))
+    outcome = worker.run(detect_job(lib), lambda rel, vec, labels, err, found, _: results.__setitem__(rel, (vec, found)))
     assert outcome.finished and sorted(results) == [f"p{i}.jpg" for i in range(5)]
     expected = tuple(Detection(*found) for found in BOXES)
     assert all(vec is not None and vec.shape == (StandInModel.dim,) and found == expected
@@ -380,9 +390,9 @@ def test_detections_cross_the_pipe_as_plain_tuples():
     sender = _ResultSender(pipe)
     photo = PhotoFile("a.jpg", 10, 20)
     found = tuple(Detection(*d) for d in BOXES)
-    sender.put(photo, np.zeros(4, np.float32), ((281, 0.5),), found)
+    sender.put(photo, np.zeros(4, np.float32), ((281, 0.5),), found, "openvino-bf16")
     sender.put_detections(photo, found)
-    assert pipe.sent[0][5] == BOXES and pipe.sent[1] == ("detections", "a.jpg", BOXES)
+    assert pipe.sent[0][5:] == (BOXES, "openvino-bf16") and pipe.sent[1] == ("detections", "a.jpg", BOXES)
     assert all(builtins_only(message) for message in pipe.sent)
 
 
@@ -392,7 +402,7 @@ def fingerprinted_cache(lib) -> tuple[FingerprintCache, dict[str, np.ndarray]]:
     cache = FingerprintCache(model.model_id, model.dim)
     for photo in photos_of(lib):
         vector, probs = model.predict(load_image(lib / photo.rel, model.input_size)[None])
-        cache.put(photo, vector[0], ((281, 0.6),))
+        cache.put(photo, vector[0], ((281, 0.6),), producer="before")
     return cache, {rel: cache.vectors([rel])[0].copy() for rel in cache.fingerprinted()}
 
 
@@ -414,6 +424,7 @@ def test_a_detect_only_job_never_runs_the_model_and_keeps_the_fingerprints(lib, 
     expected = tuple(Detection(*found) for found in BOXES)
     assert all(cache.entries[rel].detections == expected for rel in vectors)
     assert all(np.array_equal(cache.vectors([rel])[0], vector) for rel, vector in vectors.items())
+    assert {cache.entries[rel].producer for rel in vectors} == {"before"}  # what computed them, unchanged
 
 
 def test_missing_detector_weights_are_a_one_line_load_error(lib, worker):
@@ -451,3 +462,14 @@ def test_a_photo_that_crashes_the_worker_in_a_detect_only_job_is_skipped_and_kee
     # the next update does not offer it to the detector again (nor crash the worker for it)
     assert fingerprinter.detect_earlier(lib_settings, cache, photos_of(lib), False, lambda: False) == 5
     assert "crashed" not in caplog.text
+
+
+def test_the_worker_path_records_the_worker_models_runtime_in_the_cache(lib, worker, stand_in):
+    (lib / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    cache = FingerprintCache(stand_in.model_id, stand_in.dim)
+    report = WorkerFingerprinter(worker, f"{HERE}:runtime_factory")(settings(lib), cache, photos_of(lib), False,
+                                                                     lambda: False)
+    assert report.computed == 5 and report.runtime == "worker-runtime"
+    assert {rel: e.producer for rel, e in cache.entries.items()} == {
+        **{f"p{i}.jpg": "worker-runtime" for i in range(5)}, "broken.jpg": None}
+    assert cache.fingerprints_by_producer() == {"worker-runtime": 5}
