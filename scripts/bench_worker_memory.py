@@ -3,7 +3,9 @@
 
 It runs the daemon's own worker (photocluster.worker.FingerprintWorker: a spawned process that loads the model
 and fingerprints a batch of photos sent over a pipe) on one job, samples the worker's VmRSS from /proc every 50 ms
-while the job runs, and reads the kernel's VmHWM (peak RSS) at the end, before the worker is stopped:
+while the job runs, and reads the kernel's VmHWM (peak RSS) at the end, before the worker is stopped, with the RSS
+after the job split into anonymous memory and file-backed pages (the mapped libraries and weights files, which the
+kernel can drop and re-read):
 
   - 200 small photos (640x480, as scripts/bench_daemon.py drops into a library), and
   - --camera N: N camera-like 12 and 24 MP JPEGs (the ones scripts/bench_fingerprint.py makes), whose decodes
@@ -79,12 +81,14 @@ def measure(library: Path, model: str, runtime: str, detect: bool) -> dict:
         seconds = time.perf_counter() - started
         pid = worker.pid
         hwm, rss_after = status_kib(pid, "VmHWM"), status_kib(pid, "VmRSS")
+        anon, file = status_kib(pid, "RssAnon"), status_kib(pid, "RssFile")  # file: mapped weights, libraries
     finally:
         done.set()
         sampler.join()
         worker.stop()
     assert outcome.crash is None and sum(results) == len(photos), (outcome, sum(results))
-    return {"photos": len(photos), "seconds": seconds, "peak": peak[0], "hwm": hwm, "after": rss_after}
+    return {"photos": len(photos), "seconds": seconds, "peak": peak[0], "hwm": hwm, "after": rss_after,
+            "anon": anon, "file": file}
 
 
 def main() -> None:
@@ -103,7 +107,7 @@ def main() -> None:
         if args.camera:
             libraries.append((f"{args.camera} photos 12/24 MP", library_of(make_photos(args.dir, args.camera))))
         print(f"{'photos':22s} {'model':10s} {'runtime':10s} {'detector':8s} {'peak RSS':>9s} {'VmHWM':>9s} "
-              f"{'RSS after':>9s} {'img/s':>6s}  (MiB)", flush=True)
+              f"{'RSS after':>9s} {'anon':>6s} {'file':>6s} {'img/s':>6s}  (MiB)", flush=True)
         for label, library in libraries:
             for model in args.models.split(","):
                 for runtime in args.runtimes.split(","):
@@ -111,7 +115,9 @@ def main() -> None:
                         found = measure(library, model, runtime, detect)
                         print(f"{label:22s} {model:10s} {runtime:10s} {'yes' if detect else 'no':8s} "
                               f"{found['peak'] / 1024:9.0f} {found['hwm'] / 1024:9.0f} {found['after'] / 1024:9.0f} "
-                              f"{found['photos'] / found['seconds']:6.1f}", flush=True)
+                              f"{found['anon'] / 1024:6.0f} {found['file'] / 1024:6.0f} "
+                              f"{found['photos'] / found['seconds']:6.1f}",
+                              flush=True)
 
 
 if __name__ == "__main__":
