@@ -312,3 +312,31 @@ def test_a_reader_that_stops_early_ends_the_run_quietly(tmp_path):
     err = proc.stderr.read().decode()
     assert proc.wait(60) == 0 and "error" not in err and "Traceback" not in err
     assert (lib / "photocluster" / "clusters").is_symlink()  # the run itself was done
+
+
+# --- start-up: nothing heavy before the run knows there is work (issue 15, point 3) --------------------------------
+
+def test_a_run_with_nothing_new_imports_neither_tensorflow_nor_openvino(tmp_path, squeezenet_weights):
+    """The first run fingerprints (so it loads OpenVINO, which the wrapper must see); the second finds every photo
+    in the cache and must import no model runtime at all."""
+    from pathlib import Path
+
+    lib = make_library(tmp_path / "lib", groups=1, copies=2, singles=1)
+    repo = Path(__file__).resolve().parent.parent
+    code = ("import sys; from photocluster.cli import main; status = main(sys.argv[1:]); "
+            "print('loaded:', *sorted(m for m in ('tensorflow', 'keras', 'openvino') if m in sys.modules)); "
+            "sys.exit(status)")
+    args = [str(lib), "--model", "squeezenet", "--objects", "imagenet", "--out", str(tmp_path / "out"), "--json"]
+
+    def run() -> tuple[dict, list[str]]:
+        done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300,
+                              cwd=repo, env=dict(os.environ, PYTHONPATH=str(repo)))
+        assert done.returncode == 0, done.stderr
+        report, _, loaded = done.stdout.rpartition("loaded:")
+        return json.loads(report), loaded.split()
+
+    first, first_loaded = run()
+    assert first["fingerprinted"] == 3 and "openvino" in first_loaded  # the default runtime did the work
+    second, second_loaded = run()
+    assert second["fingerprinted"] == 0 and second["photos"] == 3
+    assert second_loaded == []
