@@ -303,7 +303,8 @@ class LibraryPipeline:
             write_cluster_key(out_dir, None)  # a tree and a key that do not belong together must never meet
             if report.layout_changed or edited:  # an edited tree is built again, clean
                 with run.timer("layout"):
-                    write_layout(out_dir, Path(self.settings.library), report.layout)
+                    # unchanged folders are reused; after an edit, only those whose every link reads as made
+                    write_layout(out_dir, Path(self.settings.library), report.layout, read_links=edited)
             write_cluster_key(out_dir, input_key)
         return rels
 
