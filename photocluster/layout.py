@@ -208,7 +208,8 @@ def _build_generation(generation: Path, library_root: Path, layout: Layout,
     shown generation's name, and whether to read its links) the unchanged ones moved over from the shown one."""
     names = {m: link_names(members) for m, members in layout.clusters.items()}
     with open_dir(generation.parent, follow=True) as out_fd, open_dir(generation.name, dir_fd=out_fd) as gen_fd:
-        shown_fd = open_dir_fd(reuse[0], out_fd) if reuse else None
+        shown_fd = _open_shown(out_fd, reuse[0]) if reuse else None
+        reuse = reuse if shown_fd is not None else None
         try:
             lent = reusable(shown_fd, os.fspath(generation.parent / reuse[0]), layout.clusters, names,
                             os.fspath(library_root), reuse[1]) if reuse else {}
@@ -228,6 +229,14 @@ def _build_generation(generation: Path, library_root: Path, layout: Layout,
             if shown_fd is not None:
                 os.close(shown_fd)
         os.fsync(gen_fd)
+
+
+def _open_shown(out_fd: int, shown: str) -> int | None:
+    """The shown generation's descriptor; None (nothing is reused) when it is gone or not a plain folder."""
+    try:
+        return open_dir_fd(shown, out_fd)
+    except OSError:  # ForeignEntry too: a link planted in its place is never followed
+        return None
 
 
 def _build_cluster(gen_fd: int, generation: Path, library_root: Path, members: list[str], m: int,
