@@ -256,7 +256,8 @@ def _state_text(layout: Layout, names: dict[int, dict[str, str]], library: str, 
              "links": {str(m): sorted(names[m]) for m in layout.clusters}, "library": library}
     if lent:
         state[LENT] = lent
-    return json.dumps(state, ensure_ascii=True, indent=0)  # ascii: undecodable names survive as \udcxx escapes
+    # ascii: undecodable names survive as \udcxx escapes; no indent, so the C encoder writes it (10x faster)
+    return json.dumps(state, ensure_ascii=True, separators=(",", ":"))
 
 
 def _link(folder_fd: int, name: str, target: str, rel: str) -> None:

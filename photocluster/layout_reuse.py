@@ -20,7 +20,7 @@ import json
 import os
 import stat
 
-from .fsutil import ForeignEntry, lstat_at, make_dir, open_dir, read_regular
+from .fsutil import ForeignEntry, lstat_at, make_dir, open_dir, open_dir_fd, read_regular
 
 STATE_FILE = ".photocluster-layout.json"  # layout.STATE_FILE: each generation's state
 LENT = "lent"  # in a generation's state: {"from": the generation the folders came from, "clusters": [M, ...]}
@@ -49,19 +49,29 @@ def reusable(gen_fd: int, generation: str, clusters: dict[int, list[str]], names
             return {}
     except (KeyError, TypeError, AttributeError):
         return {}
-    found = {}
+    by_size: dict[str, list[int]] = {}
     for m, members in clusters.items():
-        if old.get(str(m)) != members or sorted(old_links.get(str(m), ())) != sorted(names[m]):
+        if old.get(str(m)) == members and sorted(old_links.get(str(m), ())) == sorted(names[m]):
+            by_size.setdefault(f"cluster_with_{len(members)}", []).append(m)
+    found = {}
+    for size_dir, ms in sorted(by_size.items()):
+        try:
+            size_fd = open_dir_fd(size_dir, gen_fd)
+        except (FileNotFoundError, NotADirectoryError, ForeignEntry):
             continue
-        folder = f"cluster_with_{len(members)}/cluster_{m}"
-        if _as_built(gen_fd, folder, names[m], os.path.join(generation, folder), library, read_links):
-            found[m] = folder
+        try:
+            for m in ms:
+                where = os.path.join(generation, size_dir, f"cluster_{m}")
+                if _as_built(size_fd, f"cluster_{m}", names[m], where, library, read_links):
+                    found[m] = f"{size_dir}/cluster_{m}"
+        finally:
+            os.close(size_fd)
     return found
 
 
-def _as_built(gen_fd: int, folder: str, names: dict[str, str], where: str, library: str, read_links: bool) -> bool:
+def _as_built(parent_fd: int, folder: str, names: dict[str, str], where: str, library: str, read_links: bool) -> bool:
     try:
-        with open_dir(folder, dir_fd=gen_fd) as fd:
+        with open_dir(folder, dir_fd=parent_fd) as fd:
             with os.scandir(fd) as it:
                 entries = {e.name: e.is_symlink() for e in it}
             if len(entries) != len(names) or not all(entries.get(name) for name in names):
@@ -80,20 +90,24 @@ def lend(shown_fd: int, new_fd: int, shown: str, folders: dict[int, str], on_mov
     not a plain folder by now (a user's edit since the check) is not, and must be built instead."""
     global _moved_out
     _moved_out = frozenset(os.path.join(shown, folder) for folder in folders.values())
-    moved = set()
+    by_size: dict[str, list[tuple[int, str]]] = {}
     for m, folder in sorted(folders.items()):
         size_dir, cluster_dir = folder.split("/")
+        by_size.setdefault(size_dir, []).append((m, cluster_dir))
+    moved = set()
+    for size_dir, entries in sorted(by_size.items()):
         make_dir(size_dir, new_fd)
         try:
             with open_dir(size_dir, dir_fd=shown_fd) as src, open_dir(size_dir, dir_fd=new_fd) as dst:
-                if not _is_plain_dir(cluster_dir, src):
-                    continue
-                os.rename(cluster_dir, cluster_dir, src_dir_fd=src, dst_dir_fd=dst)
+                for m, cluster_dir in entries:
+                    if _is_plain_dir(cluster_dir, src):
+                        with contextlib.suppress(FileNotFoundError):  # gone since the check
+                            os.rename(cluster_dir, cluster_dir, src_dir_fd=src, dst_dir_fd=dst)
+                            moved.add(m)
+                            if on_moved is not None:
+                                on_moved(m)
         except (FileNotFoundError, NotADirectoryError, ForeignEntry):
             continue
-        moved.add(m)
-        if on_moved is not None:
-            on_moved(m)
     return moved
 
 
