@@ -4,7 +4,9 @@ see corrections.py) makes the library due, as a new photo does, so the correctio
 The library's own watch leaves the output folder out (its tree is rebuilt on every change). So each library gets
 a second watch, on the generation that `<out>/clusters` shows, moved to the new one after each swap. The swap
 removes the old generation, which the watch still sees: events from a generation that is no longer the one shown
-are photocluster's own, and ignored.
+are photocluster's own, and ignored. So are, before the swap, the moves of unchanged cluster folders out of the
+shown generation into the new one (layout_reuse.py): this process made them, and a user's deletion of a folder
+is told apart by its path.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import logging
 import os
 import time
 
+from .layout_reuse import moved_here
 from .outdir import GENERATION
 from .watched import Library
 from .watching import Change
@@ -60,6 +63,14 @@ class TreeWatching:
         """Called in the watcher's thread: an edit in the tree shown makes the library due."""
         if change.kind not in EDITS or shown_generation(library.settings.out_dir) != generation:
             return
+        if _own_move(generation, change.paths[0]):
+            return
         log.debug("cluster tree %s: %s", change.kind, " -> ".join(change.paths))
         with self._lock:
             library.mark(time.monotonic())
+
+
+def _own_move(generation: str, path: str) -> bool:
+    """True for an event on a cluster folder (or inside one) that this process moved out of `generation`."""
+    parts = os.path.relpath(path, generation).split(os.sep)
+    return len(parts) >= 2 and moved_here(os.path.join(generation, parts[0], parts[1]))

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,11 @@ log = logging.getLogger(__name__)
 
 STATE_NAME = ".state.json"
 STATE_VERSION = 1
+# When the map is drawn again (_Gallery._map_due): every run below this many photos; above, once this share of
+# the photos changed since the last map, or the last map is this many seconds old.
+MAP_EVERY_RUN_BELOW = 2_000
+MAP_CHANGED_SHARE = 0.02
+MAP_MAX_AGE = 600.0
 _OUR_PAGE = re.compile(r"(index|unclustered|patterns)(-[0-9]+)?\.html|cluster-[0-9]+(-[0-9]+)?\.html|style\.css")
 
 
@@ -207,8 +213,25 @@ class _Gallery:
     def _write_map(self, points: list[MapPoint], clusters: dict[int, list[str]]) -> None:
         """map.html and map.png (gallery_map.py), before the pages, so that they link to a map that exists."""
         points = [p for p in points if self.cache.entries[p.rel].row >= 0]  # only fingerprinted photos have a place
+        if not self._map_due([p.rel for p in points]):
+            return
         hrefs = {m: page_name(cluster_stem(m), 1) for m in clusters}
         write_map(Path(self.dir), points, self.cache.vectors([p.rel for p in points]), cluster_hrefs=hrefs)
+        self.state["map"] = {"at": time.time(), "photos": sorted(p.rel for p in points)}
+
+    def _map_due(self, rels: list[str]) -> bool:
+        """Whether the map is drawn again in this run. Laying out a large library takes long (openTSNE: ~50 s at
+        15,000 photos), too long for each photo a daemon takes in; so from MAP_EVERY_RUN_BELOW photos on, the map
+        is drawn again only once the photos differ from the last map's by more than MAP_CHANGED_SHARE (added plus
+        removed), or the last map is older than MAP_MAX_AGE seconds. Below that, whenever its input changed."""
+        last = self.state.get("map")
+        if len(rels) < MAP_EVERY_RUN_BELOW or not isinstance(last, dict) or not is_regular_at("map.html", self.fd):
+            return True
+        try:
+            age, before = time.time() - float(last["at"]), set(last["photos"])
+        except (KeyError, TypeError, ValueError):
+            return True
+        return len(before.symmetric_difference(rels)) > MAP_CHANGED_SHARE * len(before) or not 0 <= age < MAP_MAX_AGE
 
     # --- files ------------------------------------------------------------------------------------------------
     def _write_pages(self, pages: dict[str, str]) -> None:

@@ -5,14 +5,30 @@
     <out>/.clusters-<generation>/.photocluster-layout.json   (which photos each cluster M holds, the link names,
                                                              and where the library is, from it)
 
-Each run builds a complete new generation beside the old one, then renames a new `clusters` symlink over the old
-one. rename(2) is atomic, so a reader sees the previous complete tree or the new complete tree, never a half-built
-one; the old generation is removed afterwards. The layout state lives inside its generation, so it can never
-disagree with the tree that is shown. Cluster numbers M are carried over from the previous generation for clusters
-whose members are the same (or overlap most), so folders do not get renumbered as photos arrive.
+Each run builds a new generation beside the shown one, then renames a new `clusters` symlink over the old one
+(rename(2) is atomic), and removes the old generation. The layout state lives inside its generation, so it can
+never disagree with the tree that is shown. Cluster numbers M are carried over from the previous generation for
+clusters whose members are the same (or overlap most), so folders do not get renumbered as photos arrive.
+
+An update costs in proportion to what changed (layout_reuse.py): only the cluster folders whose members changed
+are built link by link; each unchanged one (same members, and as photocluster made it: not edited by the user) is
+moved from the shown generation into the new one with one rename(2). What a reader of `clusters/` sees:
+
+  * every cluster folder it sees is complete: a folder is moved whole, and a new folder is only shown by the swap,
+    after it was built;
+  * until the swap it sees the previous tree, except that unchanged cluster folders vanish from it one by one as
+    they are moved (in the last moments before the swap, after the changed folders are built); after the swap,
+    the new tree, whole;
+  * a process whose working folder is inside a moved folder keeps it (the folder is the same inode), and sees
+    it in the new tree after the swap; one inside a folder that changed keeps the old, removed, folder until it
+    leaves;
+  * a run killed between the first move and the swap leaves the previous tree shown without the folders already
+    moved; the next run moves them back before it reads the tree (return_lent), so no correction is read from
+    their absence.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -25,8 +41,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .fsutil import (DIR, FILE, LINK, ForeignEntry, is_atomic_temporary, kind_of, lstat_at, make_dir, open_dir,
-                     read_regular, remove_made, warn_not_removed, write_text_atomic)
+                     open_dir_fd, read_regular, remove_made, warn_not_removed, write_text_atomic)
+from .layout_reuse import LENT, STATE_FILE, lend, lent_by, return_lent, reusable
 from .library import printable_path
+from .link_naming import link_names
 from .outdir import GENERATION
 from .tree_edits import moved_links, scan_generation
 
@@ -34,9 +52,7 @@ log = logging.getLogger(__name__)
 
 CLUSTERS = "clusters"
 GENERATION_PREFIX = ".clusters-"
-STATE_FILE = ".photocluster-layout.json"
 SWAP_LINK = re.compile(r"\.clusters\.swap-[0-9]+")
-NAME_MAX = 255
 
 
 @dataclass
@@ -160,51 +176,88 @@ def _shown_generation(out_fd: int, out_dir: Path) -> str | None:
     raise ForeignEntry(os.path.join(out_dir, CLUSTERS), kind_of(st.st_mode))
 
 
-def write_layout(out_dir: Path, library_root: Path, layout: Layout) -> Path:
+def write_layout(out_dir: Path, library_root: Path, layout: Layout, reuse: bool = True,
+                 read_links: bool = True) -> Path:
     """Build `layout` as a new generation and swap it in atomically. Returns the generation folder.
 
+    With `reuse`, the shown generation's unchanged cluster folders are moved into the new one (see the top).
+    `read_links` False trusts a folder holding exactly its recorded link names to be as made (the caller has
+    just found the shown tree unedited, as tree_edits reads it); True reads each link's text first.
     Raises ForeignEntry, before building anything, when `clusters` is not photocluster's.
     """
     out_dir = Path(os.path.realpath(out_dir))
     library_root = Path(os.path.realpath(library_root))
     with open_dir(out_dir, follow=True) as out_fd:
-        _shown_generation(out_fd, out_dir)
+        shown = _shown_generation(out_fd, out_dir)
         name = f"{GENERATION_PREFIX}{time.time_ns():x}-{os.getpid()}"
         os.mkdir(name, dir_fd=out_fd)
         generation = out_dir / name
         try:
-            _build_generation(generation, library_root, layout)
+            _build_generation(generation, library_root, layout, (shown, read_links) if reuse and shown else None)
         except BaseException:
-            _remove_generation(out_fd, name, out_dir)
+            _remove_generation(out_fd, name, out_dir)  # the folders it took go back to the shown generation first
             raise
         _swap_in(out_dir, generation)
         _remove_stale_generations(out_fd, out_dir)
     return generation
 
 
-def _build_generation(generation: Path, library_root: Path, layout: Layout) -> None:
+def _build_generation(generation: Path, library_root: Path, layout: Layout,
+                      reuse: tuple[str, bool] | None = None) -> None:
+    """Build the generation: the state first, then each new or changed cluster folder, then (with `reuse`: the
+    shown generation's name, and whether to read its links) the unchanged ones moved over from the shown one."""
     names = {m: link_names(members) for m, members in layout.clusters.items()}
     with open_dir(generation.parent, follow=True) as out_fd, open_dir(generation.name, dir_fd=out_fd) as gen_fd:
-        # The state goes in first: it records every entry the generation will hold, so whatever a crash leaves
-        # is removed by name, and nothing that photocluster did not make ever is.
-        library = os.path.relpath(library_root, generation)  # relative, as the links: both survive moving the two
-        write_text_atomic(STATE_FILE, _state_text(layout, names, library), dir_fd=gen_fd)
-        for m, members in layout.clusters.items():
-            size_dir, cluster_dir = f"cluster_with_{len(members)}", f"cluster_{m}"
-            make_dir(size_dir, gen_fd)
-            with open_dir(size_dir, dir_fd=gen_fd) as size_fd:
-                os.mkdir(cluster_dir, dir_fd=size_fd)
-                with open_dir(cluster_dir, dir_fd=size_fd) as fd:
-                    folder = generation / size_dir / cluster_dir
-                    for name, rel in names[m].items():
-                        _link(fd, name, os.path.relpath(library_root / rel, folder), rel)
+        shown_fd = _open_shown(out_fd, reuse[0]) if reuse else None
+        reuse = reuse if shown_fd is not None else None
+        try:
+            lent = reusable(shown_fd, os.fspath(generation.parent / reuse[0]), layout.clusters, names,
+                            os.fspath(library_root), reuse[1]) if reuse else {}
+            # The state goes in first: it records every entry the generation will hold (also the folders it is
+            # about to take from the shown one, under LENT), so whatever a crash leaves is removed by name, the
+            # lent folders go back, and nothing that photocluster did not make ever is removed.
+            library = os.path.relpath(library_root, generation)  # relative, as the links: both survive a move
+            state = _state_text(layout, names, library, {"from": reuse[0], "clusters": sorted(lent)} if lent else None)
+            write_text_atomic(STATE_FILE, state, dir_fd=gen_fd)
+            for m in layout.clusters:
+                if m not in lent:
+                    _build_cluster(gen_fd, generation, library_root, layout.clusters[m], m, names[m])
+            moved = lend(shown_fd, gen_fd, str(generation.parent / reuse[0]), lent) if lent else set()
+            for m in set(lent) - moved:  # gone from the shown tree since it was checked: built after all
+                _build_cluster(gen_fd, generation, library_root, layout.clusters[m], m, names[m])
+        finally:
+            if shown_fd is not None:
+                os.close(shown_fd)
         os.fsync(gen_fd)
 
 
-def _state_text(layout: Layout, names: dict[int, dict[str, str]], library: str) -> str:
+def _open_shown(out_fd: int, shown: str) -> int | None:
+    """The shown generation's descriptor; None (nothing is reused) when it is gone or not a plain folder."""
+    try:
+        return open_dir_fd(shown, out_fd)
+    except OSError:  # ForeignEntry too: a link planted in its place is never followed
+        return None
+
+
+def _build_cluster(gen_fd: int, generation: Path, library_root: Path, members: list[str], m: int,
+                   names: dict[str, str]) -> None:
+    size_dir, cluster_dir = f"cluster_with_{len(members)}", f"cluster_{m}"
+    make_dir(size_dir, gen_fd)
+    with open_dir(size_dir, dir_fd=gen_fd) as size_fd:
+        os.mkdir(cluster_dir, dir_fd=size_fd)
+        with open_dir(cluster_dir, dir_fd=size_fd) as fd:
+            folder = generation / size_dir / cluster_dir
+            for name, rel in names.items():
+                _link(fd, name, os.path.relpath(library_root / rel, folder), rel)
+
+
+def _state_text(layout: Layout, names: dict[int, dict[str, str]], library: str, lent: dict | None = None) -> str:
     state = {"clusters": {str(m): members for m, members in layout.clusters.items()}, "next_id": layout.next_id,
              "links": {str(m): sorted(names[m]) for m in layout.clusters}, "library": library}
-    return json.dumps(state, ensure_ascii=True, indent=0)  # ascii: undecodable names survive as \udcxx escapes
+    if lent:
+        state[LENT] = lent
+    # ascii: undecodable names survive as \udcxx escapes; no indent, so the C encoder writes it (10x faster)
+    return json.dumps(state, ensure_ascii=True, separators=(",", ":"))
 
 
 def _link(folder_fd: int, name: str, target: str, rel: str) -> None:
@@ -216,62 +269,6 @@ def _link(folder_fd: int, name: str, target: str, rel: str) -> None:
             raise
         log.warning("no link made to %s: the path from the output folder to it is too long for a symlink",
                     printable_path(rel))
-
-
-def link_names(members: list[str]) -> dict[str, str]:
-    """A distinct, readable link name for each member: its own name, or `stem (folder-path).ext` on a clash.
-
-    Every name fits in NAME_MAX bytes. Names that still agree (a-b/x.jpg and a/b-x.jpg, or long names that agree in
-    all the bytes that fit) get ` (2)`, ` (3)`... before the extension. The counter is never cut, so each n gives
-    another name and the search ends within len(members) steps. Names are compared as bytes, as the file system does.
-    """
-    by_name = Counter(os.path.basename(rel) for rel in members)
-    names: dict[str, str] = {}
-    taken: set[bytes] = set()
-    for rel in sorted(members):
-        base = os.path.basename(rel)
-        stem, ext = _with_folder(rel) if by_name[base] > 1 else os.path.splitext(base)
-        name, n = _fit(stem, ext), 2
-        while os.fsencode(name) in taken:
-            name, n = _fit(stem, ext, f" ({n})"), n + 1
-        taken.add(os.fsencode(name))
-        names[name] = rel
-    return names
-
-
-def _with_folder(rel: str) -> tuple[str, str]:
-    """`stem (folder-path)` and the extension of a photo whose name clashes with another's."""
-    folder, base = os.path.split(rel)
-    stem, ext = os.path.splitext(base)
-    return f"{stem} ({folder.replace('/', '-') or 'top'})", ext
-
-
-_EXT_MAX = 128  # an "extension" longer than this (a.<long text>) is cut too, so the stem always keeps room
-
-
-def _fit(stem: str, ext: str, counter: str = "") -> str:
-    """`stem + counter + ext` cut to NAME_MAX bytes: the stem is cut first, the counter never.
-
-    With a counter the extension is always cut the same way, so names with different counters always differ. The
-    stem keeps at least NAME_MAX - _EXT_MAX - len(counter) bytes, so it never becomes empty.
-    """
-    if not counter and len(os.fsencode(stem + ext)) <= NAME_MAX:
-        return stem + ext
-    ext = _cut(ext, _EXT_MAX)
-    room = NAME_MAX - len(os.fsencode(counter + ext))
-    return _cut(stem, room) + counter + ext
-
-
-def _cut(text: str, limit: int) -> str:
-    """The longest start of `text` that is at most `limit` bytes, cut between characters (never inside one)."""
-    if len(os.fsencode(text)) <= limit:
-        return text
-    used = 0
-    for i, char in enumerate(text):
-        used += len(os.fsencode(char))  # 1 byte for a surrogate-escaped byte, 1 to 4 for a character
-        if used > limit:
-            return text[:i]
-    return text
 
 
 def _swap_in(out_dir: Path, generation: Path) -> None:
@@ -317,11 +314,17 @@ def _is_our_swap_link(out_fd: int, name: str) -> bool:
 
 
 def _remove_generation(out_fd: int, name: str, out_dir: Path) -> bool:
-    """Remove one generation: exactly the entries its state records, then the state, then the folder."""
+    """Remove one generation that is not shown: first the cluster folders it took from the shown one go back
+    (a run died before its swap), then exactly the entries its state records, then the state, then the folder."""
     where = os.path.join(out_dir, name)
     try:
+        shown = None
+        with contextlib.suppress(ForeignEntry):
+            shown = _shown_generation(out_fd, out_dir)
+            return_lent(out_fd, name, shown)
+        away = lent_by(out_fd, name, shown)  # moved into the shown one: not gone by a user's hand
         with open_dir(name, dir_fd=out_fd) as gen_fd:
-            made = _recorded_entries(gen_fd, os.path.join(os.path.realpath(out_dir), name))
+            made = _recorded_entries(gen_fd, os.path.join(os.path.realpath(out_dir), name), away)
             if made is None:
                 log.warning("left %s in place: its state is unreadable, so what photocluster made there is unknown",
                             where)
@@ -339,11 +342,12 @@ def _remove_generation(out_fd: int, name: str, out_dir: Path) -> bool:
         return False
 
 
-def _recorded_entries(gen_fd: int, generation: str) -> dict[str, str] | None:
+def _recorded_entries(gen_fd: int, generation: str, away: set[int] = frozenset()) -> dict[str, str] | None:
     """What photocluster made in the generation and still holds ({} without a state: a crash came first).
 
     That is every recorded name, and, with a state that says where the library is, the links a user moved into
-    another cluster folder (tree_edits.moved_links); a link a user made by hand is not.
+    another cluster folder (tree_edits.moved_links); a link a user made by hand is not. The clusters `away` were
+    moved, whole, into the next generation: their links count as in place.
     """
     try:
         raw = read_regular(STATE_FILE, gen_fd)
@@ -362,6 +366,7 @@ def _recorded_entries(gen_fd: int, generation: str) -> dict[str, str] | None:
         folders = _recorded_folders(data)
         if folders is None or not isinstance(data.get("library"), str):
             return made
+        folders = {m: folder for m, folder in folders.items() if m not in away}
         library = os.path.normpath(os.path.join(generation, data["library"]))
         scans = scan_generation(generation, folders, library)
         return made | {path: LINK for path in moved_links(generation, folders, scans, library)}

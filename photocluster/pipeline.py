@@ -278,12 +278,14 @@ class LibraryPipeline:
         """Link scenes, cluster the fingerprints and swap in the new tree; return the photos considered (None:
         stopped before clustering)."""
         report, out_dir, min_size = run.report, self.settings.out_dir, self.settings.min_size
-        previous = read_layout(out_dir)
-        # The user's edits of the tree shown, read before the next tree replaces it (corrections.py).
-        constraints, edited = take_corrections(out_dir, photos, run.renamed, run.dry_run)
+        with run.timer("corrections"):
+            previous = read_layout(out_dir)
+            # The user's edits of the tree shown, read before the next tree replaces it (corrections.py).
+            constraints, edited = take_corrections(out_dir, photos, run.renamed, run.dry_run)
         options = scene_options(self.settings, report.cut)
         evidence = (options.key() if options else "") + f" time_weight={self.settings.time_weight!r}"
-        input_key = cluster_input_key(cache, report.cut, min_size, photos, f"{evidence} {constraints.key()}")
+        with run.timer("cluster_key"):
+            input_key = cluster_input_key(cache, report.cut, min_size, photos, f"{evidence} {constraints.key()}")
         if previous is not None and not edited and read_cluster_key(out_dir) == input_key:
             # Nothing the clusters depend on has changed since `previous` was built: skip the clustering, which
             # at 10,000 VGG16 photos is seconds of all-pairs products (scripts/bench_rerun.py).
@@ -307,7 +309,8 @@ class LibraryPipeline:
             write_cluster_key(out_dir, None)  # a tree and a key that do not belong together must never meet
             if report.layout_changed or edited:  # an edited tree is built again, clean
                 with run.timer("layout"):
-                    write_layout(out_dir, Path(self.settings.library), report.layout)
+                    # unchanged folders are reused; after an edit, only those whose every link reads as made
+                    write_layout(out_dir, Path(self.settings.library), report.layout, read_links=edited)
             write_cluster_key(out_dir, input_key)
         return rels
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import queue
@@ -186,10 +187,37 @@ def shown_clusters(world: World) -> list[list[str]] | None:
                 raise HarnessFailure(f"link {path} leads outside the library or not at a photo: {target}")
             found[(os.path.relpath(dirpath, generation), os.path.relpath(resolved, real_lib))] = True
     files = [f for f in os.listdir(generation) if f not in (STATE_FILE,) and not f.startswith("cluster_with_")]
+    found.update(lent_away(world, generation, expected))
     if found.keys() != expected.keys() or files:
         raise HarnessFailure(f"the shown tree disagrees with its layout state ({len(found)} links, "
                              f"{len(expected)} expected, stray {files})")
     return sorted(sorted(m) for m in state.clusters.values())
+
+
+def lent_away(world: World, shown: Path, expected: dict) -> dict:
+    """The links of the shown tree's cluster folders that a killed run had moved, whole, into its unfinished
+    generation (layout_reuse: the next run moves them back). Each such folder must be complete there."""
+    from photocluster.layout import STATE_FILE
+    from photocluster.layout_reuse import LENT
+
+    found = {}
+    for gen in world.out.iterdir():
+        state_path = gen / STATE_FILE
+        if gen == shown or not state_path.is_file() or gen.is_symlink():
+            continue
+        state = json.loads(state_path.read_text())
+        if state.get(LENT, {}).get("from") != shown.name:
+            continue
+        for m in state[LENT]["clusters"]:
+            folder = f"cluster_with_{len(state['clusters'][str(m)])}/cluster_{m}"
+            if (gen / folder).is_dir() and not (shown / folder).exists():
+                links = {os.path.relpath(os.path.realpath(p), os.path.realpath(world.lib))
+                         for p in (gen / folder).iterdir() if p.is_symlink()}
+                members = {rel for (f, rel) in expected if f == folder}
+                if links != members:
+                    raise HarnessFailure(f"a cluster folder lent to {gen.name} is not complete: {folder}")
+                found.update({(folder, rel): True for rel in links})
+    return found
 
 
 def check_cache(world: World) -> None:

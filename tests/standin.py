@@ -131,10 +131,10 @@ def _slow_down_steps() -> None:
     if layout_delay:
         real_build, real_swap = layout._build_generation, layout._swap_in
 
-        def slow_build(generation, library_root, lay):
+        def slow_build(*args):
             _phase("layout")
             time.sleep(layout_delay / 3)
-            real_build(generation, library_root, lay)
+            real_build(*args)
             time.sleep(layout_delay / 3)
 
         def slow_swap(out_dir, generation):

@@ -58,8 +58,8 @@ def test_a_broken_invariant_is_caught(harness, tmp_path, monkeypatch):
 
     real_build = layout._build_generation
 
-    def torn(generation, library_root, lay):
-        real_build(generation, library_root, lay)
+    def torn(generation, *args):
+        real_build(generation, *args)
         (generation / layout.STATE_FILE).unlink()  # a tree without its state: what a half-built swap looks like
 
     monkeypatch.setattr(layout, "_build_generation", torn)

@@ -35,3 +35,35 @@ def test_a_link_deleted_in_the_tree_is_noticed_and_applied(tmp_path, stand_in):
         # Its own rebuild, which deleted the old tree under the old watch, makes no further run due.
         time.sleep(FAST.max_delay_seconds + FAST.quiet_seconds)
         assert running.daemon.runs == settled
+
+
+def test_its_own_moves_of_unchanged_folders_are_no_edit(tmp_path, stand_in, monkeypatch):
+    from photocluster import layout
+
+    real_swap = layout._swap_in
+
+    def slow_swap(*args):  # as in a large library: the watch hears the moves while the old tree is still shown
+        time.sleep(1.0)
+        real_swap(*args)
+
+    monkeypatch.setattr(layout, "_swap_in", slow_swap)
+    lib = tmp_path / "lib"
+    save(scene(0), lib / "seed.jpg")
+    with start(lib) as running:
+        for g in (1, 2):
+            for name, size in (("a.jpg", (320, 240)), ("b.jpg", (300, 225))):
+                save(scene(g).resize(size), lib / f"trip{g}" / f"{g}{name}")
+        out = lib / "photocluster"
+        wait_for(lambda: len(links(out)) == 4, what="the two clusters of two")
+        wait_for(lambda: running.library.tree_path == os.path.realpath(out / "clusters"), what="the tree watch")
+        [second] = [p.parent for p in (out / "clusters").glob("cluster_with_2/*/2a.jpg")]
+        inode = second.stat().st_ino
+        save(scene(1).resize((280, 210)), lib / "trip1" / "1c.jpg")  # trip1's cluster grows, trip2's does not
+        wait_for(lambda: "1c.jpg" in links(out), what="the new photo's link")
+        assert second.stat().st_ino == inode  # trip2's folder was moved into the new tree, not built again
+        wait_for(lambda: running.library.tree_path == os.path.realpath(out / "clusters"), what="the new tree watch")
+        settled = running.daemon.runs
+        # Moving the unchanged folder out of the shown tree, before the swap, makes no further run due.
+        time.sleep(FAST.max_delay_seconds + FAST.quiet_seconds)
+        assert running.daemon.runs == settled
+        assert not (out / CORRECTIONS_NAME).exists()

@@ -179,3 +179,32 @@ def test_no_gallery_writes_none(tmp_path, stand_in, flag):
     lib = make_library(tmp_path / "lib", groups=1, singles=1)
     report = run(lib, tmp_path / "out", gallery=flag)
     assert gallery(tmp_path / "out").exists() is flag and (report.gallery is not None) is flag
+
+
+def test_a_large_library_redraws_the_map_only_after_enough_change_or_time(tmp_path, stand_in, monkeypatch):
+    import json
+
+    from photocluster import gallery as gallery_module
+
+    calls = []
+    real_write_map = gallery_module.write_map
+    monkeypatch.setattr(gallery_module, "write_map", lambda *a, **kw: calls.append(len(a[1])) or real_write_map(*a, **kw))
+    monkeypatch.setattr(gallery_module, "MAP_EVERY_RUN_BELOW", 0)  # these 12 photos count as a large library
+    monkeypatch.setattr(gallery_module, "MAP_CHANGED_SHARE", 0.25)
+    lib, out = make_library(tmp_path / "lib"), tmp_path / "out"  # 3 scenes x 3 copies + 3 singles: 12 photos
+    run(lib, out)
+    assert calls == [12]
+    for s in range(2):  # 2 new photos of 12: 1/6 changed, not over a quarter
+        save(scene(200 + s), lib / "new" / f"n{s}.png")
+    run(lib, out)
+    assert calls == [12]
+    for s in range(2, 4):  # 4 of the 12 the last map showed: a third changed
+        save(scene(200 + s), lib / "new" / f"n{s}.png")
+    run(lib, out)
+    assert calls == [12, 16]
+    state_path = gallery(out) / gallery_module.STATE_NAME
+    state = json.loads(state_path.read_text())
+    state["map"]["at"] -= gallery_module.MAP_MAX_AGE + 1  # the last map is older than the limit
+    state_path.write_text(json.dumps(state))
+    run(lib, out)
+    assert calls == [12, 16, 16]

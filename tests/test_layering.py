@@ -15,9 +15,9 @@ PACKAGE = Path(photocluster.__file__).parent
 # Bottom first. A module may import only from the layers below its own.
 LAYERS = [
     {"errors", "wording", "fsutil", "logs", "interrupts", "labels", "notify", "library", "cache_guard", "jpeg_scans",
-     "verify"},
+     "verify", "link_naming"},
     {"images", "weights", "outdir", "detection_columns", "producer_columns", "object_index", "gallery_map"},
-    {"settings", "networks", "capture", "cache", "openvino_ir", "thumbs"},
+    {"settings", "networks", "capture", "cache", "openvino_ir", "thumbs", "layout_reuse"},
     {"models", "detector", "scene_formats", "cache_view", "tree_edits"},
     {"lastrun", "fingerprint", "layout", "patterns", "cluster", "scene_store", "constraints"},
     {"checkpoint", "clustering", "scenes", "moves", "inprocess", "object_embed", "corrections", "cli_options"},

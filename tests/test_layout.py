@@ -215,3 +215,127 @@ def test_a_name_that_fits_is_kept_whole():
     name = "a." + "e" * 253
     assert link_names(["f/" + name]) == {name: "f/" + name}
     assert link_names(["f/" + "ü" * 125 + ".jpg"]) == {"ü" * 125 + ".jpg": "f/" + "ü" * 125 + ".jpg"}
+
+
+# --- an update reuses the unchanged cluster folders (layout_reuse.py) -------------------------------------------
+
+def folder_of(out, layout, members):
+    """The path, through `clusters`, of the cluster folder that holds exactly `members` in `layout`."""
+    [m] = [m for m, ms in layout.clusters.items() if sorted(ms) == sorted(members)]
+    return out / "clusters" / f"cluster_with_{len(members)}" / f"cluster_{m}"
+
+
+def five_photo_library(tmp_path):
+    lib = library(tmp_path / "lib", ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg", "f.jpg", "g.jpg"])
+    out = tmp_path / "out"
+    out.mkdir()
+    return lib, out
+
+
+def test_an_update_moves_the_unchanged_folders_and_builds_the_changed_ones(tmp_path):
+    lib, out = five_photo_library(tmp_path)
+    first_layout = number_clusters([["a.jpg", "b.jpg"], ["c.jpg", "d.jpg"], ["e.jpg", "f.jpg"]], None)
+    first = write_layout(out, lib, first_layout)
+    kept = {tuple(ms): folder_of(out, first_layout, ms).stat().st_ino for ms in (["a.jpg", "b.jpg"], ["e.jpg", "f.jpg"])}
+    changed = folder_of(out, first_layout, ["c.jpg", "d.jpg"]).stat().st_ino
+    # g arrives and joins c and d: that cluster's folder changes (cluster_with_3); the other two do not
+    second_layout = number_clusters([["a.jpg", "b.jpg"], ["c.jpg", "d.jpg", "g.jpg"], ["e.jpg", "f.jpg"]],
+                                    read_layout(out))
+    second = write_layout(out, lib, second_layout)
+    for members, inode in kept.items():
+        assert folder_of(out, second_layout, list(members)).stat().st_ino == inode  # moved, not built again
+    assert folder_of(out, second_layout, ["c.jpg", "d.jpg", "g.jpg"]).stat().st_ino != changed
+    assert tree(out) == {
+        str(folder_of(out, second_layout, ms).relative_to(out / "clusters")): {n: str(lib / n) for n in ms}
+        for ms in (["a.jpg", "b.jpg"], ["c.jpg", "d.jpg", "g.jpg"], ["e.jpg", "f.jpg"])}
+    assert not first.exists()  # the old generation, with what was left in it, is removed whole
+    assert sorted(p.name for p in out.iterdir()) == sorted(["clusters", second.name])
+    assert read_layout(out) == second_layout
+
+
+def test_a_reused_tree_reads_as_unedited(tmp_path):
+    from photocluster.corrections import tree_edits
+    from photocluster.layout import shown_tree
+
+    lib, out = five_photo_library(tmp_path)
+    write_layout(out, lib, number_clusters([["a.jpg", "b.jpg"], ["c.jpg", "d.jpg"]], None))
+    write_layout(out, lib, number_clusters([["a.jpg", "b.jpg"], ["c.jpg", "d.jpg", "e.jpg"]], read_layout(out)))
+    photos = ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg"]
+    assert tree_edits(shown_tree(out), photos) == ([], False)
+
+
+@pytest.mark.parametrize("edit", ["deleted", "retargeted", "added"])
+def test_a_folder_the_user_edited_is_built_again_not_moved(tmp_path, edit):
+    lib, out = five_photo_library(tmp_path)
+    layout = number_clusters([["a.jpg", "b.jpg"], ["c.jpg", "d.jpg"]], None)
+    first = write_layout(out, lib, layout)
+    ab, cd = folder_of(out, layout, ["a.jpg", "b.jpg"]), folder_of(out, layout, ["c.jpg", "d.jpg"])
+    inodes = ab.stat().st_ino, cd.stat().st_ino
+    if edit == "deleted":
+        os.unlink(ab / "b.jpg")
+    elif edit == "retargeted":  # the same name, now leading to another photo
+        os.unlink(ab / "b.jpg")
+        os.symlink(os.readlink(cd / "c.jpg"), ab / "b.jpg")
+    else:
+        os.symlink(os.readlink(cd / "c.jpg"), ab / "c.jpg")
+    write_layout(out, lib, number_clusters([["a.jpg", "b.jpg"], ["c.jpg", "d.jpg"]], read_layout(out)),
+                 read_links=True)
+    assert folder_of(out, layout, ["a.jpg", "b.jpg"]).stat().st_ino != inodes[0]  # built again, clean
+    assert folder_of(out, layout, ["c.jpg", "d.jpg"]).stat().st_ino == inodes[1]
+    assert tree(out) == {"cluster_with_2/cluster_0": {"a.jpg": str(lib / "a.jpg"), "b.jpg": str(lib / "b.jpg")},
+                         "cluster_with_2/cluster_1": {"c.jpg": str(lib / "c.jpg"), "d.jpg": str(lib / "d.jpg")}}
+    if edit == "added":  # a link made by hand (c's own stayed in its folder, which moved on whole) is never removed
+        assert os.path.islink(first / "cluster_with_2/cluster_0/c.jpg")
+        assert sorted(p.name for p in (first / "cluster_with_2").iterdir()) == ["cluster_0"]
+    else:
+        assert [p.name for p in out.iterdir() if p.name.startswith(".clusters-")] == [os.readlink(out / "clusters")]
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL in the middle of the moves."""
+
+
+def crash_during_moves(monkeypatch, after: int, clean_up: bool):
+    """Make the next write_layout die after `after` folders were moved; without `clean_up`, as a SIGKILL would,
+    with no handler running (the generation stays as it was left)."""
+    from photocluster import layout as layout_module
+    from photocluster import layout_reuse
+
+    real_lend, moved = layout_reuse.lend, []
+
+    def dying_lend(*args):
+        def on_moved(m):
+            moved.append(m)
+            if len(moved) == after:
+                raise Killed()
+        return real_lend(*args, on_moved=on_moved)
+
+    monkeypatch.setattr(layout_module, "lend", dying_lend)
+    if not clean_up:
+        monkeypatch.setattr(layout_module, "_remove_generation", lambda *a: False)
+    return moved
+
+
+@pytest.mark.parametrize("clean_up", [True, False], ids=["exception", "kill"])
+def test_a_crash_in_the_moves_leaves_complete_folders_and_the_next_run_recovers(tmp_path, monkeypatch, clean_up):
+    lib, out = five_photo_library(tmp_path)
+    groups = [["a.jpg", "b.jpg"], ["c.jpg", "d.jpg"], ["e.jpg", "f.jpg"]]
+    first_layout = number_clusters(groups, None)
+    first = write_layout(out, lib, first_layout)
+    before = tree(out)
+    assert len(before) == 3
+    moved = crash_during_moves(monkeypatch, after=2, clean_up=clean_up)
+    # g makes a new cluster with nothing else changed: all three folders are lent, the crash comes after two
+    with pytest.raises(Killed):
+        write_layout(out, lib, number_clusters(groups + [["g.jpg"]], read_layout(out)))
+    assert len(moved) == 2 and os.path.realpath(out / "clusters") == str(first)  # never swapped
+    shown = tree(out)
+    if clean_up:  # the handler moved the two folders back before removing its generation
+        assert shown == before
+    else:  # killed: two folders are away in the unfinished generation; each folder shown is complete
+        assert len(shown) == 1 and all(before[f] == links for f, links in shown.items())
+    monkeypatch.undo()
+    remove_stale_generations(out)  # what the next run does first
+    assert tree(out) == before
+    assert [p.name for p in out.iterdir() if p.name.startswith(".clusters-")] == [first.name]
+    assert read_layout(out) == first_layout
