@@ -20,18 +20,19 @@ from .clustering import (CLUSTER_KEY_NAME, IncrementalClustering, cluster_cache,
                          read_cluster_key, write_cluster_key)
 from .corrections import CORRECTIONS_NAME, take_corrections
 from .dask_fingerprinter import dask_steps
-from .fingerprint import Fingerprinter, FingerprintReport
-from .gallery import GalleryReport, write_gallery
+from .fingerprint import Fingerprinter
+from .gallery import write_gallery
 from .inprocess import EarlierDetector, detect_in_process, fingerprint_in_process, wants_detections
 from .fsutil import FILE, is_atomic_temporary, open_dir, open_lock, remove_made, try_lock
-from .layout import Layout, number_clusters, read_layout, remove_stale_generations, write_layout
+from .layout import number_clusters, read_layout, remove_stale_generations, write_layout
 from .library import PhotoFile, scan_library
 from .moves import forget_missing, rekey_moved
-from .object_embed import ObjectIndexReport, update_object_index
+from .object_embed import update_object_index
 from .outdir import MARKER, adopt
 from .scene_store import sweep_scene_leftovers
-from .scenes import SceneLinker, SceneOptions, SceneReport, scene_links, scene_options, stored_capture_seconds
+from .scenes import SceneLinker, SceneOptions, scene_links, scene_options, stored_capture_seconds
 from .settings import LibrarySettings
+from .run_report import RunReport  # noqa: F401 - imported from here by the drivers
 from .wording import plural
 
 log = logging.getLogger(__name__)
@@ -41,68 +42,6 @@ LOCK_NAME = ".lock"
 
 class OutputBusy(Exception):
     """Another photocluster process holds the output folder."""
-
-
-@dataclass
-class RunReport:
-    model: str = ""
-    weights: str | None = None
-    sim: float | None = None  # None when a cut was given instead
-    out: str = ""
-    photos: int = 0
-    fingerprinted: FingerprintReport = field(default_factory=FingerprintReport)
-    removed: int = 0
-    moved: int = 0
-    failed_total: int = 0
-    by_runtime: dict[str, int] = field(default_factory=dict)  # the cache's fingerprints by what computed them
-    cut: float = 0.0
-    layout: Layout | None = None
-    layout_changed: bool = False
-    patterns_written: int = 0
-    unclustered: list[str] = field(default_factory=list)  # fingerprinted photos in no cluster (of min_size)
-    detected: int = 0  # photos fingerprinted before that went through the detector in this run
-    would_fingerprint: int = 0  # a dry run: photos the real run would fingerprint first
-    estimated_seconds: float | None = None  # ...and how long that would take, at the last run's measured speed
-    scenes: SceneReport | None = None  # None: no scenes stage ran (--verify off and no burst cue, or skipped)
-    objects: ObjectIndexReport | None = None  # None: no object index step ran (--index-objects off)
-    gallery: GalleryReport | None = None  # None: no gallery written (--no-gallery, a dry run, or stopped)
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def clusters(self) -> int:
-        return len(self.layout.clusters) if self.layout else 0
-
-    @property
-    def in_clusters(self) -> int:
-        return sum(len(members) for members in self.layout.clusters.values()) if self.layout else 0
-
-    def as_dict(self) -> dict:
-        return {
-            "model": self.model,
-            "weights": self.weights,
-            "sim": self.sim,
-            "out": self.out,
-            "photos": self.photos,
-            "fingerprinted": self.fingerprinted.computed,
-            "runtime": self.fingerprinted.runtime,  # None when nothing was fingerprinted in this process
-            "fingerprints_by_runtime": self.by_runtime,
-            "detected_earlier_photos": self.detected,
-            "failed_now": self.fingerprinted.failed,
-            "failed_total": self.failed_total,
-            "removed": self.removed,
-            "moved": self.moved,
-            "cut": self.cut,
-            "clusters": {str(m): members for m, members in (self.layout.clusters.items() if self.layout else [])},
-            "in_clusters": self.in_clusters,
-            "unclustered": self.unclustered,
-            "would_fingerprint": self.would_fingerprint,
-            "estimated_seconds": self.estimated_seconds,
-            "layout_changed": self.layout_changed,
-            "scenes": self.scenes.as_dict() if self.scenes else None,
-            "objects_indexed": vars(self.objects) if self.objects else None,
-            "gallery": self.gallery.as_dict() if self.gallery else None,
-            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
-        }
 
 
 def effective_cut(settings: LibrarySettings) -> float:

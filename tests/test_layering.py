@@ -24,6 +24,7 @@ LAYERS = [
     {"gallery_facts", "dask_fingerprinter"},
     {"gallery_html"},
     {"gallery"},
+    {"run_report"},
     {"config", "pipeline", "similar"},
     {"worker", "watching"},
     {"watched", "worker_fingerprinter"},
