@@ -510,7 +510,7 @@ def measure_full_run(world: World, daemon: bool, fork: bool) -> float:
     return seconds * (1.5 if daemon else 1.0)
 
 
-def run_harness(iterations: int, seed: int = 0, daemon: bool = False, fork: bool = True,
+def run_harness(iterations: int, seed: int = 0, daemon: bool = False, fork: bool = False,
                 workdir: Path | None = None, progress=None, monkeypatch=None,
                 phases: tuple[str, ...] = PHASES, checks: dict[str, int] | None = None) -> tuple[Counter, Counter]:
     """Run `iterations` kills; raise HarnessFailure on the first broken invariant. Returns (tried, killed) by phase.
@@ -603,7 +603,7 @@ def count_model_calls(child: Child, until: int | None, timeout: float) -> int:
 
 
 def stop_first_run(root: Path, daemon: bool, signum: int, after_calls: int, predict_delay: float,
-                   checkpoint_seconds: float | None = None, fork: bool = True) -> WorkLost:
+                   checkpoint_seconds: float | None = None, fork: bool = False) -> WorkLost:
     """Start a first run of LOSS_PHOTOS photos, send `signum` after `after_calls` model calls, run again.
 
     SIGINT and SIGTERM go to the main process only (as a terminal's kill, or systemd's KillMode=mixed); SIGKILL
@@ -643,7 +643,7 @@ def stop_first_run(root: Path, daemon: bool, signum: int, after_calls: int, pred
                     min(calls * LOSS_BATCH, LOSS_PHOTOS), recomputed, status, stop_seconds)
 
 
-def work_lost_per_kill(workdir: Path | None = None, monkeypatch=None, fork: bool = True,
+def work_lost_per_kill(workdir: Path | None = None, monkeypatch=None, fork: bool = False,
                        predict_delay: float = 0.25, checkpoint_seconds: float = 1.0,
                        after_calls: int = 6) -> list[WorkLost]:
     """Every driver and signal once: what a stop after `after_calls` model calls costs the next run.
