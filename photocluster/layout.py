@@ -98,15 +98,9 @@ def number_clusters(groups: list[list[str]], previous: Layout | None) -> Layout:
 def read_layout(out_dir: Path) -> Layout | None:
     """The layout shown now, or None when there is none (or its state is unreadable, or not photocluster's)."""
     try:
-        with open_dir(out_dir, follow=True) as out_fd:
-            shown = _shown_generation(out_fd, out_dir)
-            if shown is None:
-                return None
-            with open_dir(shown, dir_fd=out_fd) as gen_fd:
-                raw = read_regular(STATE_FILE, gen_fd)
-        if raw is None:
+        _, data = _shown_state(out_dir)
+        if data is None:
             return None
-        data = json.loads(raw.decode("utf-8", "surrogateescape"))
         clusters = {int(m): [str(r) for r in members] for m, members in data["clusters"].items()}
         return Layout(clusters, int(data["next_id"]))
     except FileNotFoundError:
@@ -115,6 +109,19 @@ def read_layout(out_dir: Path) -> Layout | None:
         reason = getattr(exc, "strerror", None) or exc
         log.warning("ignoring unreadable cluster layout state in %s: %s", out_dir, reason)
         return None
+
+
+def _shown_state(out_dir: Path) -> tuple[str | None, object]:
+    """(the generation `clusters` shows, its parsed state): (None, None) without a generation, None for the state
+    when it has none. ForeignEntry, OSError and ValueError (not JSON) pass to the caller, which decides what they
+    mean."""
+    with open_dir(out_dir, follow=True) as out_fd:
+        shown = _shown_generation(out_fd, out_dir)
+        if shown is None:
+            return None, None
+        with open_dir(shown, dir_fd=out_fd) as gen_fd:
+            raw = read_regular(STATE_FILE, gen_fd)
+    return shown, None if raw is None else json.loads(raw.decode("utf-8", "surrogateescape"))
 
 
 @dataclass
@@ -131,13 +138,7 @@ def shown_tree(out_dir: Path) -> ShownTree | None:
     (unreadable, or written before the state named the library)."""
     out_dir = Path(os.path.realpath(out_dir))
     try:
-        with open_dir(out_dir, follow=True) as out_fd:
-            shown = _shown_generation(out_fd, out_dir)
-            if shown is None:
-                return None
-            with open_dir(shown, dir_fd=out_fd) as gen_fd:
-                raw = read_regular(STATE_FILE, gen_fd)
-            data = None if raw is None else json.loads(raw.decode("utf-8", "surrogateescape"))
+        shown, data = _shown_state(out_dir)
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or not isinstance(data.get("library"), str):
