@@ -60,8 +60,10 @@ class CheckpointingCache(FingerprintSink):
 
 
 @contextlib.contextmanager
-def checkpointing(cache: FingerprintCache, save: Callable[[], None]) -> Iterator[CheckpointingCache]:
-    """A CheckpointingCache whose results are all saved on the way out, also when a bug ends the block.
+def checkpointing(cache: FingerprintCache, save: Callable[[], None],
+                  final_save: bool = True) -> Iterator[CheckpointingCache]:
+    """A CheckpointingCache whose results are all saved on the way out, also when a bug ends the block; without
+    `final_save`, a block that ends normally leaves its last results to the caller to save.
 
     While it holds unsaved results, a stop signal waits for them: the fingerprint step polls should_stop,
     returns, and the results are saved here (see interrupts).
@@ -74,7 +76,7 @@ def checkpointing(cache: FingerprintCache, save: Callable[[], None]) -> Iterator
             if writer.unsaved:
                 writer.save()
             raise
-        if writer.unsaved:
+        if writer.unsaved and final_save:
             writer.save()
 
 

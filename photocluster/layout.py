@@ -42,7 +42,7 @@ from pathlib import Path
 
 from .fsutil import (DIR, FILE, LINK, ForeignEntry, is_atomic_temporary, kind_of, lstat_at, make_dir, open_dir,
                      open_dir_fd, read_regular, remove_made, warn_not_removed, write_text_atomic)
-from .layout_reuse import LENT, STATE_FILE, lend, lent_by, return_lent, reusable
+from .layout_reuse import LENT, STATE_FILE, lend, lent_by, read_state, return_lent, reusable
 from .library import printable_path
 from .link_naming import link_names
 from .outdir import GENERATION
@@ -120,8 +120,7 @@ def _shown_state(out_dir: Path) -> tuple[str | None, object]:
         if shown is None:
             return None, None
         with open_dir(shown, dir_fd=out_fd) as gen_fd:
-            raw = read_regular(STATE_FILE, gen_fd)
-    return shown, None if raw is None else json.loads(raw.decode("utf-8", "surrogateescape"))
+            return shown, read_state(gen_fd)
 
 
 @dataclass
@@ -178,12 +177,14 @@ def _shown_generation(out_fd: int, out_dir: Path) -> str | None:
 
 
 def write_layout(out_dir: Path, library_root: Path, layout: Layout, reuse: bool = True,
-                 read_links: bool = True) -> Path:
+                 read_links: bool = True, unedited: bool = False) -> Path:
     """Build `layout` as a new generation and swap it in atomically. Returns the generation folder.
 
     With `reuse`, the shown generation's unchanged cluster folders are moved into the new one (see the top).
     `read_links` False trusts a folder holding exactly its recorded link names to be as made (the caller has
-    just found the shown tree unedited, as tree_edits reads it); True reads each link's text first.
+    just found the shown tree unedited, as tree_edits reads it); True reads each link's text first. `unedited`
+    True (the caller has just read the whole shown tree and found no edit) reuses folders without listing them
+    again; one edited since is moved as it is, so its edit is read at the next update instead of being lost.
     Raises ForeignEntry, before building anything, when `clusters` is not photocluster's.
     """
     out_dir = Path(os.path.realpath(out_dir))
@@ -194,7 +195,7 @@ def write_layout(out_dir: Path, library_root: Path, layout: Layout, reuse: bool 
         os.mkdir(name, dir_fd=out_fd)
         generation = out_dir / name
         try:
-            _build_generation(generation, library_root, layout, (shown, read_links) if reuse and shown else None)
+            _build_generation(generation, library_root, layout, (shown, read_links, unedited) if reuse and shown else None)
         except BaseException:
             _remove_generation(out_fd, name, out_dir)  # the folders it took go back to the shown generation first
             raise
@@ -204,16 +205,17 @@ def write_layout(out_dir: Path, library_root: Path, layout: Layout, reuse: bool 
 
 
 def _build_generation(generation: Path, library_root: Path, layout: Layout,
-                      reuse: tuple[str, bool] | None = None) -> None:
+                      reuse: tuple[str, bool, bool] | None = None) -> None:
     """Build the generation: the state first, then each new or changed cluster folder, then (with `reuse`: the
-    shown generation's name, and whether to read its links) the unchanged ones moved over from the shown one."""
+    shown generation's name, whether to read its links, and whether it was just found unedited) the unchanged ones
+    moved over from the shown one."""
     names = {m: link_names(members) for m, members in layout.clusters.items()}
     with open_dir(generation.parent, follow=True) as out_fd, open_dir(generation.name, dir_fd=out_fd) as gen_fd:
         shown_fd = _open_shown(out_fd, reuse[0]) if reuse else None
         reuse = reuse if shown_fd is not None else None
         try:
             lent = reusable(shown_fd, os.fspath(generation.parent / reuse[0]), layout.clusters, names,
-                            os.fspath(library_root), reuse[1]) if reuse else {}
+                            os.fspath(library_root), reuse[1], reuse[2]) if reuse else {}
             # The state goes in first: it records every entry the generation will hold (also the folders it is
             # about to take from the shown one, under LENT), so whatever a crash leaves is removed by name, the
             # lent folders go back, and nothing that photocluster did not make ever is removed.

@@ -36,12 +36,13 @@ def moved_here(folder: str) -> bool:
 
 
 def reusable(gen_fd: int, generation: str, clusters: dict[int, list[str]], names: dict[int, dict[str, str]],
-             library: str, read_links: bool) -> dict[int, str]:
+             library: str, read_links: bool, unedited: bool = False) -> dict[int, str]:
     """Cluster M -> its folder, for each cluster of `clusters` that the generation `generation` (open as `gen_fd`)
     holds exactly as it would be built now: same members, same link names, nothing else in the folder. With
     `read_links` each link's text is checked too (after a user's edit, when a link may have been replaced by
     another of the same name); without, the names are trusted, as tree_edits trusts them. `library` is the
-    absolute library root the links lead to."""
+    absolute library root the links lead to. With `unedited` (the caller has just read every folder and found
+    it as made) the folders are not listed again: lend() still moves only plain folders."""
     state = _state(gen_fd)
     try:
         old, old_links = state["clusters"], state["links"]
@@ -62,7 +63,7 @@ def reusable(gen_fd: int, generation: str, clusters: dict[int, list[str]], names
         try:
             for m in ms:
                 where = os.path.join(generation, size_dir, f"cluster_{m}")
-                if _as_built(size_fd, f"cluster_{m}", names[m], where, library, read_links):
+                if unedited or _as_built(size_fd, f"cluster_{m}", names[m], where, library, read_links):
                     found[m] = f"{size_dir}/cluster_{m}"
         finally:
             os.close(size_fd)
@@ -148,11 +149,37 @@ def lent_by(out_fd: int, name: str, shown: str | None) -> set[int]:
 def _state(gen_fd: int) -> dict | None:
     """The parsed layout state of a generation; None when it is missing or unreadable."""
     try:
-        raw = read_regular(STATE_FILE, gen_fd)
-        state = None if raw is None else json.loads(raw.decode("utf-8", "surrogateescape"))
+        state = read_state(gen_fd)
     except (OSError, ValueError):
         return None
     return state if isinstance(state, dict) else None
+
+
+_parsed: tuple[tuple, object] | None = None  # (the state file's stat key, its parsed text): the last one read
+
+
+def read_state(gen_fd: int) -> object:
+    """The parsed layout state of the generation open as `gen_fd`; None when it has none. ForeignEntry, OSError
+    and ValueError (not JSON) pass to the caller. Callers must not change what it returns.
+
+    One update reads the shown state three times (corrections, numbering, reuse): at 100,000 photos that is
+    10 MB of JSON, 0.1 s a parse. A state file is only ever replaced whole (written atomically, a new inode), so
+    the last one parsed is kept, keyed by its inode, size and times, read the same before and after the read.
+    """
+    global _parsed
+    key = _stat_key(gen_fd)
+    if key is not None and _parsed is not None and _parsed[0] == key:
+        return _parsed[1]
+    raw = read_regular(STATE_FILE, gen_fd)
+    state = None if raw is None else json.loads(raw.decode("utf-8", "surrogateescape"))
+    if key is not None and _stat_key(gen_fd) == key:
+        _parsed = (key, state)
+    return state
+
+
+def _stat_key(gen_fd: int) -> tuple | None:
+    st = lstat_at(STATE_FILE, gen_fd)
+    return None if st is None else (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _is_plain_dir(name: str, dir_fd: int) -> bool:

@@ -145,17 +145,18 @@ class LibraryPipeline:
             return report
         with timer("cache_load"):
             cache = self._load_cache(run.dry_run)
-        self._fingerprint_changes(run, cache, photos)
-        if not run.dry_run:
-            fp = report.fingerprinted
-            lastrun.record(settings, fp.images_per_second if fp.computed and fp.seconds else None)
-        # Stopping (SIGTERM) after any stage is safe: the cache is saved, the shown tree is complete, and the
-        # next run does the rest.
-        if settings.index_objects and not run.dry_run and not run.should_stop():
-            self._index_objects(run, cache, photos)
-        if run.should_stop():
-            return report
-        rels = self._cluster_and_lay_out(run, cache, photos)
+        with self._saving_at_the_end(run, cache):
+            self._fingerprint_changes(run, cache, photos)
+            if not run.dry_run:
+                fp = report.fingerprinted
+                lastrun.record(settings, fp.images_per_second if fp.computed and fp.seconds else None)
+            # Stopping (SIGTERM) after any stage is safe: the cache is saved, the shown tree is complete, and the
+            # next run does the rest.
+            if settings.index_objects and not run.dry_run and not run.should_stop():
+                self._index_objects(run, cache, photos)
+            if run.should_stop():
+                return report
+            rels = self._cluster_and_lay_out(run, cache, photos)
         if rels is None:  # stopped while linking scenes: the next run goes on from what the store keeps
             return report
         clustered = {rel for members in report.layout.clusters.values() for rel in members}
@@ -181,15 +182,31 @@ class LibraryPipeline:
             report.would_fingerprint = len(todo)
             report.estimated_seconds = self._estimate_seconds(len(todo))
         elif todo:
-            with run.timer("fingerprint"), checkpointing(cache, lambda: self._save_cache(cache)) as writer:
+            with run.timer("fingerprint"), checkpointing(cache, lambda: self._save_cache(cache),
+                                                         final_save=self.incremental is None) as writer:
                 report.fingerprinted = self.fingerprint(self.settings, writer, todo, run.progress, run.should_stop)
         if not run.dry_run and not run.should_stop():
             self._detect_earlier_photos(run, cache, photos)
-        if cache.dirty and not run.dry_run:
+        if cache.dirty and not run.dry_run and self.incremental is None:
             with run.timer("cache_save"):
                 self._save_cache(cache)
         report.failed_total = sum(1 for e in cache.entries.values() if e.error)
         report.by_runtime = cache.fingerprints_by_producer()
+
+    @contextlib.contextmanager
+    def _saving_at_the_end(self, run: _Run, cache: FingerprintCache) -> Iterator[None]:
+        """Save the cache when the block ends (also by a stop or an error), and keep a stop signal from ending the
+        block before. A daemon (incremental) saves its last fingerprints only here, after the swap, so a new photo
+        is shown 0.5 s sooner at 100,000 photos; a crash before loses no more than one checkpoint interval, as a
+        crash while fingerprinting does. A one-shot run saves at once (_fingerprint_changes): its clustering can
+        take minutes."""
+        with interrupts.keeping_work(lambda: cache.dirty and not run.dry_run):
+            try:
+                yield
+            finally:
+                if cache.dirty and not run.dry_run:
+                    with run.timer("cache_save"):
+                        self._save_cache(cache)
 
     def _detect_earlier_photos(self, run: _Run, cache: FingerprintCache, photos: dict[str, PhotoFile]) -> None:
         """Detect objects in photos fingerprinted before the detector was used (an older cache); their
@@ -199,7 +216,8 @@ class LibraryPipeline:
         undetected = [photos[rel] for rel in cache.undetected() if rel in photos and rel not in run.hold_back]
         if undetected:
             log.info("detecting objects in %s fingerprinted before", plural(len(undetected), "photo"))
-            with run.timer("detect"), checkpointing(cache, lambda: self._save_cache(cache)) as writer:
+            with run.timer("detect"), checkpointing(cache, lambda: self._save_cache(cache),
+                                                    final_save=self.incremental is None) as writer:
                 run.report.detected = self.detect(self.settings, writer, undetected, run.progress, run.should_stop)
 
     def _index_objects(self, run: _Run, cache: FingerprintCache, photos: dict[str, PhotoFile]) -> None:
@@ -248,8 +266,10 @@ class LibraryPipeline:
             write_cluster_key(out_dir, None)  # a tree and a key that do not belong together must never meet
             if report.layout_changed or edited:  # an edited tree is built again, clean
                 with run.timer("layout"):
-                    # unchanged folders are reused; after an edit, only those whose every link reads as made
-                    write_layout(out_dir, Path(self.settings.library), report.layout, read_links=edited)
+                    # unchanged folders are reused; after an edit, only those whose every link reads as made;
+                    # without one, they are not listed again (take_corrections has just read them all)
+                    write_layout(out_dir, Path(self.settings.library), report.layout, read_links=bool(edited),
+                                 unedited=edited is False)
             write_cluster_key(out_dir, input_key)
         return rels
 

@@ -259,3 +259,26 @@ def test_the_later_of_two_opposite_corrections_wins():
     assert parse(json.dumps(corrections.as_dict()).encode()) == corrections
     with pytest.raises(CorrectionsError):
         parse(b'{"format": "photocluster-corrections", "version": 1, "photos": {"p": {"with": "a"}}}')
+
+
+def test_an_edit_made_while_a_run_clusters_is_read_by_the_next_run(tmp_path, stand_in, monkeypatch):
+    from photocluster import pipeline
+
+    lib = make_library(tmp_path / "lib")
+    out = lib / "photocluster"
+    run_once(settings(lib))
+    save(scene(1).resize((300, 220)), lib / "new" / "trip1-late.jpg")  # a change, so the next run lays out again
+    real_take = pipeline.take_corrections
+
+    def take_then_edit(*args, **kw):  # the user deletes a link just after the run has read the tree
+        taken = real_take(*args, **kw)
+        folder, name = folder_of(out, "trip0/copy2.jpg", lib)
+        os.unlink(folder / name)
+        return taken
+
+    monkeypatch.setattr(pipeline, "take_corrections", take_then_edit)
+    run_once(settings(lib))
+    monkeypatch.setattr(pipeline, "take_corrections", real_take)
+    report = run_once(settings(lib))
+    assert cluster_holding(report, "trip0/orig.jpg") == {"trip0/orig.jpg", "trip0/copy1.jpg"}
+    assert stored(out) == {"trip0/copy2.jpg": {"with": [], "not_with": ["trip0/copy1.jpg", "trip0/orig.jpg"]}}

@@ -339,3 +339,42 @@ def test_a_crash_in_the_moves_leaves_complete_folders_and_the_next_run_recovers(
     assert tree(out) == before
     assert [p.name for p in out.iterdir() if p.name.startswith(".clusters-")] == [first.name]
     assert read_layout(out) == first_layout
+
+
+def test_the_shown_state_is_parsed_once_and_again_after_it_is_replaced(tmp_path, monkeypatch):
+    from photocluster import layout_reuse
+
+    lib, out = five_photo_library(tmp_path)
+    first = number_clusters([["a.jpg", "b.jpg"], ["c.jpg", "d.jpg"]], None)
+    write_layout(out, lib, first)
+    parsed = []
+    real_loads = json.loads
+    monkeypatch.setattr(layout_reuse.json, "loads", lambda text: parsed.append(1) or real_loads(text))
+    assert read_layout(out) == first and read_layout(out) == first
+    assert len(parsed) <= 1  # the second read is the one parsed already
+    # A state replaced whole (as every write is, and as a user's editor saves it) is read again.
+    state = out / "clusters" / STATE_FILE
+    data = real_loads(state.read_text())
+    data["next_id"] = 41
+    tmp = state.with_name("edited.tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, state)
+    assert read_layout(out).next_id == 41
+
+
+def test_a_folder_unedited_when_read_is_moved_without_listing_it_again(tmp_path, monkeypatch):
+    from photocluster import layout_reuse
+
+    lib, out = five_photo_library(tmp_path)
+    first = number_clusters([["a.jpg", "b.jpg"], ["c.jpg", "d.jpg"]], None)
+    write_layout(out, lib, first)
+    ab = folder_of(out, first, ["a.jpg", "b.jpg"])
+    inode = ab.stat().st_ino
+    os.unlink(ab / "b.jpg")  # an edit after the caller found the tree unedited: moved as it is, read next time
+    listed = []
+    monkeypatch.setattr(layout_reuse, "_as_built", lambda *a: listed.append(a) or True)
+    second = number_clusters([["a.jpg", "b.jpg"], ["c.jpg", "d.jpg", "e.jpg"]], read_layout(out))
+    write_layout(out, lib, second, read_links=False, unedited=True)
+    assert listed == []
+    moved = folder_of(out, second, ["a.jpg", "b.jpg"])
+    assert moved.stat().st_ino == inode and sorted(os.listdir(moved)) == ["a.jpg"]  # the user's edit is kept

@@ -252,3 +252,36 @@ def test_the_cache_records_the_models_runtime_and_a_detect_only_pass_keeps_it(tm
     spec = models.model_spec("squeezenet")
     cache = load_or_new(settings(lib).cache_path, spec.model_id, spec.dim)
     assert {rel for rel, e in cache.entries.items() if e.producer == "y"} == {"new.jpg"}
+
+
+@pytest.mark.parametrize("incremental", [False, True])
+def test_a_daemon_saves_new_fingerprints_after_the_swap_and_a_one_shot_run_before(tmp_path, stand_in, monkeypatch,
+                                                                                   incremental):
+    from photocluster import layout
+    from photocluster.pipeline import LibraryPipeline
+
+    lib = make_library(tmp_path / "lib")
+    pipe = LibraryPipeline(settings(lib), incremental=incremental)
+    pipe.update()
+    save(scene(0).resize((300, 220)), lib / "new" / "trip0-late.jpg")
+    cached_at_swap = []
+    real_swap = layout._swap_in
+    monkeypatch.setattr(layout, "_swap_in", lambda *a: cached_at_swap.append(
+        "new/trip0-late.jpg" in load_or_new(lib / "photocluster" / "fingerprints.pk", pipe.cache.model_id,
+                                            pipe.cache.dim).entries) or real_swap(*a))
+    report = pipe.update()
+    assert any("new/trip0-late.jpg" in m for m in report.layout.clusters.values())
+    assert cached_at_swap == [not incremental]  # the daemon's save waits until the new tree is shown
+    on_disk = load_or_new(lib / "photocluster" / "fingerprints.pk", pipe.cache.model_id, pipe.cache.dim)
+    assert "new/trip0-late.jpg" in on_disk.entries and not pipe.cache.dirty  # ...and then it is saved
+
+
+def test_a_daemon_stopped_after_fingerprinting_still_saves_them(tmp_path, stand_in):
+    from photocluster.pipeline import LibraryPipeline
+
+    lib = make_library(tmp_path / "lib")
+    pipe = LibraryPipeline(settings(lib), incremental=True)
+    report = pipe.update(should_stop=lambda: pipe.cache is not None and pipe.cache.dirty)  # stop once it has work
+    assert report.fingerprinted.computed == 12 and report.layout is None  # stopped before clustering
+    on_disk = load_or_new(lib / "photocluster" / "fingerprints.pk", pipe.cache.model_id, pipe.cache.dim)
+    assert len(on_disk.entries) == 12
