@@ -25,6 +25,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 _received: int | None = None  # the first stop signal of this process, while handlers are installed
 _unsaved: list[Callable[[], bool]] = []  # one predicate per `keeping_work` block that is open
+_forced = False  # a second Ctrl-C came: nothing more is saved
 
 
 class Interrupted(BaseException):
@@ -53,6 +54,11 @@ def raise_if_stopped(saved: int | None = None) -> None:
         raise Interrupted(_received, saved)
 
 
+def forced() -> bool:
+    """True after a second Ctrl-C: the user asked to stop at once, so no more saving on the way out."""
+    return _forced
+
+
 def work_at_risk() -> bool:
     return any(unsaved() for unsaved in _unsaved)
 
@@ -76,9 +82,10 @@ def stop_signals(on_stop: Callable[[], None] = lambda: None) -> Iterator[None]:
         return
 
     def handle(signum: int, frame) -> None:
-        global _received
+        global _received, _forced
         if _received is not None:
             if signum == signal.SIGINT:
+                _forced = True
                 raise Interrupted(signum)  # a second Ctrl-C: stop now, whatever is lost
             return
         _received = signum
@@ -86,11 +93,12 @@ def stop_signals(on_stop: Callable[[], None] = lambda: None) -> Iterator[None]:
         if not work_at_risk():
             raise Interrupted(signum)
 
-    outer = _received
+    global _forced
+    outer, outer_forced = _received, _forced
     previous = {signum: signal.signal(signum, handle) for signum in STOP_SIGNALS}
     try:
         yield
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        _received = outer
+        _received, _forced = outer, outer_forced

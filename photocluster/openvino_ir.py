@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import interrupts
 from .fsutil import fsync_dir
 from .weights import file_digests, weights_dir
 
@@ -143,5 +144,7 @@ def _openvino() -> Any:
     try:
         import openvino
     except ImportError as error:
+        # A stop signal while its native module starts comes out as ImportError("initialization failed")
+        interrupts.raise_if_stopped()
         raise IrUnavailable(f"OpenVINO is not installed ({error}); reinstall photocluster") from None
     return openvino
