@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 PHOTO_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".heic", ".heif"}
 )
+_EXTENSIONS_WITHOUT_DOT = frozenset(e[1:] for e in PHOTO_EXTENSIONS)
 # Folders that NAS systems fill with their own thumbnails and deleted files.
 SKIPPED_FOLDERS = frozenset({"@eaDir", "#recycle", "#snapshot", "lost+found"})
 # Names that a download or sync tool is still writing; they are not photos yet.
@@ -35,9 +36,12 @@ class PhotoFile:
 
 def is_photo_name(name: str) -> bool:
     """True when a file name looks like a finished photo (by extension, case-insensitive)."""
-    if name.startswith(".") or name.endswith(PARTIAL_SUFFIXES):
+    # rpartition, not os.path.splitext: a full scan calls this for every file, and splitext's generality (separators,
+    # leading dots, which the line below refuses anyway) was the largest part of its time (0.28 of 0.5 s at 100,000).
+    if name[:1] == "." or name.endswith(PARTIAL_SUFFIXES):
         return False
-    return os.path.splitext(name)[1].lower() in PHOTO_EXTENSIONS
+    _, dot, extension = name.rpartition(".")
+    return bool(dot) and extension.lower() in _EXTENSIONS_WITHOUT_DOT
 
 
 def scan_library(root: Path, skip: tuple[Path, ...] = ()) -> dict[str, PhotoFile]:
@@ -48,25 +52,47 @@ def scan_library(root: Path, skip: tuple[Path, ...] = ()) -> dict[str, PhotoFile
     photos that really live inside the library.
     """
     root = Path(root)
-    skip_ids = {_dir_identity(p) for p in skip}
-    skip_ids.discard(None)
+    skip_ids = skip_identities(skip)
     photos: dict[str, PhotoFile] = {}
     stack = [""]
     while stack:
-        rel_dir = stack.pop()
-        for entry in _list_dir(root, rel_dir):
-            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError as exc:
-                log.warning("skipping %s: %s", printable_path(rel), exc.strerror or exc)
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                if not _skipped_folder(entry.name) and (st.st_dev, st.st_ino) not in skip_ids:
-                    stack.append(rel)
-            elif stat.S_ISREG(st.st_mode) and is_photo_name(entry.name):
-                photos[rel] = PhotoFile(rel, st.st_size, st.st_mtime_ns)
+        listing = list_folder(root, stack.pop(), skip_ids)
+        if listing is not None:
+            photos.update(listing[0])
+            stack.extend(listing[1])
     return photos
+
+
+def list_folder(root: Path, rel_dir: str, skip_ids: set[tuple[int, int]]
+                ) -> tuple[dict[str, PhotoFile], list[str]] | None:
+    """The photos directly in the folder `rel_dir` of `root` and the subfolders to walk into (relative paths, in
+    name order); None when the folder cannot be read (warned). Subfolders leave out symlinks, hidden and NAS
+    folders and those whose (st_dev, st_ino) is in `skip_ids`."""
+    entries = _list_dir(root, rel_dir)
+    if entries is None:
+        return None
+    photos: dict[str, PhotoFile] = {}
+    subfolders: list[str] = []
+    for entry in entries:
+        rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError as exc:
+            log.warning("skipping %s: %s", printable_path(rel), exc.strerror or exc)
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            if not _skipped_folder(entry.name) and (st.st_dev, st.st_ino) not in skip_ids:
+                subfolders.append(rel)
+        elif stat.S_ISREG(st.st_mode) and is_photo_name(entry.name):
+            photos[rel] = PhotoFile(rel, st.st_size, st.st_mtime_ns)
+    return photos, subfolders
+
+
+def skip_identities(skip: tuple[Path, ...]) -> set[tuple[int, int]]:
+    """The (st_dev, st_ino) of the folders in `skip` that exist."""
+    ids = {_dir_identity(p) for p in skip}
+    ids.discard(None)
+    return ids
 
 
 class UnsafePhoto(Exception):
@@ -137,14 +163,14 @@ def _skipped_folder(name: str) -> bool:
     return name.startswith(".") or name in SKIPPED_FOLDERS
 
 
-def _list_dir(root: Path, rel_dir: str) -> list[os.DirEntry]:
+def _list_dir(root: Path, rel_dir: str) -> list[os.DirEntry] | None:
     path = os.path.join(root, rel_dir) if rel_dir else os.fspath(root)
     try:
         with os.scandir(path) as it:
             return sorted(it, key=lambda e: e.name)
     except OSError as exc:
         log.warning("skipping folder %s: %s", printable_path(rel_dir or "."), exc.strerror or exc)
-        return []
+        return None
 
 
 def _dir_identity(path: Path) -> tuple[int, int] | None:

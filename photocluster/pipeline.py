@@ -33,6 +33,7 @@ from .scene_store import sweep_scene_leftovers
 from .scenes import SceneLinker, SceneOptions, scene_links, scene_options, stored_capture_seconds
 from .settings import LibrarySettings
 from .run_report import RunReport  # noqa: F401 - imported from here by the drivers
+from .scan_state import ScanState
 from .wording import plural
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class _Run:
     progress: bool | None = None
     should_stop: Callable[[], bool] = lambda: False
     hold_back: Collection[str] = ()
+    dirty: Collection[str] | None = None  # None: scan the whole library
     renamed: dict[str, str] = field(default_factory=dict)  # photos moved inside the library: old -> new path
     timer: _Timer = field(init=False)
 
@@ -107,27 +109,31 @@ class LibraryPipeline:
         self.index_objects = update_object_index if fingerprint is fingerprint_in_process else None
         self.incremental = IncrementalClustering() if incremental else None
         self.keep_scenes = incremental  # a daemon keeps the candidate lists between updates
+        self.scan_state = ScanState() if incremental else None  # ...and what each folder held (scan_state.py)
         self._scenes: SceneLinker | None = None
         self.cache: FingerprintCache | None = None
         self._cache_stamp: tuple | None = None
 
     def update(
         self, dry_run: bool = False, progress: bool | None = None, should_stop: Callable[[], bool] = lambda: False,
-        hold_back: Collection[str] = (),
+        hold_back: Collection[str] = (), dirty: Collection[str] | None = None,
     ) -> RunReport:
         """Bring the output of the library up to date with its photos.
 
         `hold_back` names photos not to fingerprint in this run (the daemon's files still being written).
         When `should_stop()` turns true while fingerprinting, the cache is saved and the run ends there.
+        With `incremental`, `dirty` (library-relative paths, '/'-separated, of every file or folder an event named
+        since the last update) makes the scan list again only the folders that changed or hold a dirty path
+        (ScanState.scan); None scans the whole library.
         """
         run = _Run(self._new_report(), dry_run=dry_run, progress=progress, should_stop=should_stop,
-                   hold_back=hold_back)
+                   hold_back=hold_back, dirty=dirty)
         out_dir = self.settings.out_dir
         if dry_run:
             return self._update_locked(run)
         scanned = None
         if not out_dir.exists():  # a first run scans before it makes the output folder: none for no photos
-            scanned = self._scan()
+            scanned = self._scan(dirty)
             if not scanned:
                 return run.report
         with output_lock(out_dir):
@@ -138,7 +144,7 @@ class LibraryPipeline:
         if not run.dry_run:
             sweep_leftovers(settings.out_dir, settings.cache_path.name)
         with timer("scan"):
-            photos = self._scan() if scanned is None else scanned
+            photos = self._scan(run.dirty) if scanned is None else scanned
         if not photos:
             # An empty library, or an unmounted share's mount point: change nothing (forgetting every photo would
             # empty the clusters, and the remount would fingerprint them all again).
@@ -289,8 +295,11 @@ class LibraryPipeline:
         return RunReport(model=s.model, weights=s.weights, sim=s.sim if s.cut is None else None,
                          out=str(s.out_dir), cut=effective_cut(s))
 
-    def _scan(self) -> dict[str, PhotoFile]:
-        return scan_library(Path(self.settings.library), skip=(self.settings.out_dir,))
+    def _scan(self, dirty: Collection[str] | None = None) -> dict[str, PhotoFile]:
+        root, skip = Path(self.settings.library), (self.settings.out_dir,)
+        if self.scan_state is None:
+            return scan_library(root, skip=skip)
+        return self.scan_state.scan(root, skip=skip, dirty=dirty)
 
     def _estimate_seconds(self, photos: int) -> float | None:
         """How long fingerprinting `photos` takes at the speed the last run of this model measured, if any."""

@@ -16,7 +16,8 @@ PACKAGE = Path(photocluster.__file__).parent
 LAYERS = [
     {"errors", "wording", "fsutil", "logs", "interrupts", "labels", "notify", "library", "cache_guard", "jpeg_scans",
      "verify", "link_naming"},
-    {"images", "weights", "outdir", "detection_columns", "producer_columns", "object_index", "gallery_map"},
+    {"images", "weights", "outdir", "detection_columns", "producer_columns", "object_index", "gallery_map",
+     "scan_state"},
     {"settings", "networks", "capture", "cache", "openvino_ir", "thumbs", "layout_reuse"},
     {"models", "detector", "scene_formats", "cache_view", "tree_edits"},
     {"lastrun", "fingerprint", "layout", "patterns", "cluster", "scene_store", "constraints"},

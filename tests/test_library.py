@@ -43,6 +43,12 @@ def test_partial_and_hidden_files_are_not_photos():
     assert is_photo_name("IMG_1.JPG")
 
 
+def test_photo_names_go_by_the_last_extension_only():
+    assert is_photo_name("a..jpg") and is_photo_name("holiday.2024.Jpeg") and is_photo_name("ÉTÉ.HEIF")
+    assert not is_photo_name("jpg") and not is_photo_name("a.jpg.") and not is_photo_name("a.jpg.txt")
+    assert not is_photo_name("a.") and not is_photo_name("a.jpgx") and not is_photo_name("")
+
+
 def test_unreadable_folder_is_a_warning_not_a_failure(tmp_path, caplog):
     (tmp_path / "ok.jpg").write_bytes(b"x")
     locked = tmp_path / "locked"

@@ -182,6 +182,34 @@ def test_incremental_pipeline_matches_from_scratch_and_reclusters_only_changes(t
     assert cluster_sets(report) == cluster_sets(run_once(settings(lib, out=tmp_path / "scratch")))
 
 
+def test_incremental_update_lists_again_what_changed_and_the_dirty_paths(tmp_path, stand_in, monkeypatch):
+    from photocluster import scan_state
+    from photocluster.pipeline import LibraryPipeline
+
+    lib = make_library(tmp_path / "lib")
+    for dirpath, _, _ in os.walk(lib):  # any later change in a folder sets its mtime to a different value
+        os.utime(dirpath, ns=(10**18, 10**18))
+    real_now = scan_state.time_ns
+    monkeypatch.setattr(scan_state, "time_ns", lambda: real_now() + 60 * 10**9)  # folders listed long after a change
+    daemon_like = LibraryPipeline(settings(lib, out=tmp_path / "out"), incremental=True)
+    daemon_like.update()
+
+    def rewrite_in_place(rel, seed):  # the same file under the same name: its folder's entries do not change
+        with open(lib / rel, "r+b") as fh:
+            fh.write(save(scene(seed), tmp_path / "new.jpg").read_bytes())
+        os.utime(lib / rel, ns=(2 * 10**18 + seed, 2 * 10**18 + seed))
+
+    stand_in.calls = 0
+    save(scene(1).resize((300, 220)), lib / "trip1" / "another-copy.jpg")
+    rewrite_in_place("trip2/copy1.jpg", 50)
+    report = daemon_like.update(dirty=["trip2/copy1.jpg"])
+    assert stand_in.calls == 2 and report.photos == 13
+    assert "trip1/another-copy.jpg" in [rel for m in report.layout.clusters.values() for rel in m]
+    rewrite_in_place("misc/single0.png", 51)
+    assert daemon_like.update(dirty=[]).fingerprinted.computed == 0  # not named dirty: unseen
+    assert daemon_like.update().fingerprinted.computed == 1  # dirty None: the whole library is scanned
+
+
 def test_write_patterns_passes_the_caches_detections(tmp_path):
     from photocluster.labels import Detection
     from photocluster.pipeline import write_patterns
