@@ -4,7 +4,7 @@ Where it is read from: `--config FILE`; else `$XDG_CONFIG_HOME/photocluster/conf
 exists; else `/etc/photocluster/config.toml` (the system service's).
 
     [daemon]                        # optional; every key has a default (see DaemonTimings)
-    quiet_seconds = 2
+    quiet_seconds = 0.5
     max_delay_seconds = 30
 
     [[library]]                     # one table per library; each gets its own output, cache and settings
@@ -52,7 +52,7 @@ TIMING_MAX = 365 * 24 * 3600.0  # a year: anything longer is a typo, and waits o
 class DaemonTimings:
     """How the daemon paces itself. All in seconds."""
 
-    quiet_seconds: float = 2.0  # run once no event came for this long...
+    quiet_seconds: float = 0.5  # run once no event came for this long...
     max_delay_seconds: float = 30.0  # ...or once this long has passed since the first unprocessed event
     settle_seconds: float = 1.0  # a file whose size or mtime changed within this long is still being written
     rescan_seconds: float = 3600.0  # a full rescan this often, the safety net for lost events; 0: never

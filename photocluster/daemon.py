@@ -5,13 +5,16 @@
 
 A library is due once no event came for `quiet_seconds`, or `max_delay_seconds` after its first unprocessed
 event, so a 2,000-photo import is processed in a few runs, not 2,000. A file named in an event must also have
-stopped growing (the same size and mtime at two checks `settle_seconds` apart); one still growing when
-max_delay forces a run is held back from that run and taken in the next.
+stopped growing (the same size and mtime at two checks `settle_seconds` apart), unless the event said it was
+closed after writing; one still growing when max_delay forces a run is held back from that run and taken in the
+next.
 
-The pipeline always rescans the whole library (10,000 photos take a fraction of a second) and finds moves by
-(size, mtime_ns), so a lost or misread event can never leave a photo out: events only decide *when* to run, the
-scan decides *what* changed. That is why catching up is simple: on start, on an inotify overflow, when a library
-root comes back (a remounted share) and on the periodic rescan, the library is just made due.
+Every run scans the library and finds moves by (size, mtime_ns), so a lost or misread event can never leave a
+photo out: events decide *when* to run, the scan decides *what* changed. Between full scans (at start, on an
+inotify overflow, when a library root comes back, on a failed run and on the periodic rescan) a scan lists
+again only the folders whose own stat changed or that an event named (scan_state.py): at 100,000 photos that is
+15 ms instead of 0.4 s. A photo rewritten in place changes no folder, so its event names it; one rewritten with
+no event at all is found by the next full scan.
 
 Fingerprinting and object detection run in a worker process (photocluster.worker) that exits when idle, so the
 idle daemon holds no model. systemd is told READY=1 after the first reconcile, STATUS= lines, WATCHDOG=1 and
@@ -140,6 +143,8 @@ class Daemon(ConfigReloading, TreeWatching):
             if self._stop.is_set():
                 return
             if library.root_id is not None and library.failed is None:
+                with self._lock:
+                    library.scan_now = library.take_dirty(set())  # None: the whole library
                 self._run(library, hold_back=())
 
     def _tick(self) -> None:
@@ -172,10 +177,13 @@ class Daemon(ConfigReloading, TreeWatching):
             return
         log.debug("%s: %s", change.kind, " -> ".join(relevant))
         now = time.monotonic()
-        stats = {} if change.is_directory else {p: (stat_of(p), now) for p in relevant}
+        # A file closed after writing (IN_CLOSE_WRITE) is complete: it need not wait settle_seconds to be read.
+        seen = now - self.timings.settle_seconds if change.kind == "closed" else now
+        stats = {} if change.is_directory else {p: (stat_of(p), seen) for p in relevant}
         with self._lock:
             library.mark(now)
             library.settling.update(stats)
+            library.note_paths(relevant)
 
     def _relevant(self, library: Library, path: str, is_directory: bool) -> bool:
         return is_relevant(library.root, path, is_directory, self._out_dirs())
@@ -191,14 +199,17 @@ class Daemon(ConfigReloading, TreeWatching):
         now = time.monotonic()
         with self._lock:
             for library in self.libraries:
-                library.mark(now)
+                library.mark(now, rescan=True)
 
     def _due(self, library: Library, now: float) -> set[str] | None:
         """None when `library` should not run now; else the photos to hold back (still being written)."""
         if library.root_id is None or library.failed is not None or now < library.next_check:
             return None
         with self._lock:
-            return library.take_due(now, self.timings)
+            held_back = library.take_due(now, self.timings)
+            if held_back is not None:
+                library.scan_now = library.take_dirty(held_back)
+            return held_back
 
     def _schedule_rescans(self, now: float) -> None:
         interval = self.timings.rescan_seconds
@@ -210,7 +221,7 @@ class Daemon(ConfigReloading, TreeWatching):
                     self._watch(library)
                 log.debug("%s: periodic rescan", library.root)
                 with self._lock:
-                    library.mark(now - self.timings.quiet_seconds)
+                    library.mark(now - self.timings.quiet_seconds, rescan=True)
 
     # --- running the pipeline -------------------------------------------------------------------------------
     def _run(self, library: Library, hold_back: Collection[str]) -> None:
@@ -229,7 +240,7 @@ class Daemon(ConfigReloading, TreeWatching):
                 library.busy_warned = True
             library.next_check = time.monotonic() + self.timings.retry_seconds
             with self._lock:
-                library.mark(time.monotonic())
+                library.mark(time.monotonic(), rescan=True)
             return
         library.busy_warned = False
         self.fingerprinter.gave_up = False
@@ -240,7 +251,8 @@ class Daemon(ConfigReloading, TreeWatching):
         self._current = library
         try:
             self.should_stop()  # the watchdog allowance for the scan, before the first stage
-            report = library.pipeline.update(progress=False, should_stop=self.should_stop, hold_back=hold_back)
+            report = library.pipeline.update(progress=False, should_stop=self.should_stop, hold_back=hold_back,
+                                             dirty=library.scan_now)
         except WorkerLoadError as exc:
             self._load_failed(library, exc)
             return
@@ -271,7 +283,7 @@ class Daemon(ConfigReloading, TreeWatching):
         log.error("%s: update failed: %s; retrying in %.0f s", library.root, failure_message(exc), delay)
         library.next_check = time.monotonic() + delay
         with self._lock:
-            library.mark(time.monotonic())
+            library.mark(time.monotonic(), rescan=True)
 
     def _load_failed(self, library: Library, exc: WorkerLoadError) -> None:
         """The worker could not load the model. Missing weights stay missing: no retrying until a reload."""
@@ -354,7 +366,7 @@ class Daemon(ConfigReloading, TreeWatching):
             log.warning("%s is %s; rescanning it", library.root, "back" if library.root_id is None else "replaced")
             self._watch(library)
             with self._lock:
-                library.mark(time.monotonic() - self.timings.quiet_seconds)
+                library.mark(time.monotonic() - self.timings.quiet_seconds, rescan=True)
         library.root_id = current
 
 

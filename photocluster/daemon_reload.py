@@ -48,7 +48,7 @@ class ConfigReloading:
                 self.libraries.remove(library)
             kept.append(self._add_library(settings))
             with self._lock:
-                kept[-1].mark(time.monotonic() - self.timings.quiet_seconds)
+                kept[-1].mark(time.monotonic() - self.timings.quiet_seconds, rescan=True)
         for library in old.values():
             self._unwatch(library)
             log.info("%s: no longer watched", library.root)

@@ -48,6 +48,10 @@ class Library:
     empty_warned: bool = False  # said once that the root is empty
     busy_warned: bool = False  # said once that another run holds the output
     failed: str | None = None  # why it cannot run until the config is reloaded (its weights are missing)
+    # Library-relative paths that events named since the last run (its scan lists their folders again, see
+    # scan_state.py); None: the next run scans the whole library (at start, after lost events, periodically).
+    dirty: set[str] | None = None
+    scan_now: set[str] | None = None  # ...and those of the run in progress
 
     @property
     def root(self) -> str:
@@ -65,11 +69,28 @@ class Library:
         photos = len(cache.entries) if cache is not None else 0
         return watchdog_allowance(max(photos, self.last_report.photos if self.last_report else 0))
 
-    def mark(self, now: float) -> None:
-        """Make a run due after the quiet period (caller holds the daemon's lock)."""
+    def mark(self, now: float, rescan: bool = False) -> None:
+        """Make a run due after the quiet period; with `rescan`, one that scans the whole library (caller holds
+        the daemon's lock)."""
         if self.first_event is None:
             self.first_event = now
         self.last_event = now
+        if rescan:
+            self.dirty = None
+
+    def note_paths(self, paths: list[str]) -> None:
+        """Remember the (absolute) paths an event named, for the next run's scan (caller holds the lock)."""
+        if self.dirty is not None:
+            self.dirty.update(self.relative(p) for p in paths)
+
+    def take_dirty(self, held_back: set[str]) -> set[str] | None:
+        """The paths for the run starting now; the photos it holds back stay dirty for the next (caller holds
+        the lock)."""
+        dirty, self.dirty = self.dirty, set(held_back)
+        return dirty
+
+    def relative(self, path: str) -> str:
+        return os.path.relpath(path, self.root).replace(os.sep, "/")
 
     def take_due(self, now: float, timings: DaemonTimings) -> set[str] | None:
         """None when no run is due; else start one: the photos to hold back (still being written).
@@ -88,7 +109,7 @@ class Library:
             self.next_check = now + timings.settle_seconds
             return None
         self.first_event = self.last_event = None
-        return {os.path.relpath(p, self.root).replace(os.sep, "/") for p in growing}
+        return {self.relative(p) for p in growing}
 
     def _still_growing(self, now: float, settle_seconds: float) -> list[str]:
         """The event paths whose size or mtime changed in the last settle_seconds."""

@@ -179,6 +179,33 @@ def test_a_growing_file_is_read_only_once_complete(lib, stand_in):
         assert running.cache().entries["big.jpg"].error is None
 
 
+def test_a_file_closed_after_writing_is_read_without_waiting_to_settle(lib, stand_in):
+    # settle_seconds and max_delay far beyond the wait below: only the close event can let the photo in sooner
+    with start(lib, dataclasses.replace(FAST, settle_seconds=60, max_delay_seconds=120)) as running:
+        save(scene(1), lib / "a.jpg")  # opened, written, closed (IN_CLOSE_WRITE)
+        wait_for(lambda: "a.jpg" in running.cache().entries, timeout=15, what="the closed photo")
+
+
+def test_a_photo_rewritten_in_place_is_fingerprinted_again_through_its_event(lib, stand_in, monkeypatch):
+    from photocluster import scan_state
+
+    save(scene(1), lib / "trip" / "a.jpg")
+    save(scene(2), lib / "trip" / "b.jpg")
+    long_ago = time.time() - 3600
+    for folder in (lib, lib / "trip"):
+        os.utime(folder, (long_ago, long_ago))
+    # The scans' clock a minute ahead, so they trust the folders' own stat (utime set the ctime to now)
+    monkeypatch.setattr(scan_state, "time_ns", lambda: time.time_ns() + 60 * 10**9)
+    with start(lib) as running:
+        data = save(scene(3), lib.parent / "other.jpg").read_bytes()
+        with open(lib / "trip" / "a.jpg", "r+b") as fh:  # in place: neither folder's stat changes
+            fh.truncate(0)
+            fh.write(data)
+        wait_for(lambda: ("trip/a.jpg", len(data)) in running.fingerprinted, timeout=15, what="the rewritten photo")
+        assert (lib / "trip").stat().st_mtime == pytest.approx(long_ago)
+        assert running.library.dirty is not None  # these runs scanned only what the events named
+
+
 def test_a_root_that_vanishes_and_comes_back(tmp_path, lib, stand_in):
     out = tmp_path / "out"
     with start(lib, out=out) as running:
