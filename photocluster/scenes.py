@@ -134,10 +134,10 @@ class SceneLinker:
     def _candidates(self, cache: FingerprintCache,
                     keys: dict[str, PhotoKey]) -> tuple[dict[Pair, float], list[PhotoKey]]:
         """The candidate pairs, and the keys known before that left (their photo gone or changed)."""
-        left = [rel for rel, key in self._versions.items() if keys.get(rel) != key]
+        removed = list(self._versions.keys() - keys.keys())
         changed = [rel for rel, key in keys.items() if self._versions.get(rel) != key]
-        self._neighbours.update(dict(zip(changed, cache.vectors(changed))), [rel for rel in left if rel not in keys])
-        left_keys = [self._versions[rel] for rel in left]
+        self._neighbours.update(dict(zip(changed, cache.vectors(changed))), removed)
+        left_keys = [self._versions[rel] for rel in removed + changed if rel in self._versions]
         self._versions = keys
         return self._neighbours.pairs(), left_keys
 
