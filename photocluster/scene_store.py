@@ -235,8 +235,9 @@ class SceneStore:
 
     def _forget_pairs(self, kept) -> None:
         """Keep the verdicts whose both digests `kept` (an array of digests -> bool array) says to keep."""
-        new = {pair: v for pair, v in self._new_pairs.items()
-               if kept(np.array([pair[:DIGEST], pair[DIGEST:]], f"S{DIGEST}")).all()}
+        new_keys = list(self._new_pairs)
+        new_kept = kept(np.array(new_keys, "S32").view(f"S{DIGEST}")).reshape(-1, 2).all(axis=1)
+        new = {pair: self._new_pairs[pair] for pair, ok in zip(new_keys, new_kept.tolist()) if ok}
         keep = kept(self._pair_keys.view(f"S{DIGEST}")).reshape(-1, 2).all(axis=1)
         if len(new) != len(self._new_pairs) or not keep.all():
             self._new_pairs = new

@@ -725,13 +725,15 @@ def test_forgetting_only_the_keys_that_left_keeps_what_forgetting_all_others_kee
     store.put_features(C, features(4, 3))
     store.put_verdict(A, C, Verdict(True, 12, 0.5))
     store.save()
-    store.put_verdict(C, ("new.jpg", 1, 1), Verdict(False, 0, 0.0))  # not saved yet
+    store.put_verdict(C, ("new.jpg", 1, 1), Verdict(False, 0, 0.0))  # not saved yet: one kept, one forgotten
+    store.put_verdict(B, ("new.jpg", 1, 1), Verdict(True, 30, 0.5))
     twin = tmp_path / "twin"
     shutil.copytree(out, twin, symlinks=True)
     current = [A, C, ("new.jpg", 1, 1)]
     store.forget_except(current, left=[B])
     full = SceneStore.open(twin)
     full.put_verdict(C, ("new.jpg", 1, 1), Verdict(False, 0, 0.0))
+    full.put_verdict(B, ("new.jpg", 1, 1), Verdict(True, 30, 0.5))
     full.forget_except(current)
     store.save()
     full.save()
@@ -739,6 +741,7 @@ def test_forgetting_only_the_keys_that_left_keeps_what_forgetting_all_others_kee
     assert feature_file(out, A).exists() and feature_file(out, C).exists()
     assert store.capture(B) is None and store.verdict(A, B) is None and store.verdict(B, C) is None
     assert store.verdict(A, C) == Verdict(True, 12, 0.5) and store.verdict(C, ("new.jpg", 1, 1)) is not None
+    assert store.verdict(B, ("new.jpg", 1, 1)) is None
     assert files_under(out) == files_under(twin)
 
 

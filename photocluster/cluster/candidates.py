@@ -57,20 +57,23 @@ class BandNeighbours:
         gone_slots = [self._slot[p] for p in gone]
         lost = self._naming(gone_slots)
         self._touched = set()
-        for slot in gone_slots + lost:  # their pairs now, while every slot still holds its photo
-            self._note(slot, self._lists[slot])
-        for path in gone:
-            self._forget(path)
-        new_slots = [self._store(path, vector) for path, vector in added.items()]
-        if len(new_slots) * self.BULK_FRACTION > len(self._slot):
-            self._touched = None
-            self._search(np.flatnonzero(self._usable))
-            self._pairs = self._all_pairs()
-            return
-        new = set(new_slots)
-        lost = [s for s in lost if s not in new and self._path[s] is not None]
-        self._search(np.array(sorted(new | set(lost)), np.int64), offer=np.array(new_slots, np.int64))
-        self._settle()
+        try:
+            for slot in gone_slots + lost:  # their pairs now, while every slot still holds its photo
+                self._note(slot, self._lists[slot])
+            for path in gone:
+                self._forget(path)
+            new_slots = [self._store(path, vector) for path, vector in added.items()]
+            if len(new_slots) * self.BULK_FRACTION > len(self._slot):
+                self._touched = None
+                self._search(np.flatnonzero(self._usable))
+                self._pairs = self._all_pairs()
+                return
+            new = set(new_slots)
+            lost = [s for s in lost if s not in new and self._path[s] is not None]
+            self._search(np.array(sorted(new | set(lost)), np.int64), offer=np.array(new_slots, np.int64))
+        finally:  # the pairs follow the lists, even when a fingerprint of another width stopped the update
+            if self._touched is not None:
+                self._settle()
 
     def pairs(self) -> dict[tuple[str, str], float]:
         """The candidate pairs, each as (smaller path, larger path), with their cosine."""
