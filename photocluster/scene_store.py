@@ -40,7 +40,7 @@ import numpy as np
 from . import scene_formats, verify
 from .capture import Capture
 from .fsutil import (FILE, FOLDER_MARK, FileTooLarge, ForeignEntry, atomic_writer, is_atomic_temporary, is_regular_at,
-                     open_dir, our_folder, read_regular, remove_made)
+                     lstat_at, open_dir, our_folder, read_regular, remove_made)
 from .library import PhotoFile, printable_path
 from .scene_formats import (DIGEST, PhotoKey, Refused, Stale, decode_captures, decode_features, decode_pairs,
                             encode_capture, encode_captures, encode_features, encode_pairs)
@@ -207,35 +207,55 @@ class SceneStore:
         return [(pair[:DIGEST], pair[DIGEST:]) for pair in pairs]  # tolist() drops trailing zero bytes: put back
 
     # --- forgetting and saving ---------------------------------------------------------------------------------
-    def forget_except(self, current: Iterable[PhotoKey]) -> None:
+    def forget_except(self, current: Iterable[PhotoKey], left: Iterable[PhotoKey] | None = None) -> None:
         """Drop the features, captures and verdicts of every photo not in `current` (gone, or changed).
 
+        `left`: the keys that left since verdicts and feature files were last pruned to `current` + `left` (the
+        SceneLinker knows, and checks stamp()): only theirs are looked for, so an update costs what changed.
         Feature files are removed with fsutil.remove_made: only regular files by our names, in our folders."""
         current = set(current)
-        digests = {key_digest(k) for k in current}
-        kept = {k: c for k, c in self._captures.items() if k in current}
-        if len(kept) != len(self._captures):
-            self._captures, self._captures_dirty = kept, True
-        self._forget_pairs(digests)
-        if self._usable:
-            self._remove_feature_files({d.hex() for d in digests})
+        stale = self._captures.keys() - current  # in memory: every one is checked, cheaply
+        if stale:
+            self._captures = {k: c for k, c in self._captures.items() if k not in stale}
+            self._captures_dirty = True
+        if left is None:
+            digests = {key_digest(k) for k in current}
+            self._forget_pairs(lambda halves: np.isin(halves, np.array(sorted(digests), f"S{DIGEST}")))
+            for _, fd, shown in (_our_shards(self.out_dir) if self._usable else ()):
+                with os.scandir(fd) as it:
+                    names = {e.name for e in it if _FEATURE_NAME.fullmatch(e.name)} - {d.hex() for d in digests}
+                remove_made(fd, dict.fromkeys(names, FILE), shown)  # a symlink or folder by such a name is left
+            return
+        gone = {key_digest(k) for k in left if k not in current}
+        if gone:
+            self._forget_pairs(lambda halves: ~np.isin(halves, np.array(sorted(gone), f"S{DIGEST}")))
+            names = {d.hex() for d in gone}
+            for shard, fd, shown in (_our_shards(self.out_dir, {n[:2] for n in names}) if self._usable else ()):
+                remove_made(fd, {n: FILE for n in names if n[:2] == shard}, shown)
 
-    def _forget_pairs(self, digests: set[bytes]) -> None:
-        new = {pair: v for pair, v in self._new_pairs.items() if pair[:DIGEST] in digests
-               and pair[DIGEST:] in digests}
-        halves = self._pair_keys.view(f"S{DIGEST}").reshape(-1, 2)
-        known = np.array(sorted(digests), f"S{DIGEST}")
-        keep = np.isin(halves[:, 0], known) & np.isin(halves[:, 1], known)
+    def _forget_pairs(self, kept) -> None:
+        """Keep the verdicts whose both digests `kept` (an array of digests -> bool array) says to keep."""
+        new_keys = list(self._new_pairs)
+        new_kept = kept(np.array(new_keys, "S32").view(f"S{DIGEST}")).reshape(-1, 2).all(axis=1)
+        new = {pair: self._new_pairs[pair] for pair, ok in zip(new_keys, new_kept.tolist()) if ok}
+        keep = kept(self._pair_keys.view(f"S{DIGEST}")).reshape(-1, 2).all(axis=1)
         if len(new) != len(self._new_pairs) or not keep.all():
             self._new_pairs = new
             self._set_columns(self._pair_keys[keep], self._inliers[keep], self._spread[keep], self._same[keep])
             self._pairs_dirty = True
 
-    def _remove_feature_files(self, keep_names: set[str]) -> None:
-        for shard, fd, shown in _our_shards(self.out_dir):
-            with os.scandir(fd) as it:
-                gone = {e.name: FILE for e in it if _FEATURE_NAME.fullmatch(e.name) and e.name not in keep_names}
-            remove_made(fd, gone, shown)  # a symlink or folder by such a name is left, with a warning
+    def stamp(self) -> tuple | None:
+        """The (inode, size, mtime) of the pairs file and the features folders: a run that wrote or removed a
+        verdict or feature file changes it (a folder's mtime follows its files). None: not usable or not seen."""
+        if not self._usable:
+            return None
+        try:
+            with open_dir(self.out_dir, follow=True) as out_fd, open_dir(SCENES, dir_fd=out_fd) as fd:
+                return _stat_stamp(fd, PAIRS), _stat_stamp(fd, FEATURES), _features_stamp(fd)
+        except FileNotFoundError:
+            return ()
+        except OSError:
+            return None
 
     def save(self) -> None:
         """Write the captures and the verdicts that changed, each file atomically (and each on its own: a foreign
@@ -303,15 +323,17 @@ def sweep_scene_leftovers(out_dir: Path) -> None:
 
 # --- folders ---------------------------------------------------------------------------------------------------
 
-def _our_shards(out_dir: Path):
-    """(shard name, descriptor, shown path) of each of our shard folders under scenes/features/; the descriptor is
-    valid until the next item. Nothing when scenes/ or features/ is missing or not ours."""
+def _our_shards(out_dir: Path, only: set[str] | None = None):
+    """(shard name, descriptor, shown path) of each of our shard folders under scenes/features/ (those in `only`,
+    if given); the descriptor is valid until the next item. Nothing when scenes/ or features/ is missing or not
+    ours."""
     try:
         with open_dir(out_dir, follow=True) as out_fd, open_dir(f"{SCENES}/{FEATURES}", dir_fd=out_fd) as fd:
             if not is_regular_at(FOLDER_MARK, fd):
                 return
             with os.scandir(fd) as it:
-                shards = sorted(e.name for e in it if _SHARD.fullmatch(e.name) and e.is_dir(follow_symlinks=False))
+                shards = sorted(e.name for e in it if _SHARD.fullmatch(e.name) and (only is None or e.name in only)
+                                and e.is_dir(follow_symlinks=False))
             for shard in shards:
                 try:
                     with open_dir(shard, dir_fd=fd) as shard_fd:
@@ -321,6 +343,19 @@ def _our_shards(out_dir: Path):
                     log.warning("scenes: left %s alone: %s", _shown(out_dir, SCENES, FEATURES, shard), _reason(exc))
     except OSError:
         return
+
+
+def _stat_stamp(fd: int, name: str) -> tuple | None:
+    st = lstat_at(name, fd)
+    return None if st is None else (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _features_stamp(scenes_fd: int) -> tuple:
+    try:
+        with open_dir(FEATURES, dir_fd=scenes_fd) as fd, os.scandir(fd) as it:
+            return tuple(sorted((e.name, e.inode(), e.stat(follow_symlinks=False).st_mtime_ns) for e in it))
+    except (FileNotFoundError, NotADirectoryError):
+        return ()
 
 
 def _read_ours(fd: int, name: str, limit: int) -> bytes | None:

@@ -98,6 +98,9 @@ class SceneLinker:
         self.options, self.cut = options, cut
         self._neighbours = BandNeighbours(min(options.floor, cut), cut, options.k)
         self._versions: dict[str, PhotoKey] = {}
+        # The store's stamp() after links() pruned it to _versions and scene_links saved it: while it is unchanged
+        # (no other run wrote it), the next prune needs to look only for the photos that left since.
+        self._store_stamp: tuple | None = None
 
     def links(self, cache: FingerprintCache, rels: list[str], library: Path, store: SceneStore,
               compute: bool = True, progress: bool | None = None,
@@ -107,8 +110,10 @@ class SceneLinker:
         was done kept in the store; the links are then incomplete and must not be shown."""
         report = SceneReport()
         started = time.perf_counter()
+        trusted = compute and self._store_stamp is not None and store.stamp() == self._store_stamp
+        self._store_stamp = None
         keys = photo_keys(cache, rels)
-        pairs = self._candidates(cache, keys)
+        pairs, left = self._candidates(cache, keys)
         report.seconds["candidates"] = time.perf_counter() - started
         report.candidates = len(pairs)
         work = _PairWork(self.options, library, store, keys, compute, report, should_stop)
@@ -116,18 +121,25 @@ class SceneLinker:
         if self.options.verify:
             links |= work.verified(sorted(pairs.keys() - links), progress)
         if compute:
-            store.forget_except(keys.values())
+            store.forget_except(keys.values(), left if trusted else None)
         report.seconds["total"] = time.perf_counter() - started
         log.info("scenes: %d candidate pairs, %d bursts, %d verified (%d verified now, features of %d photos)",
                  report.candidates, report.bursts, report.verified, report.verified_now, report.features_now)
         return links, report
 
-    def _candidates(self, cache: FingerprintCache, keys: dict[str, PhotoKey]) -> dict[Pair, float]:
-        removed = [rel for rel in self._versions if rel not in keys]
+    def stored(self, store: SceneStore) -> None:
+        """`store`, which links() pruned to this linker's photos, is saved: note its stamp for the next prune."""
+        self._store_stamp = store.stamp()
+
+    def _candidates(self, cache: FingerprintCache,
+                    keys: dict[str, PhotoKey]) -> tuple[dict[Pair, float], list[PhotoKey]]:
+        """The candidate pairs, and the keys known before that left (their photo gone or changed)."""
+        removed = list(self._versions.keys() - keys.keys())
         changed = [rel for rel, key in keys.items() if self._versions.get(rel) != key]
         self._neighbours.update(dict(zip(changed, cache.vectors(changed))), removed)
+        left_keys = [self._versions[rel] for rel in removed + changed if rel in self._versions]
         self._versions = keys
-        return self._neighbours.pairs()
+        return self._neighbours.pairs(), left_keys
 
 
 def scene_options(settings: LibrarySettings, cut: float) -> SceneOptions | None:
@@ -159,6 +171,8 @@ def scene_links(linker: SceneLinker | None, options: SceneOptions, cut: float, c
     finally:
         if not dry_run:
             store.save()
+    if not dry_run:
+        linker.stored(store)
     return linker, links, report
 
 

@@ -97,3 +97,27 @@ def test_each_pair_comes_with_its_cosine():
     for (a, b), sim in neighbours.pairs().items():
         expected = vectors[a] @ vectors[b] / np.linalg.norm(vectors[a]) / np.linalg.norm(vectors[b])
         assert sim == pytest.approx(expected, abs=1e-5)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), k=st.integers(1, 4), steps=st.integers(1, 8))
+def test_the_pairs_kept_between_updates_are_those_the_lists_name_with_the_later_photos_cosine(seed, k, steps):
+    """pairs() is kept current between updates: after each, it is what one pass over the photos' own lists, in
+    the order they came (a changed photo comes again), gives: a pair both lists name takes the later one's."""
+    rng = np.random.default_rng(seed)
+    pool = random_vectors(rng, 40)
+    paths = sorted(pool)
+    neighbours = BandNeighbours(floor=0.2, cut=0.85, k=k)
+    arrived = list(paths[:30])
+    neighbours.update({p: pool[p] for p in arrived})
+    for _ in range(steps):
+        added = {str(p): pool[p] + rng.normal(scale=0.5, size=8)
+                 for p in rng.choice(paths, size=int(rng.integers(1, 4)), replace=False)}
+        removed = [str(p) for p in rng.choice(paths, size=int(rng.integers(0, 3)), replace=False) if p not in added]
+        neighbours.update(added, removed)
+        arrived = [p for p in arrived if p not in added and p not in removed] + list(added)
+        expected = {}
+        for path in arrived:
+            for other, sim in neighbours.neighbours(path):
+                expected[tuple(sorted((path, other)))] = sim
+        assert neighbours.pairs() == expected

@@ -712,3 +712,69 @@ def test_sweeping_an_output_without_scenes_is_quiet(out, caplog):
     sweep_scene_leftovers(out)
     sweep_scene_leftovers(out / "missing")
     assert warnings_of(caplog) == []
+
+
+def files_under(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_forgetting_only_the_keys_that_left_keeps_what_forgetting_all_others_keeps(tmp_path, out):
+    """With `left` (the keys that left since the last prune), the store ends as a prune against every key does:
+    B left, so its features file, capture and verdicts go; A's and C's stay."""
+    store = filled(out)
+    store.put_features(C, features(4, 3))
+    store.put_verdict(A, C, Verdict(True, 12, 0.5))
+    store.save()
+    store.put_verdict(C, ("new.jpg", 1, 1), Verdict(False, 0, 0.0))  # not saved yet: one kept, one forgotten
+    store.put_verdict(B, ("new.jpg", 1, 1), Verdict(True, 30, 0.5))
+    twin = tmp_path / "twin"
+    shutil.copytree(out, twin, symlinks=True)
+    current = [A, C, ("new.jpg", 1, 1)]
+    store.forget_except(current, left=[B])
+    full = SceneStore.open(twin)
+    full.put_verdict(C, ("new.jpg", 1, 1), Verdict(False, 0, 0.0))
+    full.put_verdict(B, ("new.jpg", 1, 1), Verdict(True, 30, 0.5))
+    full.forget_except(current)
+    store.save()
+    full.save()
+    assert not feature_file(out, B).exists()
+    assert feature_file(out, A).exists() and feature_file(out, C).exists()
+    assert store.capture(B) is None and store.verdict(A, B) is None and store.verdict(B, C) is None
+    assert store.verdict(A, C) == Verdict(True, 12, 0.5) and store.verdict(C, ("new.jpg", 1, 1)) is not None
+    assert store.verdict(B, ("new.jpg", 1, 1)) is None
+    assert files_under(out) == files_under(twin)
+
+
+def test_forgetting_the_keys_that_left_leaves_a_symlink_at_a_features_name(tmp_path, out, caplog):
+    filled(out)
+    target = tmp_path / "users.bin"
+    target.write_bytes(b"mine")
+    feature_file(out, B).unlink()
+    feature_file(out, B).symlink_to(target)
+    SceneStore.open(out).forget_except([A], left=[B])
+    assert feature_file(out, B).is_symlink() and target.read_bytes() == b"mine"
+    assert feature_file(out, A).exists()
+
+
+def test_the_stamp_changes_with_any_verdict_or_features_file_written_or_removed(out):
+    store = filled(out)
+    first = store.stamp()
+    assert first is not None and SceneStore.open(out).stamp() == first
+    store.put_capture(C, NO_CAPTURE)
+    store.save()  # captures are checked against every key at each prune: they are not in the stamp
+    assert store.stamp() == first
+    store.put_features(C, features(4, 3))
+    second = store.stamp()
+    assert second != first
+    store.put_verdict(A, C, Verdict(True, 12, 0.5))
+    store.save()
+    third = store.stamp()
+    assert third != second
+    store.forget_except([A, B], left=[C])
+    assert store.stamp() != third
+
+
+def test_a_store_that_cannot_be_kept_has_no_stamp(out):
+    (out / "scenes").mkdir()
+    (out / "scenes" / "users.txt").write_text("mine")  # a user's folder: not ours
+    assert SceneStore.open(out).stamp() is None

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
+from types import SimpleNamespace
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -11,8 +13,9 @@ from PIL import Image
 from photocluster.capture import Capture
 from photocluster.pipeline import LibraryPipeline, run_once
 from photocluster.scene_store import SceneStore
-from photocluster.scenes import same_burst
+from photocluster.scenes import SceneLinker, SceneOptions, photo_keys, same_burst
 from photocluster.settings import LibrarySettings, PatternOptions
+from photocluster.verify import Features, Verdict
 
 from .conftest import load_script
 
@@ -124,3 +127,78 @@ def test_time_weight_groups_photos_taken_together_whatever_they_show(devset, squ
     settings.time_weight = 0.9
     clusters = run_once(settings, progress=False).layout.clusters
     assert (sorted(clusters.values()) == [["Aqua.jpg", "Storm.jpg"]]) is grouped
+
+
+class FakeCache:
+    """Just what SceneLinker reads of a FingerprintCache: each photo's size, mtime and fingerprint."""
+
+    def __init__(self):
+        self.entries, self._vectors = {}, {}
+
+    def put(self, rel: str, version: int, vector: np.ndarray) -> None:
+        self.entries[rel], self._vectors[rel] = SimpleNamespace(size=100 + version, mtime_ns=version), vector
+
+    def vectors(self, rels):
+        return [self._vectors[rel] for rel in rels]
+
+
+A_FEATURE = Features(np.zeros((1, 2), np.float16), np.zeros((1, 128), np.uint8), (480, 360))
+
+
+def files_under(folder: Path) -> dict[str, bytes]:
+    """The files (not the folders' marks: a shard folder, once made, stays) and their bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != ".photocluster-folder"}
+
+
+def run_linker(linker: SceneLinker, cache: FakeCache, out: Path, keep: bool) -> set:
+    """One run as scene_links does it, with captures that make every candidate a burst (one camera, seconds
+    apart), and what verification would put (features, a verdict) for photos that have none, so the store holds
+    data of every photo to forget."""
+    rels = sorted(cache.entries)
+    keys = photo_keys(cache, rels)
+    store = SceneStore.open(out)
+    for i, rel in enumerate(rels):
+        store.put_capture(keys[rel], shot(i % 3))
+    links, _ = linker.links(cache, rels, out, store)
+    for i, rel in enumerate(rels):  # as if verified in this run (after links' prune: kept till the next one)
+        if store.features(keys[rel]) is None:
+            store.put_features(keys[rel], A_FEATURE)
+            store.put_verdict(keys[rel], keys[rels[i - 1]], Verdict(False, 0, 0.0))
+    store.save()
+    if keep:
+        linker.stored(store)
+    return links
+
+
+def test_a_kept_linker_gives_the_links_and_leaves_the_store_as_a_new_linker_each_run_does(tmp_path, monkeypatch):
+    """A daemon's linker, kept between updates, forgets only the photos that left; each update must still give
+    what a new linker (the one-shot run: every list searched, the store pruned against every photo) gives."""
+    rng = np.random.default_rng(5)
+    base = rng.normal(size=8)
+    pool = {f"p{i:02d}.jpg": base + rng.normal(scale=1.2, size=8) for i in range(40)}
+    options = SceneOptions(floor=0.2, k=3, verify=False, burst_seconds=5.0, burst_floor=0.2)
+    kept, cache = SceneLinker(options, cut=0.85), FakeCache()
+    kept_out, fresh_out = tmp_path / "kept", tmp_path / "fresh"
+    kept_out.mkdir(), fresh_out.mkdir()
+    pruned_by_key = []
+    forget = SceneStore.forget_except
+    monkeypatch.setattr(SceneStore, "forget_except", lambda self, current, left=None: (
+        pruned_by_key.append((self.out_dir, left is not None)), forget(self, current, left))[1])
+    names = sorted(pool)
+    for rel in names[:30]:
+        cache.put(rel, 1, pool[rel])
+    for step in range(8):
+        if step:
+            for rel in rng.choice(names, size=3, replace=False):  # new photos, or changed ones (a new version)
+                cache.put(str(rel), step + 1, pool[rel] + rng.normal(scale=0.5, size=8))
+            for rel in rng.choice(names, size=2, replace=False):
+                cache.entries.pop(str(rel), None)
+        if step == 5:  # another run writes the store between two updates: the next prune looks at everything
+            SceneStore.open(kept_out).put_features(("left-by-another-run.jpg", 1, 1), A_FEATURE)
+        links = run_linker(kept, cache, kept_out, keep=True)
+        assert links == run_linker(SceneLinker(options, cut=0.85), cache, fresh_out, keep=False)
+        assert links  # bursts among the candidates: the test has something to compare
+        assert files_under(kept_out) == files_under(fresh_out)
+    kept_runs = [by_key for where, by_key in pruned_by_key if where == kept_out]
+    assert kept_runs == [False] + [True] * 4 + [False] + [True] * 2  # the fast prune, except after another's write

@@ -10,7 +10,10 @@ neighbours only: a new photo's list is one pass over the library, and it joins a
 closer than that list's last entry. A photo whose list lost an entry (a photo left or changed) is searched
 again. A bulk change searches everything. The search is exhaustive (blocked float32 products of unit vectors),
 so the lists are the same whatever the arrival order, except where two neighbours tie within float32 rounding.
-Memory: the unit fingerprints as float32 (N x dim x 4 bytes) and k neighbours per photo.
+The candidate pairs are kept too, and only those of the lists an update changed are looked at again, so one new
+photo in a 100,000-photo library costs one product and a few lists, not a pass over every list.
+Memory: the unit fingerprints as float32 (N x dim x 4 bytes) and k neighbours per photo (twice: as tuples, and as
+an array that finds the lists naming a photo that left).
 """
 from __future__ import annotations
 
@@ -36,6 +39,13 @@ class BandNeighbours:
         self._unit = np.zeros((0, 0), np.float32)
         self._usable = np.zeros(0, bool)
         self._lists: list[list[tuple[float, int]]] = []  # per slot: (cosine, slot), best first
+        self._rows = np.zeros((0, self.k), np.int64)  # per slot: its list's slots, -1 padded (who names a slot)
+        # per slot: when its photo came. A pair both lists name takes the later photo's cosine, as a fresh pass
+        # over the photos in arrival order does (the two products may differ in the last float32 bit).
+        self._order: list[int] = []
+        self._arrivals = 0
+        self._pairs: dict[tuple[str, str], float] = {}  # kept current, so an update costs its changes only
+        self._touched: set[tuple[str, str]] | None = None  # during an update: pairs whose lists changed
 
     def __len__(self) -> int:
         return len(self._slot)
@@ -44,24 +54,30 @@ class BandNeighbours:
         """Add new or changed photos (path -> fingerprint) and forget `removed` ones."""
         added = dict(added or {})
         gone = {p for p in removed if p in self._slot} | {p for p in added if p in self._slot}
-        gone_slots = {self._slot[p] for p in gone}
-        for path in gone:
-            self._forget(path)
-        new_slots = [self._store(path, vector) for path, vector in added.items()]
-        if len(new_slots) * self.BULK_FRACTION > len(self._slot):
-            self._search(np.array(sorted(self._slot.values()), np.int64))
-            return
-        lost = [s for s in self._slot.values()
-                if s not in new_slots and any(o in gone_slots for _, o in self._lists[s])]
-        self._search(np.array(sorted(set(new_slots) | set(lost)), np.int64), offer=np.array(new_slots, np.int64))
+        gone_slots = [self._slot[p] for p in gone]
+        lost = self._naming(gone_slots)
+        self._touched = set()
+        try:
+            for slot in gone_slots + lost:  # their pairs now, while every slot still holds its photo
+                self._note(slot, self._lists[slot])
+            for path in gone:
+                self._forget(path)
+            new_slots = [self._store(path, vector) for path, vector in added.items()]
+            if len(new_slots) * self.BULK_FRACTION > len(self._slot):
+                self._touched = None
+                self._search(np.flatnonzero(self._usable))
+                self._pairs = self._all_pairs()
+                return
+            new = set(new_slots)
+            lost = [s for s in lost if s not in new and self._path[s] is not None]
+            self._search(np.array(sorted(new | set(lost)), np.int64), offer=np.array(new_slots, np.int64))
+        finally:  # the pairs follow the lists, even when a fingerprint of another width stopped the update
+            if self._touched is not None:
+                self._settle()
 
     def pairs(self) -> dict[tuple[str, str], float]:
         """The candidate pairs, each as (smaller path, larger path), with their cosine."""
-        found = {}
-        for path, slot in self._slot.items():
-            for sim, other in self._lists[slot]:
-                found[tuple(sorted((path, self._path[other])))] = sim
-        return found
+        return dict(self._pairs)
 
     def neighbours(self, path: str) -> list[tuple[str, float]]:
         """`path`'s own list: (path, cosine), nearest first."""
@@ -71,18 +87,22 @@ class BandNeighbours:
 
     def _search(self, queries: np.ndarray, offer: np.ndarray | None = None) -> None:
         """Recompute the lists of `queries`; photos `offer` also join other photos' lists where they rank."""
-        live = np.array(sorted(s for s in self._slot.values() if self._usable[s]), np.int64)
         queries = queries[self._usable[queries]]
         offered = set() if offer is None else set(offer.tolist())
+        # Against the slots up to the last photo's (free slots are zero rows, masked out): a view, so an update
+        # copies no fingerprints. Slots are taken lowest first, so few free ones lie below the last photo's.
+        end = int(np.flatnonzero(self._usable)[-1]) + 1 if len(queries) else 0
+        usable, unit = self._usable[:end], self._unit[:end]
         for start in range(0, len(queries), _QUERY_BLOCK):
             block = queries[start:start + _QUERY_BLOCK]
-            sims = self._unit[block] @ self._unit[live].T
-            in_band = (sims >= self.floor) & (sims < self.cut) & (block[:, None] != live[None, :])
+            sims = self._unit[block] @ unit.T
+            in_band = (sims >= self.floor) & (sims < self.cut) & usable[None, :]
+            in_band[np.arange(len(block)), block] = False
             for row, query in enumerate(block.tolist()):
                 hits = np.flatnonzero(in_band[row])
-                self._lists[query] = self._best(sims[row, hits], live[hits])
+                self._set_list(query, self._best(sims[row, hits], hits))
                 if query in offered:
-                    self._offer(query, sims[row, hits], live[hits])
+                    self._offer(query, sims[row, hits], hits)
 
     def _best(self, sims: np.ndarray, slots: np.ndarray) -> list[tuple[float, int]]:
         if len(sims) > self.k:
@@ -98,7 +118,55 @@ class BandNeighbours:
             if len(entries) < self.k or (sim, -new) > (entries[-1][0], -entries[-1][1]):
                 merged = [e for e in entries if e[1] != new] + [(sim, new)]
                 merged.sort(key=lambda e: (-e[0], e[1]))
-                self._lists[slot] = merged[:self.k]
+                self._set_list(slot, merged[:self.k])
+
+    # -- the pairs, kept current -------------------------------------------------------------------------------
+
+    def _naming(self, slots: list[int]) -> list[int]:
+        """The slots whose lists name any of `slots` (searched again when those photos leave)."""
+        if not slots:
+            return []
+        return np.flatnonzero(np.isin(self._rows, slots).any(axis=1)).tolist()
+
+    def _set_list(self, slot: int, entries: list[tuple[float, int]]) -> None:
+        if self._touched is not None:
+            self._note(slot, self._lists[slot])
+            self._note(slot, entries)
+        self._lists[slot] = entries
+        self._rows[slot] = -1
+        self._rows[slot, :len(entries)] = [o for _, o in entries]
+
+    def _note(self, slot: int, entries: list[tuple[float, int]]) -> None:
+        """Note the pairs of `slot` with `entries` as touched (their cosine is looked up again in _settle)."""
+        me = self._path[slot]
+        for _, other in entries:
+            path = self._path[other]
+            if me is not None and path is not None:
+                self._touched.add((me, path) if me < path else (path, me))
+
+    def _settle(self) -> None:
+        """Bring the touched pairs up to date: gone when neither photo lists the other."""
+        for pair in self._touched:
+            sim = self._pair_cosine(*pair)
+            if sim is None:
+                self._pairs.pop(pair, None)
+            else:
+                self._pairs[pair] = sim
+        self._touched = None
+
+    def _pair_cosine(self, a: str, b: str) -> float | None:
+        sa, sb = self._slot.get(a), self._slot.get(b)
+        if sa is None or sb is None:
+            return None
+        named = [(self._order[s], sim) for s, o in ((sa, sb), (sb, sa)) for sim, x in self._lists[s] if x == o]
+        return max(named)[1] if named else None
+
+    def _all_pairs(self) -> dict[tuple[str, str], float]:
+        found = {}
+        for path, slot in self._slot.items():  # in arrival order: a pair both lists name takes the later cosine
+            for sim, other in self._lists[slot]:
+                found[tuple(sorted((path, self._path[other])))] = sim
+        return found
 
     # -- bookkeeping -------------------------------------------------------------------------------------------
 
@@ -113,12 +181,15 @@ class BandNeighbours:
         # A zero or non-finite fingerprint has no direction, so no neighbours (as it is a singleton in clustering)
         self._unit[slot] = row / norm if norm > 0 else 0.0
         self._usable[slot] = norm > 0
-        self._slot[path], self._path[slot], self._lists[slot] = slot, path, []
+        self._slot[path], self._path[slot] = slot, path
+        self._set_list(slot, [])
+        self._order[slot], self._arrivals = self._arrivals, self._arrivals + 1
         return slot
 
     def _forget(self, path: str) -> None:
         slot = self._slot.pop(path)
-        self._path[slot], self._lists[slot] = None, []
+        self._set_list(slot, [])
+        self._path[slot] = None
         self._unit[slot], self._usable[slot] = 0.0, False
         self._free.append(slot)
 
@@ -130,6 +201,8 @@ class BandNeighbours:
             unit[:old] = self._unit
         self._unit = unit
         self._usable = np.concatenate([self._usable, np.zeros(size - old, bool)])
+        self._rows = np.concatenate([self._rows, np.full((size - old, self.k), -1, np.int64)])
         self._path.extend([None] * (size - old))
         self._lists.extend([] for _ in range(size - old))
+        self._order.extend([0] * (size - old))
         self._free.extend(range(size - 1, old - 1, -1))
