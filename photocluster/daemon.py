@@ -251,8 +251,10 @@ class Daemon(ConfigReloading, TreeWatching):
         self._current = library
         try:
             self.should_stop()  # the watchdog allowance for the scan, before the first stage
+            # A photo that arrives while the summaries and gallery of the last one are written is shown first
             report = library.pipeline.update(progress=False, should_stop=self.should_stop, hold_back=hold_back,
-                                             dirty=library.scan_now)
+                                             dirty=library.scan_now,
+                                             should_yield=lambda: library.first_event is not None)
         except WorkerLoadError as exc:
             self._load_failed(library, exc)
             return

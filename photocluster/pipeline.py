@@ -82,6 +82,7 @@ class _Run:
     dry_run: bool = False
     progress: bool | None = None
     should_stop: Callable[[], bool] = lambda: False
+    should_yield: Callable[[], bool] = lambda: False  # leave the stages after the swap for a later update
     hold_back: Collection[str] = ()
     dirty: Collection[str] | None = None  # None: scan the whole library
     renamed: dict[str, str] = field(default_factory=dict)  # photos moved inside the library: old -> new path
@@ -117,6 +118,7 @@ class LibraryPipeline:
     def update(
         self, dry_run: bool = False, progress: bool | None = None, should_stop: Callable[[], bool] = lambda: False,
         hold_back: Collection[str] = (), dirty: Collection[str] | None = None,
+        should_yield: Callable[[], bool] = lambda: False,
     ) -> RunReport:
         """Bring the output of the library up to date with its photos.
 
@@ -124,10 +126,11 @@ class LibraryPipeline:
         When `should_stop()` turns true while fingerprinting, the cache is saved and the run ends there.
         With `incremental`, `dirty` (library-relative paths, '/'-separated, of every file or folder an event named
         since the last update) makes the scan list again only the folders that changed or hold a dirty path
-        (ScanState.scan); None scans the whole library.
+        (ScanState.scan); None scans the whole library. Once `should_yield()` is true, the stages after the swap
+        (summaries, gallery) are left for the next update.
         """
         run = _Run(self._new_report(), dry_run=dry_run, progress=progress, should_stop=should_stop,
-                   hold_back=hold_back, dirty=dirty)
+                   should_yield=should_yield, hold_back=hold_back, dirty=dirty)
         out_dir = self.settings.out_dir
         if dry_run:
             return self._update_locked(run)
@@ -167,13 +170,15 @@ class LibraryPipeline:
             return report
         clustered = {rel for members in report.layout.clusters.values() for rel in members}
         report.unclustered = [rel for rel in rels if rel not in clustered]
-        if settings.patterns.enabled and not run.dry_run and not run.should_stop():
+        # The summaries and the gallery follow the tree shown; when should_yield() says more photos came (the
+        # daemon's), they are left to the next update, which shows those photos sooner and writes them then.
+        later = lambda: run.should_stop() or run.should_yield()  # noqa: E731
+        if settings.patterns.enabled and not run.dry_run and not later():
             with timer("patterns"):
                 report.patterns_written = write_patterns(settings, cache, rels)
-        if settings.gallery and not run.dry_run and not run.should_stop():
+        if settings.gallery and not run.dry_run and not later():
             with timer("gallery"):
-                report.gallery = write_gallery(settings, cache, report.layout, rels, photos, run.progress,
-                                               run.should_stop)
+                report.gallery = write_gallery(settings, cache, report.layout, rels, photos, run.progress, later)
         return report
 
     def _fingerprint_changes(self, run: _Run, cache: FingerprintCache, photos: dict[str, PhotoFile]) -> None:

@@ -59,7 +59,7 @@ def build_cache(root: Path, out: Path, model: str, weights: str | None) -> None:
     for i, p in enumerate(photos):
         vector = centres[i // 5] + 0.2 * rng.standard_normal(spec.dim).astype(np.float32)
         labels = tuple((int(c), 0.5 / (k + 1)) for k, c in enumerate(rng.choice(1000, 10, replace=False)))
-        cache.put(p, vector, labels)
+        cache.put(p, vector, labels, detections=())  # detected already (none found), as a daemon's cache holds
     out.mkdir(parents=True, exist_ok=True)
     cache.save(out / "fingerprints.pk")
 

@@ -116,7 +116,7 @@ def arrive(pipe: pipeline.LibraryPipeline, lib: Path, clock: SwapClock, k: int, 
     clock.swapped = None
     (lib / "incoming" / name).write_bytes(jpeg_bytes() + k.to_bytes(4, "big"))  # distinct size: never a "move"
     closed = time.perf_counter()
-    report = pipe.update()
+    report = pipe.update(dirty={f"incoming/{name}"})  # what the daemon's events name
     total = time.perf_counter() - closed
     shown = [m for m, members in report.layout.clusters.items() if f"incoming/{name}" in members]
     assert shown and clock.swapped is not None, f"{name} is in no cluster shown"

@@ -313,3 +313,17 @@ def test_a_daemon_stopped_after_fingerprinting_still_saves_them(tmp_path, stand_
     assert report.fingerprinted.computed == 12 and report.layout is None  # stopped before clustering
     on_disk = load_or_new(lib / "photocluster" / "fingerprints.pk", pipe.cache.model_id, pipe.cache.dim)
     assert len(on_disk.entries) == 12
+
+
+def test_the_summaries_and_gallery_wait_for_a_later_update_when_told_to_yield(tmp_path, stand_in):
+    from photocluster.pipeline import LibraryPipeline
+
+    lib = make_library(tmp_path / "lib")
+    out = lib / "photocluster"
+    pipe = LibraryPipeline(settings(lib, gallery=True, patterns=PatternOptions(enabled=True, min_support=2)),
+                           incremental=True)
+    report = pipe.update(should_yield=lambda: True)  # more photos came meanwhile: show the tree, then stop
+    assert report.clusters == 3 and (out / "clusters").is_symlink()
+    assert not (out / "patterns").exists() and not (out / "gallery" / "index.html").exists()
+    report = pipe.update()  # the next update writes them
+    assert report.patterns_written > 0 and (out / "gallery" / "index.html").exists()
