@@ -213,17 +213,21 @@ def tree_edits(tree: ShownTree, photos: Collection[str]) -> tuple[list[tuple[str
 
 
 def take_corrections(out_dir: Path, photos: Collection[str], renamed: dict[str, str],
-                     dry_run: bool = False) -> tuple[Constraints, bool | None]:
+                     dry_run: bool = False, read_tree: bool = True) -> tuple[Constraints, bool | None]:
     """Read the user's edits of the shown tree into the stored corrections, and save them; return the constraints
     for this run and whether the tree was edited (then it must be built again, even for the same clusters): None
-    when there was no tree to read (or its state was unreadable).
+    when there was no tree to read (or its state was unreadable). Without `read_tree` (the caller knows the tree
+    is as made) only the stored corrections are used, and the tree counts as unedited.
 
     `photos` are the library's photos now, `renamed` the moves found since the last run (old -> new path).
     """
     corrections, writable = load_corrections(out_dir, set_aside=not dry_run)
     before = corrections.as_dict()
-    tree = shown_tree(out_dir)
-    edits, edited = tree_edits(tree, set(photos) | set(renamed)) if tree is not None else ([], None)
+    tree = shown_tree(out_dir) if read_tree else None
+    if tree is not None:
+        edits, edited = tree_edits(tree, set(photos) | set(renamed))
+    else:
+        edits, edited = [], None if read_tree else False
     for photo, kind, others in sorted(edits, key=lambda e: e[1] == WITH):  # not-with first: a move ends "with"
         corrections.add(photo, kind, others)
     if edits:

@@ -251,9 +251,11 @@ class Daemon(ConfigReloading, TreeWatching):
         self._current = library
         try:
             self.should_stop()  # the watchdog allowance for the scan, before the first stage
+            tree = self._tree_unedited(library)
             # A photo that arrives while the summaries and gallery of the last one are written is shown first
             report = library.pipeline.update(progress=False, should_stop=self.should_stop, hold_back=hold_back,
-                                             dirty=library.scan_now,
+                                             dirty=library.scan_now, tree_unedited=tree[0],
+                                             laying_out=lambda: self._tree_unwatched(library),
                                              should_yield=lambda: library.first_event is not None)
         except WorkerLoadError as exc:
             self._load_failed(library, exc)
@@ -272,6 +274,7 @@ class Daemon(ConfigReloading, TreeWatching):
             library.last_run = time.monotonic()
         library.failures = 0
         library.last_report = report
+        self._after_tree_read(library, tree, report)
         log_update(library, report, time.monotonic() - started, stopped=self._stop.is_set())
         if hold_back or self.fingerprinter.gave_up:
             with self._lock:  # come back for what was left

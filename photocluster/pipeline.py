@@ -83,6 +83,8 @@ class _Run:
     progress: bool | None = None
     should_stop: Callable[[], bool] = lambda: False
     should_yield: Callable[[], bool] = lambda: False  # leave the stages after the swap for a later update
+    tree_unedited: bool = False  # the caller knows the shown tree is as made: no need to read it for corrections
+    laying_out: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext  # around a new tree's build
     hold_back: Collection[str] = ()
     dirty: Collection[str] | None = None  # None: scan the whole library
     renamed: dict[str, str] = field(default_factory=dict)  # photos moved inside the library: old -> new path
@@ -118,7 +120,8 @@ class LibraryPipeline:
     def update(
         self, dry_run: bool = False, progress: bool | None = None, should_stop: Callable[[], bool] = lambda: False,
         hold_back: Collection[str] = (), dirty: Collection[str] | None = None,
-        should_yield: Callable[[], bool] = lambda: False,
+        should_yield: Callable[[], bool] = lambda: False, tree_unedited: bool = False,
+        laying_out: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
     ) -> RunReport:
         """Bring the output of the library up to date with its photos.
 
@@ -127,10 +130,13 @@ class LibraryPipeline:
         With `incremental`, `dirty` (library-relative paths, '/'-separated, of every file or folder an event named
         since the last update) makes the scan list again only the folders that changed or hold a dirty path
         (ScanState.scan); None scans the whole library. Once `should_yield()` is true, the stages after the swap
-        (summaries, gallery) are left for the next update.
+        (summaries, gallery) are left for the next update. `tree_unedited` (the daemon's watch on the shown tree
+        saw no edit since the last read) skips reading the tree for corrections; `laying_out()` is entered while
+        a new tree is built and swapped in (the daemon stops watching the tree it moves folders out of).
         """
         run = _Run(self._new_report(), dry_run=dry_run, progress=progress, should_stop=should_stop,
-                   should_yield=should_yield, hold_back=hold_back, dirty=dirty)
+                   should_yield=should_yield, hold_back=hold_back, dirty=dirty, tree_unedited=tree_unedited,
+                   laying_out=laying_out)
         out_dir = self.settings.out_dir
         if dry_run:
             return self._update_locked(run)
@@ -250,7 +256,8 @@ class LibraryPipeline:
         with run.timer("corrections"):
             previous = read_layout(out_dir)
             # The user's edits of the tree shown, read before the next tree replaces it (corrections.py).
-            constraints, edited = take_corrections(out_dir, photos, run.renamed, run.dry_run)
+            constraints, edited = take_corrections(out_dir, photos, run.renamed, run.dry_run,
+                                                   read_tree=not run.tree_unedited)
         options = scene_options(self.settings, report.cut)
         evidence = (options.key() if options else "") + f" time_weight={self.settings.time_weight!r}"
         with run.timer("cluster_key"):
@@ -277,7 +284,7 @@ class LibraryPipeline:
         if not run.dry_run:
             write_cluster_key(out_dir, None)  # a tree and a key that do not belong together must never meet
             if report.layout_changed or edited:  # an edited tree is built again, clean
-                with run.timer("layout"):
+                with run.timer("layout"), run.laying_out():
                     # unchanged folders are reused; after an edit, only those whose every link reads as made;
                     # without one, they are not listed again (take_corrections has just read them all)
                     write_layout(out_dir, Path(self.settings.library), report.layout, read_links=bool(edited),

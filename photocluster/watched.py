@@ -38,6 +38,8 @@ class Library:
     watch: Watch | None = None
     tree_watch: Watch | None = None  # the watch on the cluster tree shown (daemon_tree.py)
     tree_path: str | None = None  # ...and the generation it watches
+    tree_events: int = 0  # edits that watch has seen
+    tree_read_at: int | None = None  # tree_events when a run last read the tree under that watch (None: not yet)
     first_event: float | None = None  # monotonic time of the first event not yet processed
     last_event: float | None = None
     settling: dict[str, tuple[tuple[int, int] | None, float]] = field(default_factory=dict)  # path -> stat, when

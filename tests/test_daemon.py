@@ -85,6 +85,13 @@ class Running:
     def library(self):
         return self.daemon.libraries[0]
 
+    def settle(self) -> int:
+        """Wait for the run that reads the newest tree under its watch (daemon_tree.py); the runs done then."""
+        library = self.library
+        wait_for(lambda: library.tree_watch is not None and library.tree_read_at == library.tree_events,
+                 what="a run that reads the new tree")
+        return self.daemon.runs
+
     def cache(self) -> FingerprintCache:
         return self.library.pipeline.cache
 
@@ -148,7 +155,7 @@ def test_rename_and_move_do_not_fingerprint_again_and_delete_removes_the_link(li
 
 def test_partial_hidden_and_other_files_are_ignored_until_renamed(lib, stand_in):
     with start(lib) as running:
-        runs = running.daemon.runs
+        runs = running.settle()
         save(scene(2), lib / "x.jpg.part", format="JPEG")
         save(scene(3), lib / "y.jpg.crdownload", format="JPEG")
         save(scene(4), lib / "z.jpg~", format="JPEG")
@@ -166,7 +173,7 @@ def test_a_growing_file_is_read_only_once_complete(lib, stand_in):
     data = save(scene(7, size=(1600, 1200)), lib.parent / "big.jpg", quality=95).read_bytes()
     # settle_seconds well above the writer's pauses, so a busy test machine does not make it look finished
     with start(lib, dataclasses.replace(FAST, settle_seconds=0.5)) as running:
-        runs = running.daemon.runs
+        runs = running.settle()
         chunks = 30  # written over ~1.5 s, longer than max_delay: a run is forced while it still grows
         with open(lib / "big.jpg", "wb") as fh:
             for i in range(chunks):
