@@ -73,6 +73,7 @@ class Daemon(ConfigReloading, TreeWatching):
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._watcher = Watcher(prune=self._unwatched, on_overflow=self._on_overflow)
+        self._tree_watcher = Watcher(prune=lambda path: False, on_overflow=self._on_tree_overflow)  # daemon_tree.py
         self._last_root_check = 0.0
         self._doing = "starting"  # for the STATUS= line
         self._updating = ""  # the library being updated
@@ -113,7 +114,7 @@ class Daemon(ConfigReloading, TreeWatching):
         return 0
 
     def _run_until_stopped(self) -> None:
-        with self._watcher:
+        with self._watcher, self._tree_watcher:
             try:
                 self._start_and_loop()
             finally:

@@ -37,7 +37,7 @@ def shown_generation(out_dir: str | os.PathLike) -> str | None:
 
 
 class TreeWatching:
-    """The tree-watching half of daemon.Daemon, which provides libraries, _watcher and _lock."""
+    """The tree-watching half of daemon.Daemon, which provides libraries, _tree_watcher and _lock."""
 
     def _follow_trees(self) -> None:
         """Watch the tree each library shows now (a run, or a one-shot run beside us, may have swapped it)."""
@@ -50,7 +50,7 @@ class TreeWatching:
 
     def _watch_tree(self, library: Library, generation: str) -> None:
         try:
-            library.tree_watch = self._watcher.watch(
+            library.tree_watch = self._tree_watcher.watch(
                 generation, lambda change: self._note_tree_event(library, generation, change))
         except OSError as exc:
             log.warning("cannot watch %s for corrections: %s; they are read at the next run", generation,
@@ -60,7 +60,7 @@ class TreeWatching:
 
     def _unwatch_tree(self, library: Library) -> None:
         if library.tree_watch is not None:
-            self._watcher.unwatch(library.tree_watch)
+            self._tree_watcher.unwatch(library.tree_watch)
         library.tree_watch = library.tree_path = None
 
     def _note_tree_event(self, library: Library, generation: str, change: Change) -> None:
@@ -73,6 +73,15 @@ class TreeWatching:
         with self._lock:
             library.tree_events += 1
             library.mark(time.monotonic())
+
+    def _on_tree_overflow(self) -> None:
+        """The trees' own queue overflowed (letting go of a watch on 20,000 folders queues an event for each):
+        an edit may have been lost, so every tree is read at a run made due now."""
+        now = time.monotonic()
+        with self._lock:
+            for library in self.libraries:
+                library.tree_events += 1
+                library.mark(now)
 
     # --- reading the tree only when it may have been edited ---------------------------------------------------
     # Reading a tree for edits lists every cluster folder (0.6 s at 100,000 photos). A run need not when the watch

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -62,7 +63,7 @@ class Watcher:
 
     def __init__(self, prune: Callable[[bytes], bool], on_overflow: Callable[[], None]):
         self._prune = prune
-        self._listener = _OverflowListener(on_overflow)
+        self._listener = _OverflowListener(on_overflow, lambda: self._observer and self._observer.reader)
         self._loggers = [logging.getLogger(WATCHDOG_INOTIFY_LOGGER), logging.getLogger(WATCHDOG_WATCH_LOGGER)]
         self._levels: list[int] = []
         self._observer: _Observer | None = None
@@ -144,7 +145,12 @@ class _PrunedEmitter(InotifyEmitter):
 
 
 class _Observer(InotifyObserver):
-    """watchdog's inotify observer, whose watches leave out the folders `prune(path)` names."""
+    """watchdog's inotify observer, whose watches leave out the folders `prune(path)` names. Each has its own
+    inotify instance (kernel queue) and `reader` thread, so one watcher's flood cannot overflow another's queue."""
+
+    @property
+    def reader(self) -> InotifyFD:
+        return self._inotify_fd
 
     def __init__(self, prune: Callable[[bytes], bool]):
         self._inotify_fd = InotifyFD()
@@ -156,13 +162,17 @@ class _Observer(InotifyObserver):
 class _OverflowListener(logging.Filter):
     """Turns watchdog's 'Inotify queue overflowed' warning into a full rescan, and drops watchdog's own lines."""
 
-    def __init__(self, on_overflow: Callable[[], None]):
+    def __init__(self, on_overflow: Callable[[], None], reader: Callable[[], object]):
         super().__init__()
         self.on_overflow = on_overflow
+        self.reader = reader  # the thread that reads this watcher's queue, and logs its overflow
 
     def filter(self, record: logging.LogRecord) -> bool:
         if "overflow" not in record.getMessage().lower():
             return True
+        thread = threading.current_thread()
+        if isinstance(thread, InotifyFD) and thread is not self.reader():
+            return True  # another watcher's queue overflowed: its own listener takes it
         if record.name == WATCHDOG_INOTIFY_LOGGER:
             self.on_overflow()
         return False

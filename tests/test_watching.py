@@ -127,3 +127,18 @@ def test_daemon_output_hidden_and_nas_folders_get_no_watch(lib, stand_in):
         wait_for(lambda: running.library.tree_path == os.path.realpath(tree), what="the watch on the new tree")
         assert inotify_watches() - before == 5 + 4  # the old tree's watches are gone; the new one has 2 clusters
         assert running.daemon.runs >= 2
+
+
+def test_one_watchers_overflow_is_not_taken_for_anothers(monkeypatch):
+    """Each watcher has its own kernel queue, read by its own thread, which logs that queue's overflow."""
+    import threading
+
+    overflows = []
+    with Watcher(prune=lambda path: False, on_overflow=lambda: overflows.append("library")) as library, \
+            Watcher(prune=lambda path: False, on_overflow=lambda: overflows.append("tree")) as tree:
+        for watcher in (tree, library, tree):
+            # as logged by that watcher's reader thread (watchdog logs it there)
+            monkeypatch.setattr(threading, "current_thread", lambda reader=watcher._observer.reader: reader)
+            logging.getLogger(WATCHDOG_INOTIFY_LOGGER).warning("Inotify queue overflowed; filesystem events were lost")
+            monkeypatch.undo()
+    assert overflows == ["tree", "library", "tree"]
