@@ -660,3 +660,24 @@ def test_objects_setting_is_checked():
 
     assert PatternOptions().objects == "both" == PatternSettings().objects
     assert PatternSettings.from_options(PatternOptions(objects="detector")).objects == "detector"
+
+
+def test_a_shared_pattern_counts_only_the_photos_holding_all_its_objects():
+    from photocluster.patterns.markdown import shared_patterns
+    from photocluster.patterns.mining import PhotoObjects, summarise
+
+    def photos(folder, *transactions):
+        return [PhotoObjects(f"{folder}/{n}.jpg", {item: 0.9 for item in t}, {"cup": 2} if "cup" in t else {})
+                for n, t in enumerate(transactions)]
+
+    # kitchen: cup + plate together in 2 of 6 photos, though each is in 4; cafe: together in 3 of 3
+    folders = {"kitchen": photos("kitchen", ("cup", "plate"), ("cup", "plate"), ("cup",), ("cup",), ("plate",),
+                                 ("plate",)),
+               "cafe": photos("cafe", ("cup", "plate"), ("cup", "plate"), ("cup", "plate"))}
+    settings = PatternSettings(min_support=2)
+    everything = [p for members in folders.values() for p in members]
+    library = summarise("the whole library", everything, settings)
+    assert library.instance_counts["cup"] == 2 * 7  # seven photos hold cup, each with two
+    text = shared_patterns(library, [("cup", "plate")], folders, settings)
+    assert ("- **cup + plate**: 2 folders: [cafe](../cafe/summary.md) (3 photos), "
+            "[kitchen](../kitchen/summary.md) (2 photos)") in text
