@@ -181,7 +181,7 @@ class LibraryPipeline:
         later = lambda: run.should_stop() or run.should_yield()  # noqa: E731
         if settings.patterns.enabled and not run.dry_run and not later():
             with timer("patterns"):
-                report.patterns_written = write_patterns(settings, cache, rels)
+                report.patterns_written = write_patterns(settings, cache, rels, later)
         if settings.gallery and not run.dry_run and not later():
             with timer("gallery"):
                 report.gallery = write_gallery(settings, cache, report.layout, rels, photos, run.progress, later)
@@ -369,12 +369,13 @@ def sweep_leftovers(out_dir: Path, cache_name: str) -> None:
     sweep_scene_leftovers(out_dir)
 
 
-def write_patterns(settings: LibrarySettings, cache: FingerprintCache, rels: list[str]) -> int:
+def write_patterns(settings: LibrarySettings, cache: FingerprintCache, rels: list[str],
+                   should_stop: Callable[[], bool] = lambda: False) -> int:
     from .patterns import PatternSettings, update_patterns
 
     result = update_patterns(settings.out_dir, cache.predictions(rels), PatternSettings.from_options(settings.patterns),
                              library_root=Path(settings.library),
-                             detections=dict(zip(rels, cache.detections(rels), strict=True)))
+                             detections=dict(zip(rels, cache.detections(rels), strict=True)), should_stop=should_stop)
     return result.written
 
 

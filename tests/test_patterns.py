@@ -681,3 +681,24 @@ def test_a_shared_pattern_counts_only_the_photos_holding_all_its_objects():
     text = shared_patterns(library, [("cup", "plate")], folders, settings)
     assert ("- **cup + plate**: 2 folders: [cafe](../cafe/summary.md) (3 photos), "
             "[kitchen](../kitchen/summary.md) (2 photos)") in text
+
+
+def test_an_update_told_to_stop_keeps_the_summaries_it_did_not_reach_and_the_next_one_finishes(tmp_path):
+    library = tmp_path / "lib"
+    make_library(library, {**PARTY, **PARK, **SHORE})
+    out = library / "photocluster"
+    settings = PatternSettings(min_support=2)
+    predictions, detections = split({**PARTY, **PARK, **SHORE})
+    update_patterns(out, predictions, settings, library, detections=detections)
+    before = {p: p.read_bytes() for p in (out / "patterns").rglob("*") if p.is_file()}
+    # the park's photos are gone and a shore photo left: two folders and the library summary would change
+    now = {rel: v for rel, v in {**PARTY, **SHORE}.items() if rel != "shore/z.jpg"}
+    calls = []
+    report = update_patterns(out, split(now)[0], settings, library, detections=split(now)[1],
+                             should_stop=lambda: calls.append(1) or len(calls) > 1)  # stops after one folder
+    assert report.stopped and report.folders_written == [] and report.folders_removed == []
+    after = {p: p.read_bytes() for p in (out / "patterns").rglob("*") if p.is_file() and p.name != ".state.json"}
+    assert after == {p: b for p, b in before.items() if p.name != ".state.json"}  # party unchanged; the rest kept
+    report = update_patterns(out, split(now)[0], settings, library, detections=split(now)[1])
+    assert not report.stopped and report.folders_written == ["shore"] and report.library_written
+    assert report.folders_removed == ["park"] and not (out / "patterns" / "park").exists()

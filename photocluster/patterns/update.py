@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..fsutil import ForeignEntry
@@ -32,6 +32,7 @@ class PatternReport:
     library_written: bool = False  # the whole-library summary was rewritten
     photos: int = 0
     library_mining_seconds: float = 0.0
+    stopped: bool = False  # should_stop() ended it early: the rest is brought up to date by the next update
 
     @property
     def written(self) -> int:
@@ -41,13 +42,15 @@ class PatternReport:
 
 def update_patterns(out_dir: str | os.PathLike, photos: Mapping[str, Predictions | None], settings: PatternSettings,
                     library_root: str | os.PathLike,
-                    detections: Mapping[str, Detections | None] | None = None) -> PatternReport:
+                    detections: Mapping[str, Detections | None] | None = None,
+                    should_stop: Callable[[], bool] = lambda: False) -> PatternReport:
     """Bring <out_dir>/patterns/ up to date with `photos` (library-relative path -> its predictions) and their
     `detections` (path -> the detector's objects; a photo missing there, or None, has not been through it).
 
     Mines and rewrites only the folders whose transactions, settings or link base changed, rewrites the
     whole-library summary when anything changed, and removes the summaries of folders with no photos left.
-    Writes nothing outside out_dir/patterns/, and there only into folders it made.
+    Writes nothing outside out_dir/patterns/, and there only into folders it made. When `should_stop()` turns
+    true (the daemon's new arrivals) it ends between two summaries, keeping the rest as they were.
     """
     patterns_dir = os.path.abspath(os.path.join(out_dir, PATTERNS_DIR))
     library_root = os.path.abspath(library_root)
@@ -57,11 +60,12 @@ def update_patterns(out_dir: str | os.PathLike, photos: Mapping[str, Predictions
     try:
         with open_patterns_dir(out_dir) as root_fd:
             update = _Update(PatternsFolder(root_fd), patterns_dir, library_root, settings, report)
-            update.run(folders)
+            update.run(folders, should_stop)
     except ForeignEntry as error:
         log.warning("patterns: no summaries written: %s is %s", escape_name(patterns_dir), error.strerror)
-    log.info("patterns: %s written, %d unchanged, %d removed", plural(report.written, "summary", "summaries"),
-             report.folders_unchanged, len(report.folders_removed))
+    log.info("patterns: %s written, %d unchanged, %d removed%s", plural(report.written, "summary", "summaries"),
+             report.folders_unchanged, len(report.folders_removed),
+             "; the rest left for the next update" if report.stopped else "")
     return report
 
 
@@ -84,14 +88,24 @@ class _Update:
         return [FORMAT_VERSION, s.min_probability, s.min_support, s.level, s.objects,
                 os.path.relpath(self.library_root, self.patterns_dir)]
 
-    def run(self, folders: dict[str, list[PhotoObjects]]) -> None:
+    def run(self, folders: dict[str, list[PhotoObjects]], should_stop: Callable[[], bool]) -> None:
         self.old_state = self.where.load_state()
         for folder, members in sorted(folders.items()):
+            if should_stop():
+                return self._stop()
             self._update_folder(folder, members)
         if folders:
+            if should_stop():
+                return self._stop()
             self._update_library(folders)
         self.report.folders_removed = self.where.remove_stale(set(self.new_state))
         self.where.save_state(self.new_state)
+
+    def _stop(self) -> None:
+        """End early: what was written is recorded, every other summary is kept as it is (none is removed), and
+        the next update compares them with their photos again."""
+        self.report.stopped = True
+        self.where.save_state({**self.old_state, **self.new_state})
 
     def _update_folder(self, folder: str, members: list[PhotoObjects]) -> None:
         parts = mirror_parts(folder)
