@@ -115,6 +115,8 @@ class _Gallery:
         views = self._views(qualities, evidence)
         owner = {rel: m for m, members in clusters.items() for rel in members}
         in_none = [rel for rel in rels if rel not in owner]
+        if should_stop():  # before the map (up to a minute at 15,000 photos) and the pages: the next update does them
+            return None
         self._write_map([MapPoint(rel, owner.get(rel), views(rel).thumb_href, views(rel).photo_href)
                          for rel in rels], clusters)
         self._write_pages(self._pages(facts, in_none, items, views, len(rels)))

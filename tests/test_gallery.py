@@ -208,3 +208,22 @@ def test_a_large_library_redraws_the_map_only_after_enough_change_or_time(tmp_pa
     state_path.write_text(json.dumps(state))
     run(lib, out)
     assert calls == [12, 16, 16]
+
+
+def test_photos_arriving_while_the_facts_are_gathered_leave_the_map_and_pages_to_the_next_update(tmp_path, stand_in,
+                                                                                                monkeypatch):
+    from photocluster import gallery as gallery_module
+    from photocluster.pipeline import LibraryPipeline
+
+    lib, out = make_library(tmp_path / "lib"), tmp_path / "out"
+    arrived = []
+    real_facts = gallery_module._Gallery._facts
+    monkeypatch.setattr(gallery_module._Gallery, "_facts",
+                        lambda self, *a: arrived.append(1) or real_facts(self, *a))  # a photo comes meanwhile
+    pipe = LibraryPipeline(settings(lib, out=out), incremental=True)
+    report = pipe.update(should_yield=lambda: bool(arrived))
+    assert arrived and report.gallery is None and report.clusters == 3
+    assert not (gallery(out) / "index.html").exists() and not (gallery(out) / "map.html").exists()
+    arrived.clear()
+    monkeypatch.setattr(gallery_module._Gallery, "_facts", real_facts)
+    assert pipe.update().gallery is not None and (gallery(out) / "map.html").is_file()
