@@ -16,8 +16,10 @@ drops new photos into the library one at a time, each a near copy of an existing
 
 The fingerprint step is a stand-in that answers at once (the model's time for one photo is measured in
 bench_daemon.py and bench_fingerprint.py, and is the same at any library size). Not included either: the daemon's
-debounce wait (quiet_seconds, 2 s by default) before it starts an update. So the daemon's full latency is
-quiet_seconds + one photo's fingerprint + the figure printed here.
+debounce wait (quiet_seconds, 0.5 s by default) before it starts an update. The update is told the arriving file's
+path, as the daemon's event names it (so the scan lists only its folder), but reads the cluster tree for
+corrections every time (the daemon skips that while its watch on the tree saw no edit). bench_daemon.py measures
+the real daemon end to end.
 
 --full-rebuild times the old way too (every cluster folder of the generation built again), in the same run.
 """
