@@ -168,10 +168,10 @@ def imagecluster_flow(library: Path, scratch: Path) -> None:
 
 # --- the model-only and decode-only rates, each in a fresh child process ----------------------------------------
 
-def model_only(name: str, weights: str, batch_sizes: list[int], images: int) -> None:
+def model_only(name: str, weights: str, runtime: str, batch_sizes: list[int], images: int) -> None:
     from photocluster.models import load_fingerprinter
 
-    model = load_fingerprinter(name, weights)
+    model = load_fingerprinter(name, weights, runtime)
     height, width = model.input_size
     rates = {}
     for batch_size in batch_sizes:
@@ -259,7 +259,7 @@ def main() -> None:
     parser.add_argument("--squeezenet", action="store_true", help="also SqueezeNet end to end and decode only")
     parser.add_argument("--dir", type=Path, default=Path("/tmp/pc-bench-jpegs"))
     parser.add_argument("--imagecluster-flow", nargs=2, type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--model-only", nargs=2, metavar=("MODEL", "WEIGHTS"), help=argparse.SUPPRESS)
+    parser.add_argument("--model-only", nargs=3, metavar=("MODEL", "WEIGHTS", "RUNTIME"), help=argparse.SUPPRESS)
     parser.add_argument("--decode-only", nargs=2, metavar=("MODEL", "LIBRARY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.imagecluster_flow:
@@ -292,12 +292,8 @@ def bench(args) -> None:
             assert runs[side][-1]["photos"] == n, runs[side][-1]
     print(f"VGG16 (random weights), {n} photos, median of {args.repeat}, each run a fresh process:", flush=True)
     figures = {side: summary(side, runs[side], n) for side in sides}
-    _, stdout = child(__file__, "--model-only", "vgg16", "random", "--batch-sizes", args.batch_sizes,
-                      "--model-images", str(args.model_images))
-    only = json.loads(stdout.strip().splitlines()[-1])
+    only = model_only_rates("vgg16", "random", "openvino", args)
     best = max(only["rates"], key=only["rates"].get)
-    print(f"  model-only {only['runtime']}: " + ", ".join(f"batch {b} {r:.2f}" for b, r in only["rates"].items())
-          + " img/s", flush=True)
     decode = statistics.median(json.loads(child(__file__, "--decode-only", "vgg16", str(library))[1])["rate"]
                                for _ in range(args.repeat))
     print(f"  decode only (photocluster's decode, {decode_threads()} threads): {decode:.2f} img/s", flush=True)
@@ -317,8 +313,23 @@ def bench(args) -> None:
     if "photocluster/tensorflow" in figures and "imagecluster" in figures:
         print(f"  => photocluster/tensorflow / imagecluster, incl. start-up: "
               f"{figures['photocluster/tensorflow']['rate'] / figures['imagecluster']['rate']:.2f}x", flush=True)
+    if "photocluster/tensorflow" in figures:  # where the model, not the decode, is the slower of the two
+        tf_only = model_only_rates("vgg16", "random", "tensorflow", args)
+        tf_best = max(tf_only["rates"], key=tf_only["rates"].get)
+        print(f"  => tensorflow: steady / model-only (best batch {tf_best}, {tf_only['rates'][tf_best]:.2f} img/s) = "
+              f"{figures['photocluster/tensorflow']['steady'] / tf_only['rates'][tf_best]:.2f}", flush=True)
     if args.squeezenet:
         bench_squeezenet(args, library, n)
+
+
+def model_only_rates(model: str, weights: str, runtime: str, args) -> dict:
+    """The runtime's model-only rates by batch size, measured in a fresh process, and printed."""
+    _, stdout = child(__file__, "--model-only", model, weights, runtime, "--batch-sizes", args.batch_sizes,
+                      "--model-images", str(args.model_images))
+    only = json.loads(stdout.strip().splitlines()[-1])
+    print(f"  model-only {only['runtime']}: " + ", ".join(f"batch {b} {r:.2f}" for b, r in only["rates"].items())
+          + " img/s", flush=True)
+    return only
 
 
 def bench_squeezenet(args, library: Path, n: int) -> None:
@@ -326,8 +337,8 @@ def bench_squeezenet(args, library: Path, n: int) -> None:
     for _ in range(args.repeat):
         runs.append(photocluster_run(library, "squeezenet", "imagenet", "openvino"))
         decodes.append(json.loads(child(__file__, "--decode-only", "squeezenet", str(library))[1])["rate"])
-    _, stdout = child(__file__, "--model-only", "squeezenet", "imagenet", "--batch-sizes", args.batch_sizes,
-                      "--model-images", str(args.model_images))
+    _, stdout = child(__file__, "--model-only", "squeezenet", "imagenet", "openvino", "--batch-sizes",
+                      args.batch_sizes, "--model-images", str(args.model_images))
     only = json.loads(stdout.strip().splitlines()[-1])
     wall = statistics.median(r["wall"] for r in runs)
     print(f"SqueezeNet, {n} photos, median of {args.repeat}, photocluster CLI ({runs[0]['runtime']}):\n"
