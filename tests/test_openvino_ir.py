@@ -116,3 +116,24 @@ def test_a_conversion_still_running_elsewhere_keeps_its_temporary_folder(weights
     running.mkdir()
     openvino_ir.load_or_convert("doubling", "k1", Counting())
     assert running.exists()
+
+
+@pytest.mark.parametrize("stopping", [True, False])
+def test_a_stop_signal_while_openvino_starts_is_a_stop_not_a_missing_openvino(monkeypatch, stopping):
+    import builtins
+    import signal
+
+    from photocluster import interrupts
+
+    real_import = builtins.__import__
+
+    def failing_import(name, *args, **kw):  # what a signal in its native module's start comes out as
+        if name == "openvino":
+            raise ImportError("initialization failed")
+        return real_import(name, *args, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", failing_import)
+    monkeypatch.setattr(interrupts, "_received", signal.SIGTERM if stopping else None)
+    expected = interrupts.Interrupted if stopping else openvino_ir.IrUnavailable
+    with pytest.raises(expected):
+        openvino_ir._openvino()
