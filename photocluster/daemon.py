@@ -145,8 +145,8 @@ class Daemon(ConfigReloading, TreeWatching):
                 return
             if library.root_id is not None and library.failed is None:
                 with self._lock:
-                    library.scan_now = library.take_dirty(set())  # None: the whole library
-                self._run(library, hold_back=())
+                    dirty = library.take_dirty(set())  # None: the whole library
+                self._run(library, hold_back=(), dirty=dirty)
 
     def _tick(self) -> None:
         now = time.monotonic()
@@ -161,9 +161,9 @@ class Daemon(ConfigReloading, TreeWatching):
         for library in self.libraries:
             if self._stop.is_set():
                 return
-            held_back = self._due(library, time.monotonic())
-            if held_back is not None:
-                self._run(library, held_back)
+            due = self._due(library, time.monotonic())
+            if due is not None:
+                self._run(library, *due)
         self._follow_trees()  # edits in the cluster trees are corrections (corrections.py)
         self.worker.stop_if_idle()
         self.notifier.watchdog()
@@ -202,15 +202,13 @@ class Daemon(ConfigReloading, TreeWatching):
             for library in self.libraries:
                 library.mark(now, rescan=True)
 
-    def _due(self, library: Library, now: float) -> set[str] | None:
-        """None when `library` should not run now; else the photos to hold back (still being written)."""
+    def _due(self, library: Library, now: float) -> tuple[set[str], set[str] | None] | None:
+        """None when `library` should not run now; else (the photos to hold back, still being written; the paths
+        its scan lists again, None for all)."""
         if library.root_id is None or library.failed is not None or now < library.next_check:
             return None
         with self._lock:
-            held_back = library.take_due(now, self.timings)
-            if held_back is not None:
-                library.scan_now = library.take_dirty(held_back)
-            return held_back
+            return library.take_due(now, self.timings)
 
     def _schedule_rescans(self, now: float) -> None:
         interval = self.timings.rescan_seconds
@@ -225,7 +223,7 @@ class Daemon(ConfigReloading, TreeWatching):
                     library.mark(now - self.timings.quiet_seconds, rescan=True)
 
     # --- running the pipeline -------------------------------------------------------------------------------
-    def _run(self, library: Library, hold_back: Collection[str]) -> None:
+    def _run(self, library: Library, hold_back: Collection[str], dirty: Collection[str] | None) -> None:
         if looks_unmounted(library):
             if not library.empty_warned:
                 log.warning("%s is empty (an unmounted share?); leaving its clusters as they are until photos "
@@ -252,10 +250,10 @@ class Daemon(ConfigReloading, TreeWatching):
         self._current = library
         try:
             self.should_stop()  # the watchdog allowance for the scan, before the first stage
-            tree = self._tree_unedited(library)
+            tree = self._tree_at_start(library)
             # A photo that arrives while the summaries and gallery of the last one are written is shown first
             report = library.pipeline.update(progress=False, should_stop=self.should_stop, hold_back=hold_back,
-                                             dirty=library.scan_now, tree_unedited=tree[0],
+                                             dirty=dirty, tree_unedited=tree.unedited,
                                              laying_out=lambda: self._tree_unwatched(library),
                                              should_yield=lambda: library.first_event is not None)
         except WorkerLoadError as exc:

@@ -3,10 +3,10 @@ see corrections.py) makes the library due, as a new photo does, so the correctio
 
 The library's own watch leaves the output folder out (its tree is rebuilt on every change). So each library gets
 a second watch, on the generation that `<out>/clusters` shows, moved to the new one after each swap. A run of this
-daemon lets go of it before it builds a new tree (see below); a one-shot run beside the daemon does not, so events
-from a generation that is no longer the one shown are photocluster's own, and ignored, and so are the moves of
-unchanged cluster folders out of the shown generation (layout_reuse.py): a user's deletion of a folder is told
-apart by its path.
+daemon lets go of it before it builds a new tree (see below), so the watch never sees the daemon's own moves.
+Events from a generation that is no longer the one shown (a one-shot run beside the daemon swapped it) are
+ignored; that run's moves of unchanged folders out of the shown generation, before its swap, look like edits and
+cost one more run, which reads the tree and finds none.
 """
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import logging
 import os
 import time
 from collections.abc import Iterator
+from typing import NamedTuple
 
-from .layout_reuse import moved_here
 from .outdir import GENERATION
 from .run_report import RunReport
 from .watched import Library
@@ -34,6 +34,14 @@ def shown_generation(out_dir: str | os.PathLike) -> str | None:
     except OSError:
         return None
     return os.path.join(os.path.realpath(out_dir), target) if GENERATION.fullmatch(target) else None
+
+
+class TreeAtStart(NamedTuple):
+    """What a run starts with: the tree's edit count, the watch on it, and whether the run may skip reading it."""
+
+    edits: int
+    watch: Watch | None
+    unedited: bool
 
 
 class TreeWatching:
@@ -67,8 +75,6 @@ class TreeWatching:
         """Called in the watcher's thread: an edit in the tree shown makes the library due."""
         if change.kind not in EDITS or shown_generation(library.settings.out_dir) != generation:
             return
-        if _own_move(generation, change.paths[0]):
-            return
         log.debug("cluster tree %s: %s", change.kind, " -> ".join(change.paths))
         with self._lock:
             library.tree_events += 1
@@ -90,12 +96,11 @@ class TreeWatching:
     # take the interpreter from the update. The new tree is watched right after the swap, and read by one more
     # run, so an edit made while it was built is read too; the summaries and gallery are left to that run.
 
-    def _tree_unedited(self, library: Library) -> tuple[bool, int, Watch | None]:
-        """(whether the next run may skip reading the tree, the edit count it starts at, the watch it starts with)."""
+    def _tree_at_start(self, library: Library) -> TreeAtStart:
         with self._lock:
             count = library.tree_events
         watch = library.tree_watch
-        return watch is not None and library.tree_read_at == count, count, watch
+        return TreeAtStart(count, watch, watch is not None and library.tree_read_at == count)
 
     @contextlib.contextmanager
     def _tree_unwatched(self, library: Library) -> Iterator[None]:
@@ -109,15 +114,9 @@ class TreeWatching:
             with self._lock:
                 library.mark(time.monotonic())
 
-    def _after_tree_read(self, library: Library, started: tuple[bool, int, Watch | None], report: RunReport) -> None:
+    def _after_tree_read(self, library: Library, started: TreeAtStart, report: RunReport) -> None:
         """After a run that finished: the tree counts as read at the edit count it started at, when the run got to
         reading it (or trusted it) under the watch that is still on it."""
-        _, count, watch = started
-        if watch is not None and library.tree_watch is watch and "corrections" in report.seconds:
-            library.tree_read_at = count
+        if started.watch is not None and library.tree_watch is started.watch and "corrections" in report.seconds:
+            library.tree_read_at = started.edits
 
-
-def _own_move(generation: str, path: str) -> bool:
-    """True for an event on a cluster folder (or inside one) that this process moved out of `generation`."""
-    parts = os.path.relpath(path, generation).split(os.sep)
-    return len(parts) >= 2 and moved_here(os.path.join(generation, parts[0], parts[1]))

@@ -225,7 +225,7 @@ def _build_generation(generation: Path, library_root: Path, layout: Layout,
             for m in layout.clusters:
                 if m not in lent:
                     _build_cluster(gen_fd, generation, library_root, layout.clusters[m], m, names[m])
-            moved = lend(shown_fd, gen_fd, str(generation.parent / reuse[0]), lent) if lent else set()
+            moved = lend(shown_fd, gen_fd, lent) if lent else set()
             for m in set(lent) - moved:  # gone from the shown tree since it was checked: built after all
                 _build_cluster(gen_fd, generation, library_root, layout.clusters[m], m, names[m])
         finally:

@@ -9,9 +9,6 @@ The new generation's state, written before anything is moved, records every entr
 the shown generation the reused folders came from. A run that dies between the first move and the swap leaves the
 lent folders in a generation that is not shown; the next run moves them back into the shown generation
 (`return_lent`) before it removes that generation, so the previous tree is whole again before anything reads it.
-
-The daemon watches the shown generation for a user's edits (daemon_tree.py); the moves out of it are this
-process's own, and `moved_here` lets the watch tell them apart.
 """
 from __future__ import annotations
 
@@ -24,16 +21,6 @@ from .fsutil import ForeignEntry, lstat_at, make_dir, open_dir, open_dir_fd, rea
 
 STATE_FILE = ".photocluster-layout.json"  # layout.STATE_FILE: each generation's state
 LENT = "lent"  # in a generation's state: {"from": the generation the folders came from, "clusters": [M, ...]}
-
-# Absolute paths of the cluster folders this process is moving, or moved, out of a shown generation (the latest
-# update's): read by the daemon's watcher thread, replaced whole (one reference assignment) by the updating thread.
-_moved_out: frozenset[str] = frozenset()
-
-
-def moved_here(folder: str) -> bool:
-    """True when `folder` (absolute: <generation>/cluster_with_N/cluster_M) was moved away by this process."""
-    return folder in _moved_out
-
 
 def reusable(gen_fd: int, generation: str, clusters: dict[int, list[str]], names: dict[int, dict[str, str]],
              library: str, read_links: bool, unedited: bool = False) -> dict[int, str]:
@@ -85,12 +72,10 @@ def _as_built(parent_fd: int, folder: str, names: dict[str, str], where: str, li
         return False
 
 
-def lend(shown_fd: int, new_fd: int, shown: str, folders: dict[int, str], on_moved=None) -> set[int]:
-    """Move each of `folders` (cluster M -> cluster_with_N/cluster_M) from the shown generation (`shown_fd`, its
-    absolute path `shown`) into the new one, at the same place. Returns the clusters moved; one that is gone or
-    not a plain folder by now (a user's edit since the check) is not, and must be built instead."""
-    global _moved_out
-    _moved_out = frozenset(os.path.join(shown, folder) for folder in folders.values())
+def lend(shown_fd: int, new_fd: int, folders: dict[int, str], on_moved=None) -> set[int]:
+    """Move each of `folders` (cluster M -> cluster_with_N/cluster_M) from the shown generation (`shown_fd`) into
+    the new one, at the same place. Returns the clusters moved; one that is gone or not a plain folder by now (a
+    user's edit since the check) is not, and must be built instead."""
     by_size: dict[str, list[tuple[int, str]]] = {}
     for m, folder in sorted(folders.items()):
         size_dir, cluster_dir = folder.split("/")

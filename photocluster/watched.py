@@ -53,7 +53,6 @@ class Library:
     # Library-relative paths that events named since the last run (its scan lists their folders again, see
     # scan_state.py); None: the next run scans the whole library (at start, after lost events, periodically).
     dirty: set[str] | None = None
-    scan_now: set[str] | None = None  # ...and those of the run in progress
 
     @property
     def root(self) -> str:
@@ -94,8 +93,9 @@ class Library:
     def relative(self, path: str) -> str:
         return os.path.relpath(path, self.root).replace(os.sep, "/")
 
-    def take_due(self, now: float, timings: DaemonTimings) -> set[str] | None:
-        """None when no run is due; else start one: the photos to hold back (still being written).
+    def take_due(self, now: float, timings: DaemonTimings) -> tuple[set[str], set[str] | None] | None:
+        """None when no run is due; else start one: (the photos to hold back, still being written; the paths for
+        its scan, take_dirty).
 
         A run is due `quiet_seconds` after the last event, or `max_delay_seconds` after the first; a file still
         growing delays it by `settle_seconds`, until max_delay forces the run without it (caller holds the lock).
@@ -111,7 +111,8 @@ class Library:
             self.next_check = now + timings.settle_seconds
             return None
         self.first_event = self.last_event = None
-        return {self.relative(p) for p in growing}
+        held_back = {self.relative(p) for p in growing}
+        return held_back, self.take_dirty(held_back)
 
     def _still_growing(self, now: float, settle_seconds: float) -> list[str]:
         """The event paths whose size or mtime changed in the last settle_seconds."""

@@ -48,7 +48,7 @@ def test_its_own_moves_of_unchanged_folders_are_no_edit(tmp_path, stand_in, monk
 
     real_swap = layout._swap_in
 
-    def slow_swap(*args):  # as in a large library: the watch hears the moves while the old tree is still shown
+    def slow_swap(*args):  # as in a large library: the moves come a while before the swap, the old tree shown
         time.sleep(1.0)
         real_swap(*args)
 
@@ -64,6 +64,7 @@ def test_its_own_moves_of_unchanged_folders_are_no_edit(tmp_path, stand_in, monk
         wait_for(lambda: running.library.tree_path == os.path.realpath(out / "clusters"), what="the tree watch")
         [second] = [p.parent for p in (out / "clusters").glob("cluster_with_2/*/2a.jpg")]
         inode = second.stat().st_ino
+        edits = running.library.tree_events
         save(scene(1).resize((280, 210)), lib / "trip1" / "1c.jpg")  # trip1's cluster grows, trip2's does not
         wait_for(lambda: "1c.jpg" in links(out), what="the new photo's link")
         assert second.stat().st_ino == inode  # trip2's folder was moved into the new tree, not built again
@@ -72,6 +73,7 @@ def test_its_own_moves_of_unchanged_folders_are_no_edit(tmp_path, stand_in, monk
         # Moving the unchanged folder out of the shown tree, before the swap, makes no further run due.
         time.sleep(FAST.max_delay_seconds + FAST.quiet_seconds)
         assert running.daemon.runs == settled and os.path.realpath(out / "clusters") == shown
+        assert running.library.tree_events == edits  # the daemon's own moves were never taken for edits
         assert not (out / CORRECTIONS_NAME).exists()
 
 
